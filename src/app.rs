@@ -1,0 +1,216 @@
+//! Wiring: load state, publish snapshots, serve gRPC, answer `check`.
+
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    authz::{
+        check::{Checker, Settings},
+        descriptor,
+        request::IdentityConfig,
+        server::{self, ServerConfig},
+        service::AuthzService,
+    },
+    cli::{CheckArgs, Cli, Command, PolicyArgs, ServeArgs},
+    policy::{decision::Verdict, eval::Options},
+    source::{
+        embedded,
+        file::{self, LoadError, Loaded},
+    },
+    state::Shared,
+};
+
+/// Logs to standard error; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a command; the exit code follows the command's contract.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check(args) => match check(&args) {
+            Ok(true) => ExitCode::from(0),
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Where the state comes from.
+#[derive(Debug, Clone)]
+enum StateSource {
+    Files(Vec<PathBuf>),
+    Embedded,
+}
+
+impl StateSource {
+    fn from_args(args: &PolicyArgs) -> Self {
+        if !args.state.is_empty() {
+            return StateSource::Files(args.state.clone());
+        }
+        let default = PathBuf::from("policies");
+        if default.is_dir() {
+            StateSource::Files(vec![default])
+        } else {
+            StateSource::Embedded
+        }
+    }
+
+    fn load(&self) -> Result<Loaded, LoadError> {
+        match self {
+            StateSource::Files(paths) => file::load(paths),
+            StateSource::Embedded => embedded::load(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StateSource::Files(p) => p
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            StateSource::Embedded => "the embedded default policies".into(),
+        }
+    }
+}
+
+fn settings(args: &PolicyArgs) -> Settings {
+    Settings {
+        eval: Options {
+            trust_network_identity: args.trust_network_identity,
+            workload: args.workload.clone(),
+        },
+        identity: IdentityConfig {
+            trust_domains: args.trust_domains.clone(),
+        },
+        explain_denials: args.explain_denials,
+    }
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<bool> {
+    let source = StateSource::from_args(&args.policy);
+    let loaded = source.load()?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let json = read_request(&args.request)?;
+    let request = descriptor::check_request_from_json(&json)
+        .with_context(|| format!("{}: not a CheckRequest", args.request.display()))?;
+    let state = Arc::new(Shared::new());
+    let snap = state.publish(&loaded.store);
+    let checker = Checker::new(state, settings(&args.policy));
+    let decision = checker.decide(&snap, &request);
+    let allowed = decision.verdict == Verdict::Allow;
+    let out = serde_json::json!({
+        "allowed": allowed,
+        "code": if allowed { "OK" } else { "PERMISSION_DENIED" },
+        "http_status": if allowed { 200 } else { 403 },
+        "tier": decision.tier(&snap),
+        "policy": decision.policy(&snap),
+        "rule": decision.rule(),
+        "action": decision.action(),
+        "reason": decision.reason(&snap),
+    });
+    println!("{out}");
+    Ok(allowed)
+}
+
+fn read_request(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the request from standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let source = StateSource::from_args(&args.policy);
+    let loaded = source
+        .load()
+        .with_context(|| format!("cannot load {}", source.describe()))?;
+    let state = Arc::new(Shared::new());
+    publish(&state, &loaded, &source);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("alp-authz")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        if let StateSource::Files(paths) = &source {
+            let state = state.clone();
+            let src = source.clone();
+            tokio::spawn(file::watch(
+                paths.clone(),
+                args.reload_interval(),
+                move |result| match result {
+                    Ok(loaded) => publish(&state, &loaded, &src),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "state not reloaded; still serving generation {}",
+                        state.load().generation
+                    ),
+                },
+            ));
+        }
+        let checker = Checker::new(state.clone(), settings(&args.policy));
+        let cfg = ServerConfig {
+            tcp: args.listen.0,
+            unix: args.unix.clone(),
+            unix_mode: args.unix_mode,
+            request_timeout: args.request_timeout(),
+            max_concurrent_streams: None,
+            max_decoding_message_size: args.max_request_bytes,
+        };
+        server::serve(
+            cfg,
+            AuthzService::new(checker),
+            state.ready(),
+            server::shutdown_signal(),
+        )
+        .await
+    })
+}
+
+fn publish(state: &Shared, loaded: &Loaded, source: &StateSource) {
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let snap = state.publish(&loaded.store);
+    tracing::info!(
+        generation = snap.generation,
+        tiers = snap.tiers.len(),
+        policies = snap.policies.len(),
+        invalid_policies = snap.invalid.len(),
+        staged_policies = snap.staged.len(),
+        endpoints = snap.endpoints.len(),
+        "published state from {}",
+        source.describe()
+    );
+}

@@ -1,0 +1,137 @@
+//! Decision → CheckResponse. The one place where a decision becomes a wire answer; a deny is
+//! always `PERMISSION_DENIED` with a 403, never an error that Envoy's failure mode could turn
+//! into an allow.
+
+use envoy_types::pb::{
+    envoy::{
+        config::core::v3::{
+            HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
+        },
+        service::auth::v3::{
+            CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response::HttpResponse,
+        },
+        r#type::v3::{HttpStatus, StatusCode},
+    },
+    google::rpc::Status,
+};
+
+/// gRPC `OK`.
+pub const CODE_OK: i32 = 0;
+/// gRPC `PERMISSION_DENIED`.
+pub const CODE_PERMISSION_DENIED: i32 = 7;
+/// The header that carries the deny reason when `--explain-denials` is on.
+pub const REASON_HEADER: &str = "x-alp-authz-reason";
+/// The body of a denied HTTP response.
+pub const DENIED_BODY: &str = "RBAC: access denied\n";
+
+/// The answer to an allowed request. Allocates nothing.
+pub fn allowed(http: bool) -> CheckResponse {
+    CheckResponse {
+        status: Some(Status {
+            code: CODE_OK,
+            ..Status::default()
+        }),
+        http_response: http.then(|| HttpResponse::OkResponse(OkHttpResponse::default())),
+        dynamic_metadata: None,
+    }
+}
+
+/// The answer to a denied request. `reason` is sent (status message and a header) only when
+/// given: policy names are not leaked to callers by default.
+pub fn denied(http: bool, reason: Option<&str>) -> CheckResponse {
+    let mut headers = vec![header("content-type", "text/plain")];
+    if let Some(r) = reason {
+        headers.push(header(REASON_HEADER, &header_safe(r)));
+    }
+    CheckResponse {
+        status: Some(Status {
+            code: CODE_PERMISSION_DENIED,
+            message: reason.unwrap_or("denied").to_owned(),
+            details: Vec::new(),
+        }),
+        http_response: http.then(|| {
+            HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: StatusCode::Forbidden as i32,
+                }),
+                headers,
+                body: DENIED_BODY.to_owned(),
+            })
+        }),
+        dynamic_metadata: None,
+    }
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..HeaderValueOption::default()
+    }
+}
+
+/// Header values must be visible ASCII or space; anything else becomes `?`.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_hides_reason_unless_asked() {
+        let r = denied(true, None);
+        assert_eq!(r.status.as_ref().map(|s| s.code), Some(7));
+        assert_eq!(
+            r.status.as_ref().map(|s| s.message.as_str()),
+            Some("denied")
+        );
+        let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
+            panic!("no denied response");
+        };
+        assert_eq!(d.status.map(|s| s.code), Some(403));
+        assert!(
+            d.headers
+                .iter()
+                .all(|h| h.header.as_ref().is_some_and(|h| h.key != REASON_HEADER))
+        );
+    }
+
+    #[test]
+    fn deny_reason_header_is_sanitized() {
+        let r = denied(true, Some("policy é\nx"));
+        let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
+            panic!("no denied response");
+        };
+        let v = d
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == REASON_HEADER)
+            .map(|h| h.value.clone());
+        assert_eq!(v.as_deref(), Some("policy ??x"));
+    }
+
+    #[test]
+    fn tcp_answers_have_no_http_part() {
+        assert!(allowed(false).http_response.is_none());
+        assert!(denied(false, Some("x")).http_response.is_none());
+        assert!(matches!(
+            allowed(true).http_response,
+            Some(HttpResponse::OkResponse(_))
+        ));
+    }
+}

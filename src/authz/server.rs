@@ -1,0 +1,194 @@
+//! Server plumbing: listeners (TCP and Unix socket), the health service following readiness,
+//! gRPC reflection (v1 and v1alpha: grpcurl 1.8 only speaks v1alpha), per-request bounds and
+//! graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
+    Authorization, AuthorizationServer,
+};
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use super::descriptor::FILE_DESCRIPTOR_SET;
+
+/// The gRPC service name of Envoy's ext_authz API.
+pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+
+/// Listener and limit settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TCP listen address (`None`: no TCP listener).
+    pub tcp: Option<SocketAddr>,
+    /// Unix socket path (`None`: no Unix listener). A stale socket file is removed first.
+    pub unix: Option<PathBuf>,
+    /// Unix socket permissions. The default 0o666 matches Dikastes' world-accessible socket:
+    /// Envoy runs as another user (1337 in Istio) in the same pod or node.
+    pub unix_mode: u32,
+    /// Upper bound on one request's handling time.
+    pub request_timeout: Duration,
+    /// HTTP/2 concurrent streams per connection (`None`: hyper's default).
+    pub max_concurrent_streams: Option<u32>,
+    /// Largest request message accepted, in bytes.
+    pub max_decoding_message_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tcp: Some(SocketAddr::from(([127, 0, 0, 1], 9191))),
+            unix: None,
+            unix_mode: 0o666,
+            request_timeout: Duration::from_secs(5),
+            max_concurrent_streams: None,
+            max_decoding_message_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Serves Authorization, Health and reflection on every configured listener until `shutdown`
+/// resolves, then stops accepting and lets requests in flight finish.
+///
+/// Each listener logs `listening on <address>` once it is bound (with the real port when the
+/// configured one is 0).
+pub async fn serve<A>(
+    cfg: ServerConfig,
+    authz: A,
+    mut ready: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    A: Authorization,
+{
+    if cfg.tcp.is_none() && cfg.unix.is_none() {
+        anyhow::bail!("no listener configured: give a TCP address or a Unix socket path");
+    }
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(async move {
+        loop {
+            let status = if *ready.borrow_and_update() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(AUTHZ_SERVICE, status).await;
+            if ready.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+    let authz =
+        AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
+
+    let router = Server::builder()
+        .timeout(cfg.request_timeout)
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(authz);
+
+    // One shutdown signal, fanned out to every listener.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = cfg.tcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        tracing::info!("listening on {local}");
+        let incoming = TcpListenerStream::new(listener);
+        let server = router
+            .clone()
+            .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+        tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
+    }
+    if let Some(path) = &cfg.unix {
+        let listener = bind_unix(path, cfg.unix_mode)?;
+        tracing::info!("listening on unix:{}", path.display());
+        let incoming = UnixListenerStream::new(listener);
+        let server = router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+        let path = path.clone();
+        tasks.spawn(async move {
+            let result = server
+                .await
+                .context("gRPC server on the Unix socket failed");
+            let _ = std::fs::remove_file(&path);
+            result
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.context("server task panicked")??;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn bind_unix(path: &PathBuf, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    // Remove a stale socket left by a previous run; never remove anything else.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        } else {
+            anyhow::bail!(
+                "cannot listen on {}: a file that is not a socket is in the way",
+                path.display()
+            );
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("received SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
+}

@@ -1,0 +1,127 @@
+//! Command line: `serve` and `check`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Calico-style application-layer policy for Envoy's external authorization API.
+#[derive(Debug, Parser)]
+#[command(name = "alp-authz", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve envoy.service.auth.v3.Authorization/Check over gRPC.
+    Serve(ServeArgs),
+    /// Decide one CheckRequest (proto3 JSON, as grpcurl takes it) and print the decision.
+    ///
+    /// Exit status: 0 allowed, 1 denied, 2 error.
+    Check(CheckArgs),
+}
+
+/// Where state comes from and how requests are judged (shared by `serve` and `check`).
+#[derive(Debug, Args, Clone)]
+pub struct PolicyArgs {
+    /// Policy and cluster-state files or directories (YAML or JSON; repeatable). Default:
+    /// `./policies`, or the copy embedded in the binary when that directory does not exist.
+    #[arg(long = "state", value_name = "PATH")]
+    pub state: Vec<PathBuf>,
+    /// Accept only SPIFFE IDs from this trust domain (repeatable; default: any).
+    #[arg(long = "trust-domain", value_name = "DOMAIN")]
+    pub trust_domains: Vec<String>,
+    /// Identify a caller that presents no principal by its source IP (Calico's network
+    /// identity). Off by default: without a principal, identity criteria never match.
+    #[arg(long)]
+    pub trust_network_identity: bool,
+    /// Per-pod deployment: the destination is always this pod, `NAMESPACE/NAME`.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_workload)]
+    pub workload: Option<(String, String)>,
+    /// Send the deny reason to the caller (gRPC status message and `x-alp-authz-reason`).
+    /// Off by default: policy names are not leaked to callers.
+    #[arg(long)]
+    pub explain_denials: bool,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Policy and identity options.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// TCP listen address, or `none`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9191", value_parser = parse_listen)]
+    pub listen: Listen,
+    /// Also listen on this Unix socket (node-local Envoy, Dikastes-style).
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Permissions of the Unix socket, octal.
+    #[arg(long, value_name = "MODE", default_value = "666", value_parser = parse_mode)]
+    pub unix_mode: u32,
+    /// How often state files are checked for changes, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub reload_interval: f64,
+    /// Upper bound on the work for one request, in seconds (Istio's default ext_authz timeout
+    /// is 600 s, so the server bounds its own).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub request_timeout: f64,
+    /// Largest CheckRequest accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+}
+
+/// `check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy and identity options.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The CheckRequest as proto3 JSON; `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
+}
+
+impl ServeArgs {
+    /// The reload interval as a duration (at least 10 ms).
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.reload_interval.clamp(0.01, 86_400.0))
+    }
+
+    /// The per-request bound as a duration (at least 1 ms).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout.clamp(0.001, 600.0))
+    }
+}
+
+fn parse_workload(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("`{s}` is not NAMESPACE/NAME")),
+    }
+}
+
+/// `--listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s == "none" {
+        return Ok(Listen(None));
+    }
+    s.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9191 or [::1]:9191"))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal file mode"))
+}

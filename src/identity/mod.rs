@@ -1,0 +1,3 @@
+//! Who the caller is: SPIFFE IDs (certificates and XFCC come later).
+
+pub mod spiffe;

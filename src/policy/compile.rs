@@ -1,0 +1,931 @@
+//! Step two: model → compiled policy. All validation lives here.
+//!
+//! Every selector is parsed once, every CIDR, port, method and path turned into a matcher, and
+//! Kubernetes NetworkPolicies are converted the way Calico converts them
+//! (`libcalico-go/lib/backend/k8s/conversion/conversion.go`: tier `default`, order 1000, name
+//! `knp.default.<name>`). `compile::validate` is what the CLI and any future admission webhook
+//! call, so "accepted" implies "indexable".
+//!
+//! Must not import `snapshot`, `eval`, tonic or Kubernetes-client code.
+
+use std::{net::IpAddr, sync::Arc};
+
+use ipnet::IpNet;
+
+use super::{
+    model::{
+        CalicoPolicy, EntityRule, HttpMatch, K8sNetworkPolicy, K8sPeer, LabelSelector, NumOrString,
+        PolicyKind, PolicySpec, Rule as RuleModel,
+    },
+    path::PathMatch,
+    selector::{Expr, Selector},
+};
+
+/// Label attached by Calico to every workload endpoint: its namespace.
+pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
+/// Label attached by Calico to every workload endpoint: its service account.
+pub const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
+/// Label attached by Calico to every workload endpoint: `k8s`.
+pub const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
+/// Label Calico adds to Namespace and ServiceAccount profiles: the object's name.
+pub const LABEL_NAME: &str = "projectcalico.org/name";
+/// The tier a policy without `tier` belongs to.
+pub const DEFAULT_TIER: &str = "default";
+
+/// A compile error; the message names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Error {
+    /// Path to the field, e.g. `spec.ingress[0].source.selector`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Error {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A rule action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Allow the request.
+    Allow,
+    /// Deny the request.
+    Deny,
+    /// Record and continue with the next rule.
+    Log,
+    /// Leave this tier; continue with the next.
+    Pass,
+}
+
+impl Action {
+    /// The Calico spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "Allow",
+            Action::Deny => "Deny",
+            Action::Log => "Log",
+            Action::Pass => "Pass",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Action> {
+        // Calico's validator takes `Allow|Deny|Log|Pass`; Felix and Dikastes compare
+        // case-insensitively (`check.go` ruleActionFromStr), and `next-tier` is Pass's v1 name.
+        match s.to_ascii_lowercase().as_str() {
+            "allow" => Some(Action::Allow),
+            "deny" => Some(Action::Deny),
+            "log" => Some(Action::Log),
+            "pass" | "next-tier" => Some(Action::Pass),
+            _ => None,
+        }
+    }
+}
+
+/// What a tier does when one of its policies applied but no rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierDefault {
+    /// End-of-tier deny (Calico's default).
+    Deny,
+    /// Continue with the next tier.
+    Pass,
+}
+
+/// A compiled tier.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    /// Name.
+    pub name: Arc<str>,
+    /// Order; `None` sorts last.
+    pub order: Option<f64>,
+    /// End-of-tier action.
+    pub default_action: TierDefault,
+}
+
+impl Tier {
+    /// The built-in tiers Calico always has (`api/pkg/apis/projectcalico/v3/tier.go`).
+    pub fn builtins() -> [Tier; 3] {
+        [
+            Tier {
+                name: "kube-admin".into(),
+                order: Some(1_000.0),
+                default_action: TierDefault::Pass,
+            },
+            Tier {
+                name: DEFAULT_TIER.into(),
+                order: Some(1_000_000.0),
+                default_action: TierDefault::Deny,
+            },
+            Tier {
+                name: "kube-baseline".into(),
+                order: Some(10_000_000.0),
+                default_action: TierDefault::Pass,
+            },
+        ]
+    }
+}
+
+impl TryFrom<&super::model::Tier> for Tier {
+    type Error = Error;
+
+    fn try_from(t: &super::model::Tier) -> Result<Self, Error> {
+        if t.metadata.name.is_empty() {
+            return Err(Error::new("metadata.name", "a tier needs a name"));
+        }
+        let order = check_order("spec.order", t.spec.order)?;
+        let default_action = match t.spec.default_action.as_deref() {
+            None | Some("Deny") => TierDefault::Deny,
+            Some("Pass") => TierDefault::Pass,
+            Some(other) => {
+                return Err(Error::new(
+                    "spec.defaultAction",
+                    format!("`{other}` is not `Deny` or `Pass`"),
+                ));
+            }
+        };
+        Ok(Tier {
+            name: t.metadata.name.as_str().into(),
+            order,
+            default_action,
+        })
+    }
+}
+
+fn check_order(field: &str, order: Option<f64>) -> Result<Option<f64>, Error> {
+    match order {
+        Some(o) if !o.is_finite() => Err(Error::new(field, "order must be a finite number")),
+        o => Ok(o),
+    }
+}
+
+/// Identifies a policy object: kind, namespace (for namespaced kinds) and the name users see.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyId {
+    /// Kind.
+    pub kind: PolicyKind,
+    /// Namespace, for namespaced kinds.
+    pub namespace: Option<Arc<str>>,
+    /// Name (for Kubernetes NetworkPolicies, Calico's `knp.default.<name>`).
+    pub name: Arc<str>,
+}
+
+impl std::fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{ns}/{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Which endpoints a policy applies to.
+#[derive(Debug, Clone)]
+pub struct Applies {
+    /// Namespaced kinds: only endpoints in this namespace.
+    pub namespace: Option<Arc<str>>,
+    /// `spec.selector` on the endpoint labels.
+    pub selector: Selector,
+    /// Global kinds: `spec.namespaceSelector` on the namespace labels (`None` = any namespace).
+    pub namespace_selector: Option<Selector>,
+    /// `spec.serviceAccountSelector` on the service account labels.
+    pub service_account_selector: Option<Selector>,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Identity.
+    pub id: PolicyId,
+    /// Tier name (resolved against the tier list when the snapshot is built).
+    pub tier: Arc<str>,
+    /// Order in the tier; `None` sorts last.
+    pub order: Option<f64>,
+    /// Applicability.
+    pub applies: Applies,
+    /// Ingress rules, when the policy governs ingress; `None` when it does not.
+    pub ingress: Option<Vec<Rule>>,
+}
+
+/// A compiled rule. All criteria are ANDed; an absent criterion matches.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// What a match does.
+    pub action: Action,
+    /// Required L4 protocol number.
+    pub protocol: Option<u8>,
+    /// Excluded L4 protocol number.
+    pub not_protocol: Option<u8>,
+    /// Source criteria.
+    pub source: Entity,
+    /// Destination criteria.
+    pub destination: Entity,
+    /// HTTP criteria.
+    pub http: Option<Http>,
+}
+
+/// Criteria on one side (source or destination) of a rule.
+#[derive(Debug, Clone, Default)]
+pub struct Entity {
+    /// The peer IP must be in one of these.
+    pub nets: Vec<IpNet>,
+    /// The peer IP must be in none of these.
+    pub not_nets: Vec<IpNet>,
+    /// The peer port must match one of these.
+    pub ports: Vec<PortMatch>,
+    /// The peer port must match none of these.
+    pub not_ports: Vec<PortMatch>,
+    /// Endpoint selector on the peer workload.
+    pub selector: Option<Selector>,
+    /// Negated endpoint selector on the peer workload.
+    pub not_selector: Option<Selector>,
+    /// Namespace criterion (explicit selector or implicit scoping).
+    pub namespace: NamespaceMatch,
+    /// Service-account criterion.
+    pub service_accounts: Option<ServiceAccounts>,
+}
+
+/// The namespace criterion of an entity.
+#[derive(Debug, Clone, Default)]
+pub enum NamespaceMatch {
+    /// No restriction.
+    #[default]
+    Any,
+    /// `namespaceSelector: all()`: any namespaced (identified) peer.
+    AnyNamespaced,
+    /// `namespaceSelector: global()`: only non-namespaced entities, so never a workload.
+    Global,
+    /// Implicit scoping of a namespaced policy: the peer must be in this namespace.
+    Same(Arc<str>),
+    /// Selector on the peer namespace's labels.
+    Selector(Selector),
+}
+
+/// `serviceAccounts`: names (any; empty = any) AND selector on the account's labels.
+#[derive(Debug, Clone)]
+pub struct ServiceAccounts {
+    /// Accepted names; empty accepts any.
+    pub names: Vec<Arc<str>>,
+    /// Selector on the account's labels (`all()` when absent).
+    pub selector: Selector,
+}
+
+/// One entry of `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortMatch {
+    /// Inclusive range (a single port is `first == last`).
+    Range(u16, u16),
+    /// A named container port of the peer workload.
+    Named(Arc<str>),
+}
+
+/// HTTP criteria: methods AND paths.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// Accepted methods (exact, case-sensitive); empty accepts any.
+    pub methods: Vec<Box<str>>,
+    /// `*` was listed: any method.
+    pub any_method: bool,
+    /// Accepted paths; empty accepts any.
+    pub paths: Vec<PathMatch>,
+}
+
+/// Validates a Calico policy without building anything else.
+pub fn validate(kind: PolicyKind, policy: &CalicoPolicy) -> Result<(), Error> {
+    compile_calico(kind, policy).map(|_| ())
+}
+
+/// Resolves the name users see for a Calico policy, undoing the `crd.projectcalico.org/v1`
+/// storage form: the real name is in the `projectcalico.org/metadata` annotation; without it, a
+/// default-tier policy stored as `default.<name>` is `<name>` (Calico's `determinePolicyName`).
+pub fn calico_policy_name(p: &CalicoPolicy, api_version: &str) -> String {
+    if api_version == super::model::CALICO_CRD_V1 {
+        if let Some(meta) = p
+            .metadata
+            .annotations
+            .get(super::model::CALICO_METADATA_ANNOTATION)
+            .and_then(|a| serde_json::from_str::<super::model::CalicoV3Metadata>(a).ok())
+            && let Some(name) = meta.name.filter(|n| !n.is_empty())
+        {
+            return name;
+        }
+        let tier = p.spec.tier.as_deref().unwrap_or(DEFAULT_TIER);
+        if tier == DEFAULT_TIER
+            && let Some(rest) = p.metadata.name.strip_prefix("default.")
+        {
+            return rest.to_owned();
+        }
+    }
+    p.metadata.name.clone()
+}
+
+/// Compiles a Calico policy object (`name` already resolved by [`calico_policy_name`]).
+pub fn compile_calico(kind: PolicyKind, p: &CalicoPolicy) -> Result<Policy, Error> {
+    compile_named(kind, p.metadata.name.as_str(), p)
+}
+
+/// Compiles a Calico policy object under the given user-facing name.
+pub fn compile_named(kind: PolicyKind, name: &str, p: &CalicoPolicy) -> Result<Policy, Error> {
+    let namespace = namespace_of(kind, p.metadata.namespace.as_deref())?;
+    compile_spec(kind, name, namespace, &p.spec)
+}
+
+fn namespace_of(kind: PolicyKind, ns: Option<&str>) -> Result<Option<Arc<str>>, Error> {
+    match (kind.is_namespaced(), ns.filter(|n| !n.is_empty())) {
+        (true, Some(ns)) => Ok(Some(ns.into())),
+        (true, None) => Err(Error::new(
+            "metadata.namespace",
+            format!("a {} needs a namespace", kind.as_str()),
+        )),
+        (false, _) => Ok(None),
+    }
+}
+
+fn compile_spec(
+    kind: PolicyKind,
+    name: &str,
+    namespace: Option<Arc<str>>,
+    spec: &PolicySpec,
+) -> Result<Policy, Error> {
+    if name.is_empty() {
+        return Err(Error::new("metadata.name", "a policy needs a name"));
+    }
+    if kind.is_namespaced() {
+        for (field, set) in [
+            ("spec.namespaceSelector", spec.namespace_selector.is_some()),
+            ("spec.doNotTrack", spec.do_not_track.is_some()),
+            ("spec.preDNAT", spec.pre_dnat.is_some()),
+            ("spec.applyOnForward", spec.apply_on_forward.is_some()),
+        ] {
+            if set {
+                return Err(Error::new(
+                    field,
+                    format!("not a field of {}", kind.as_str()),
+                ));
+            }
+        }
+    }
+    if spec.staged_action.is_some() && !kind.is_staged() {
+        return Err(Error::new(
+            "spec.stagedAction",
+            format!("not a field of {}", kind.as_str()),
+        ));
+    }
+    if let Some(a) = &spec.staged_action
+        && !matches!(a.as_str(), "Set" | "Delete" | "Learn" | "Ignore")
+    {
+        return Err(Error::new(
+            "spec.stagedAction",
+            format!("`{a}` is not one of `Set`, `Delete`, `Learn`, `Ignore`"),
+        ));
+    }
+    let order = check_order("spec.order", spec.order)?;
+    let tier: Arc<str> = match spec.tier.as_deref() {
+        None | Some("") => DEFAULT_TIER.into(),
+        Some(t) => t.into(),
+    };
+
+    let applies = applies(namespace.clone(), spec)?;
+    let governs_ingress = governs_ingress(spec)?;
+    let ingress = spec
+        .ingress
+        .iter()
+        .enumerate()
+        .map(|(i, r)| compile_rule(&format!("spec.ingress[{i}]"), r, namespace.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Egress rules are not enforced (only ingress is, as in Dikastes), but an invalid egress
+    // rule still makes the object invalid, exactly as Calico's API would refuse it.
+    for (i, r) in spec.egress.iter().enumerate() {
+        compile_rule(&format!("spec.egress[{i}]"), r, namespace.as_ref())?;
+    }
+
+    Ok(Policy {
+        id: PolicyId {
+            kind,
+            namespace: namespace.clone(),
+            name: name.into(),
+        },
+        tier,
+        order,
+        applies,
+        ingress: governs_ingress.then_some(ingress),
+    })
+}
+
+/// Compiles only what decides which endpoints a Calico policy applies to. When the rest of the
+/// policy is invalid, this is the set of endpoints that fail closed.
+pub fn compile_applies(kind: PolicyKind, p: &CalicoPolicy) -> Result<Applies, Error> {
+    applies(
+        namespace_of(kind, p.metadata.namespace.as_deref())?,
+        &p.spec,
+    )
+}
+
+fn applies(namespace: Option<Arc<str>>, spec: &PolicySpec) -> Result<Applies, Error> {
+    Ok(Applies {
+        namespace,
+        selector: endpoint_selector("spec.selector", spec.selector.as_deref())?,
+        namespace_selector: spec
+            .namespace_selector
+            .as_deref()
+            .map(|s| policy_namespace_selector("spec.namespaceSelector", s))
+            .transpose()?,
+        service_account_selector: spec
+            .service_account_selector
+            .as_deref()
+            .map(|s| endpoint_selector("spec.serviceAccountSelector", Some(s)))
+            .transpose()?,
+    })
+}
+
+/// "If `types` is empty on create: Ingress if no egress rules, Egress if only egress rules, both
+/// if both" (reference/calico-api.md §1; `api/pkg/defaults/networkpolicy.go`).
+fn governs_ingress(spec: &PolicySpec) -> Result<bool, Error> {
+    match spec.types.as_deref() {
+        None | Some([]) => Ok(spec.egress.is_empty() || !spec.ingress.is_empty()),
+        Some(types) => {
+            let mut ingress = false;
+            for (i, t) in types.iter().enumerate() {
+                match t.to_ascii_lowercase().as_str() {
+                    "ingress" => ingress = true,
+                    "egress" => {}
+                    _ => {
+                        return Err(Error::new(
+                            format!("spec.types[{i}]"),
+                            format!("`{t}` is not `Ingress` or `Egress`"),
+                        ));
+                    }
+                }
+            }
+            Ok(ingress)
+        }
+    }
+}
+
+/// Parses a selector used to pick endpoints (policy `selector`, rule `selector`, …). There,
+/// `global()` evaluates true, as in Calico's plain evaluator (the shared conformance cases pin
+/// this down, although Calico's CEL rules would refuse such a policy on write).
+fn endpoint_selector(field: &str, s: Option<&str>) -> Result<Selector, Error> {
+    parse_selector(field, s.unwrap_or(""))
+}
+
+/// A policy-level `namespaceSelector` (global kinds). Felix rewrites `global()` to
+/// `!has(projectcalico.org/namespace)`, which no workload satisfies, so it selects nothing.
+fn policy_namespace_selector(field: &str, s: &str) -> Result<Selector, Error> {
+    let sel = parse_selector(field, s)?;
+    if sel.is_global() {
+        return Ok(Selector::from_expr(Expr::Not(Box::new(Expr::All))));
+    }
+    if contains_global(sel.expr()) {
+        return Err(Error::new(
+            field,
+            "`global()` must be the whole namespaceSelector",
+        ));
+    }
+    Ok(sel)
+}
+
+fn parse_selector(field: &str, s: &str) -> Result<Selector, Error> {
+    Selector::parse(s).map_err(|e| Error::new(field, format!("invalid selector `{s}`: {e}")))
+}
+
+fn contains_global(e: &Expr) -> bool {
+    match e {
+        Expr::Global => true,
+        Expr::Not(inner) => contains_global(inner),
+        Expr::And(v) | Expr::Or(v) => v.iter().any(contains_global),
+        _ => false,
+    }
+}
+
+fn compile_rule(field: &str, r: &RuleModel, ns: Option<&Arc<str>>) -> Result<Rule, Error> {
+    let action = Action::parse(&r.action).ok_or_else(|| {
+        Error::new(
+            format!("{field}.action"),
+            if r.action.is_empty() {
+                "a rule needs an action".to_owned()
+            } else {
+                format!(
+                    "`{}` is not one of `Allow`, `Deny`, `Log`, `Pass`",
+                    r.action
+                )
+            },
+        )
+    })?;
+    let protocol = r
+        .protocol
+        .as_ref()
+        .map(|p| protocol_number(&format!("{field}.protocol"), p))
+        .transpose()?;
+    let not_protocol = r
+        .not_protocol
+        .as_ref()
+        .map(|p| protocol_number(&format!("{field}.notProtocol"), p))
+        .transpose()?;
+    let http = r
+        .http
+        .as_ref()
+        .map(|h| compile_http(&format!("{field}.http"), h))
+        .transpose()?;
+    if http.is_some() {
+        // CEL on Rule: "http is only allowed on Allow rules" and "protocol must be TCP or unset".
+        if action != Action::Allow {
+            return Err(Error::new(
+                format!("{field}.http"),
+                "HTTP match is only allowed on `Allow` rules",
+            ));
+        }
+        if protocol.is_some_and(|p| p != 6) {
+            return Err(Error::new(
+                format!("{field}.protocol"),
+                "HTTP match needs protocol TCP or no protocol",
+            ));
+        }
+    }
+    Ok(Rule {
+        action,
+        protocol,
+        not_protocol,
+        source: compile_entity(&format!("{field}.source"), &r.source, ns)?,
+        destination: compile_entity(&format!("{field}.destination"), &r.destination, ns)?,
+        http,
+    })
+}
+
+/// Protocol names Felix knows (`match.go` matchL4Protocol), case-insensitive, or 1–255.
+fn protocol_number(field: &str, p: &NumOrString) -> Result<u8, Error> {
+    let n = match p {
+        NumOrString::Num(n) => *n,
+        NumOrString::Str(s) => match s.to_ascii_lowercase().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmpv6" => 58,
+            "sctp" => 132,
+            "udplite" => 136,
+            other => other.parse::<i64>().map_err(|_| {
+                Error::new(
+                    field,
+                    format!(
+                        "`{s}` is not a protocol (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1–255)"
+                    ),
+                )
+            })?,
+        },
+    };
+    u8::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| Error::new(field, format!("protocol `{n}` is outside 1–255")))
+}
+
+fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, Error> {
+    // Calico's validator: at most 20 methods and 20 paths, no duplicate methods.
+    if h.methods.len() > 20 || h.paths.len() > 20 {
+        return Err(Error::new(field, "at most 20 methods and 20 paths"));
+    }
+    let mut out = Http::default();
+    for (i, m) in h.methods.iter().enumerate() {
+        if m.is_empty() {
+            return Err(Error::new(format!("{field}.methods[{i}]"), "empty method"));
+        }
+        if h.methods[..i].contains(m) {
+            return Err(Error::new(
+                format!("{field}.methods[{i}]"),
+                format!("duplicate method `{m}`"),
+            ));
+        }
+        if m == "*" {
+            out.any_method = true;
+        }
+        out.methods.push(m.as_str().into());
+    }
+    for (i, p) in h.paths.iter().enumerate() {
+        let f = format!("{field}.paths[{i}]");
+        let m = match (&p.exact, &p.prefix) {
+            (Some(e), None) => PathMatch::exact(e),
+            (None, Some(pre)) => PathMatch::prefix(pre),
+            _ => return Err(Error::new(f, "needs exactly one of `exact` or `prefix`")),
+        };
+        out.paths.push(m.map_err(|e| Error::new(f, e.to_string()))?);
+    }
+    Ok(out)
+}
+
+fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<Entity, Error> {
+    if let Some(s) = &e.services {
+        // Matching `services` needs Service endpoints (EndpointSlices), which alp-authz does not
+        // load yet. Ignoring the criterion would widen a Deny's reach and an Allow's match, so the
+        // policy is rejected and fails closed instead.
+        return Err(Error::new(
+            format!("{field}.services"),
+            format!(
+                "matching Service `{}` is not supported yet (needs EndpointSlices)",
+                s.name
+            ),
+        ));
+    }
+    let nets = |f: &str, v: &[String]| -> Result<Vec<IpNet>, Error> {
+        v.iter()
+            .enumerate()
+            .map(|(i, n)| parse_net(&format!("{field}.{f}[{i}]"), n))
+            .collect()
+    };
+    let ports = |f: &str, v: &[NumOrString]| -> Result<Vec<PortMatch>, Error> {
+        v.iter()
+            .enumerate()
+            .map(|(i, p)| parse_port(&format!("{field}.{f}[{i}]"), p))
+            .collect()
+    };
+    let selector = e
+        .selector
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| endpoint_selector(&format!("{field}.selector"), Some(s)))
+        .transpose()?;
+    let not_selector = e
+        .not_selector
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| endpoint_selector(&format!("{field}.notSelector"), Some(s)))
+        .transpose()?;
+    let service_accounts = match &e.service_accounts {
+        Some(sa)
+            if !sa.names.is_empty() || sa.selector.as_deref().is_some_and(|s| !s.is_empty()) =>
+        {
+            Some(ServiceAccounts {
+                names: sa.names.iter().map(|n| Arc::from(n.as_str())).collect(),
+                selector: endpoint_selector(
+                    &format!("{field}.serviceAccounts.selector"),
+                    sa.selector.as_deref(),
+                )?,
+            })
+        }
+        _ => None,
+    };
+    // Namespace scoping (reference/dikastes-semantics.md §5.2 computeNamespaceMatch): an explicit
+    // namespaceSelector wins; otherwise a rule of a namespaced policy that names peers by
+    // selector, notSelector or service account only matches peers in the policy's namespace.
+    let namespace = match e
+        .namespace_selector
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(s) => {
+            let sel = parse_selector(&format!("{field}.namespaceSelector"), s)?;
+            if sel.is_global() {
+                NamespaceMatch::Global
+            } else if contains_global(sel.expr()) {
+                return Err(Error::new(
+                    format!("{field}.namespaceSelector"),
+                    "`global()` must be the whole namespaceSelector",
+                ));
+            } else if sel.is_all() {
+                NamespaceMatch::AnyNamespaced
+            } else {
+                NamespaceMatch::Selector(sel)
+            }
+        }
+        None => match ns {
+            Some(ns)
+                if selector.is_some() || not_selector.is_some() || service_accounts.is_some() =>
+            {
+                NamespaceMatch::Same(ns.clone())
+            }
+            _ => NamespaceMatch::Any,
+        },
+    };
+    Ok(Entity {
+        nets: nets("nets", &e.nets)?,
+        not_nets: nets("notNets", &e.not_nets)?,
+        ports: ports("ports", &e.ports)?,
+        not_ports: ports("notPorts", &e.not_ports)?,
+        selector,
+        not_selector,
+        namespace,
+        service_accounts,
+    })
+}
+
+/// Parses a CIDR, or a bare address as a host route (Calico normalizes both).
+fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| Error::new(field, format!("`{s}` is not a CIDR")))
+}
+
+fn parse_port(field: &str, p: &NumOrString) -> Result<PortMatch, Error> {
+    let num = |n: i64| -> Result<u16, Error> {
+        u16::try_from(n).map_err(|_| Error::new(field, format!("port `{n}` is outside 0–65535")))
+    };
+    match p {
+        NumOrString::Num(n) => num(*n).map(|n| PortMatch::Range(n, n)),
+        NumOrString::Str(s) => {
+            if let Some((a, b)) = s.split_once(':') {
+                let parse = |x: &str| {
+                    x.parse::<i64>()
+                        .map_err(|_| Error::new(field, format!("`{s}` is not a port range")))
+                        .and_then(num)
+                };
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(Error::new(field, format!("port range `{s}` is backwards")));
+                }
+                Ok(PortMatch::Range(a, b))
+            } else if let Ok(n) = s.parse::<i64>() {
+                num(n).map(|n| PortMatch::Range(n, n))
+            } else if valid_port_name(s) {
+                Ok(PortMatch::Named(s.as_str().into()))
+            } else {
+                Err(Error::new(
+                    field,
+                    format!("`{s}` is not a port, a range `a:b` or a port name"),
+                ))
+            }
+        }
+    }
+}
+
+/// An IANA service name as Kubernetes validates container port names: 1–15 characters of
+/// `[a-z0-9-]`, at least one letter, no leading, trailing or doubled hyphen.
+fn valid_port_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+/// Calico's conversion of a Kubernetes NetworkPolicy: tier `default`, order 1000, name
+/// `knp.default.<name>`, pod selectors ANDed with `projectcalico.org/orchestrator == "k8s"`.
+pub fn compile_kubernetes(kind: PolicyKind, p: &K8sNetworkPolicy) -> Result<Policy, Error> {
+    let namespace = namespace_of(kind, p.metadata.namespace.as_deref())?;
+    if p.metadata.name.is_empty() {
+        return Err(Error::new("metadata.name", "a policy needs a name"));
+    }
+    let spec = PolicySpec::try_from(p)?;
+    let name = format!("knp.default.{}", p.metadata.name);
+    compile_spec(kind, &name, namespace, &spec)
+}
+
+impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
+    type Error = Error;
+
+    fn try_from(p: &K8sNetworkPolicy) -> Result<PolicySpec, Error> {
+        let s = &p.spec;
+        if let Some(a) = &s.staged_action
+            && !matches!(a.as_str(), "Set" | "Delete" | "Learn" | "Ignore")
+        {
+            return Err(Error::new(
+                "spec.stagedAction",
+                format!("`{a}` is not one of `Set`, `Delete`, `Learn`, `Ignore`"),
+            ));
+        }
+        let has_egress = s.egress.as_ref().is_some_and(|e| !e.is_empty());
+        // Kubernetes defaulting: no policyTypes means Ingress, plus Egress if egress rules exist.
+        let types = match &s.policy_types {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ if has_egress => vec!["Ingress".into(), "Egress".into()],
+            _ => vec!["Ingress".into()],
+        };
+        let mut ingress = Vec::new();
+        for (i, r) in s.ingress.iter().flatten().enumerate() {
+            let field = format!("spec.ingress[{i}]");
+            let peers: Vec<Option<&K8sPeer>> = match r.from.as_deref() {
+                None | Some([]) => vec![None],
+                Some(peers) => peers.iter().map(Some).collect(),
+            };
+            // One Calico rule per (peer, protocol) pair, ports of a protocol grouped
+            // (`k8sRuleToCalico`).
+            let mut by_proto: Vec<(String, Vec<NumOrString>)> = Vec::new();
+            for (j, port) in r.ports.iter().flatten().enumerate() {
+                let proto = port.protocol.clone().unwrap_or_else(|| "TCP".into());
+                let entry = match port.port.clone() {
+                    None => None,
+                    Some(NumOrString::Num(n)) => Some(match port.end_port {
+                        Some(end) => NumOrString::Str(format!("{n}:{end}")),
+                        None => NumOrString::Num(n),
+                    }),
+                    Some(NumOrString::Str(name)) => {
+                        if port.end_port.is_some() {
+                            return Err(Error::new(
+                                format!("{field}.ports[{j}].endPort"),
+                                "endPort needs a numeric port",
+                            ));
+                        }
+                        Some(NumOrString::Str(name))
+                    }
+                };
+                match by_proto.iter_mut().find(|(p, _)| *p == proto) {
+                    Some((_, ports)) => ports.extend(entry),
+                    None => by_proto.push((proto, entry.into_iter().collect())),
+                }
+            }
+            let protos: Vec<(Option<String>, Vec<NumOrString>)> = if by_proto.is_empty() {
+                vec![(None, Vec::new())]
+            } else {
+                by_proto.into_iter().map(|(p, v)| (Some(p), v)).collect()
+            };
+            for peer in &peers {
+                let source = peer_to_entity(&field, *peer)?;
+                for (proto, ports) in &protos {
+                    ingress.push(RuleModel {
+                        action: "Allow".into(),
+                        protocol: proto.clone().map(NumOrString::Str),
+                        source: source.clone(),
+                        destination: EntityRule {
+                            ports: ports.clone(),
+                            ..EntityRule::default()
+                        },
+                        ..RuleModel::default()
+                    });
+                }
+            }
+        }
+        Ok(PolicySpec {
+            tier: Some(DEFAULT_TIER.into()),
+            order: Some(1000.0),
+            selector: Some(label_selector_to_calico(&s.pod_selector, true)?),
+            types: Some(types),
+            ingress,
+            staged_action: s.staged_action.clone(),
+            ..PolicySpec::default()
+        })
+    }
+}
+
+fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Error> {
+    let Some(peer) = peer else {
+        return Ok(EntityRule::default());
+    };
+    let mut e = EntityRule::default();
+    if let Some(block) = &peer.ip_block {
+        if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
+            return Err(Error::new(
+                format!("{field}.from"),
+                "ipBlock cannot be combined with podSelector or namespaceSelector",
+            ));
+        }
+        e.nets = vec![block.cidr.clone()];
+        e.not_nets = block.except.clone();
+        return Ok(e);
+    }
+    match (&peer.pod_selector, &peer.namespace_selector) {
+        (None, None) => {
+            return Err(Error::new(
+                format!("{field}.from"),
+                "a peer needs podSelector, namespaceSelector or ipBlock",
+            ));
+        }
+        (pod, ns) => {
+            e.selector = Some(label_selector_to_calico(
+                pod.as_ref().unwrap_or(&LabelSelector::default()),
+                true,
+            )?);
+            if let Some(ns) = ns {
+                e.namespace_selector = Some(label_selector_to_calico(ns, false)?);
+            }
+        }
+    }
+    Ok(e)
+}
+
+/// Converts a Kubernetes label selector to Calico syntax (`k8sSelectorToCalico`).
+fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Result<String, Error> {
+    let mut parts = Vec::new();
+    if pods {
+        parts.push(Expr::Eq(LABEL_ORCHESTRATOR.into(), "k8s".into()));
+    }
+    for (k, v) in &sel.match_labels {
+        parts.push(Expr::Eq(k.clone(), v.clone()));
+    }
+    for r in &sel.match_expressions {
+        let values = || r.values.iter().cloned().collect();
+        parts.push(match r.operator.as_str() {
+            "In" => Expr::In(r.key.clone(), values()),
+            "NotIn" => Expr::NotIn(r.key.clone(), values()),
+            "Exists" => Expr::Has(r.key.clone()),
+            "DoesNotExist" => Expr::Not(Box::new(Expr::Has(r.key.clone()))),
+            other => {
+                return Err(Error::new(
+                    "matchExpressions",
+                    format!("`{other}` is not In, NotIn, Exists or DoesNotExist"),
+                ));
+            }
+        });
+    }
+    let expr = match parts.len() {
+        0 => Expr::All,
+        1 => parts.remove(0),
+        _ => Expr::And(parts),
+    };
+    Ok(Selector::from_expr(expr).to_string())
+}

@@ -1,0 +1,178 @@
+//! The outcome of one evaluation: a small `Copy` value of indexes into the [`Snapshot`] it was
+//! decided on, rendered to text only when someone needs to read it (deny answers, logs, CLI).
+
+use std::fmt::Write as _;
+
+use super::{
+    compile::Action,
+    snapshot::{EndpointIdx, InvalidIdx, PolicyIdx, Snapshot, TierIdx},
+};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request may proceed.
+    Allow,
+    /// The request is refused.
+    Deny,
+}
+
+/// Why the verdict is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A rule with action Allow or Deny matched.
+    Rule {
+        /// The policy.
+        policy: PolicyIdx,
+        /// The rule's index in the policy's ingress rules.
+        rule: u32,
+        /// Allow or Deny.
+        action: Action,
+    },
+    /// A tier had policies selecting the destination but none decided: its default (Deny).
+    EndOfTier {
+        /// The tier.
+        tier: TierIdx,
+    },
+    /// No policy selects the destination: Calico's Kubernetes profile allows.
+    NoPolicy,
+    /// Every applicable tier passed: Calico's Kubernetes profile allows.
+    PassedAllTiers {
+        /// The last tier that passed.
+        tier: TierIdx,
+    },
+    /// The destination address is not a known workload (fail closed).
+    UnknownDestination,
+    /// The source pod (by IP) is not the workload the authenticated principal names.
+    IdentityMismatch {
+        /// The pod found at the source address.
+        source: EndpointIdx,
+    },
+    /// An invalid policy could select the destination (fail closed).
+    InvalidPolicy {
+        /// The invalid policy.
+        invalid: InvalidIdx,
+    },
+}
+
+/// A decision: verdict plus cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// Why.
+    pub cause: Cause,
+}
+
+impl Decision {
+    pub(crate) fn allow(cause: Cause) -> Self {
+        Decision {
+            verdict: Verdict::Allow,
+            cause,
+        }
+    }
+
+    pub(crate) fn deny(cause: Cause) -> Self {
+        Decision {
+            verdict: Verdict::Deny,
+            cause,
+        }
+    }
+
+    /// Whether the request is allowed.
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// The deciding tier's name, if a tier decided.
+    pub fn tier<'s>(&self, snap: &'s Snapshot) -> Option<&'s str> {
+        match self.cause {
+            Cause::Rule { policy, .. } => Some(&snap.tier_of(policy).name),
+            Cause::EndOfTier { tier } | Cause::PassedAllTiers { tier } => {
+                snap.tiers.get(tier as usize).map(|t| &*t.name)
+            }
+            _ => None,
+        }
+    }
+
+    /// The deciding policy, as `name` or `namespace/name`.
+    pub fn policy(&self, snap: &Snapshot) -> Option<String> {
+        match self.cause {
+            Cause::Rule { policy, .. } => {
+                snap.policies.get(policy as usize).map(|p| p.id.to_string())
+            }
+            Cause::InvalidPolicy { invalid } => {
+                snap.invalid.get(invalid as usize).map(|p| p.id.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// The deciding rule's index.
+    pub fn rule(&self) -> Option<u32> {
+        match self.cause {
+            Cause::Rule { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// The action that produced the verdict: the rule's, or the default that applied.
+    pub fn action(&self) -> &'static str {
+        match self.cause {
+            Cause::Rule { action, .. } => action.as_str(),
+            _ => match self.verdict {
+                Verdict::Allow => "Allow",
+                Verdict::Deny => "Deny",
+            },
+        }
+    }
+
+    /// A one-line explanation, lower-case, with names from `snap`.
+    pub fn reason(&self, snap: &Snapshot) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = match self.cause {
+            Cause::Rule {
+                policy,
+                rule,
+                action,
+            } => write!(
+                s,
+                "{} by rule {rule} of policy {} in tier {}",
+                if action == Action::Allow {
+                    "allowed"
+                } else {
+                    "denied"
+                },
+                self.policy(snap).unwrap_or_default(),
+                snap.tier_of(policy).name
+            ),
+            Cause::EndOfTier { tier } => write!(
+                s,
+                "denied at the end of tier {}: no rule matched",
+                self.tier(snap).unwrap_or_default()
+            )
+            .map(|_| debug_assert!((tier as usize) < snap.tiers.len())),
+            Cause::NoPolicy => write!(s, "allowed: no policy selects the destination"),
+            Cause::PassedAllTiers { .. } => write!(
+                s,
+                "allowed: every tier passed (last: {})",
+                self.tier(snap).unwrap_or_default()
+            ),
+            Cause::UnknownDestination => write!(s, "unknown destination"),
+            Cause::IdentityMismatch { source } => match snap.endpoints.get(source as usize) {
+                Some(ep) => write!(
+                    s,
+                    "identity mismatch: the source address belongs to pod {}/{} (service account {}), not to the authenticated principal",
+                    ep.namespace, ep.name, ep.service_account
+                ),
+                None => write!(s, "identity mismatch"),
+            },
+            Cause::InvalidPolicy { invalid } => match snap.invalid.get(invalid as usize) {
+                Some(p) => write!(s, "policy {} invalid: {}", p.id, p.error),
+                None => write!(s, "policy invalid"),
+            },
+        };
+        s
+    }
+}

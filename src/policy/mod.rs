@@ -1,0 +1,12 @@
+//! The policy engine: Calico-shaped model, selector language, compiler, snapshot, evaluator.
+//! Must not import `authz`, `source`, tonic or Kubernetes-client code, so it can be tested,
+//! fuzzed and benchmarked alone.
+
+pub mod compile;
+pub mod decision;
+pub mod eval;
+pub mod model;
+pub mod path;
+pub mod selector;
+pub mod snapshot;
+pub mod store;

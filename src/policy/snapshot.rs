@@ -1,0 +1,371 @@
+//! Step three: the immutable index `Check` reads.
+//!
+//! Built from a [`Store`] in one go and published whole (`ArcSwap`), so a request sees one
+//! consistent generation. Everything a request needs is precomputed here: tiers and policies in
+//! evaluation order, pods by IP, and for each *endpoint class* (pods with the same namespace,
+//! service account and labels) the ordered list of tiers and policies that select it — what Felix
+//! sends Dikastes as `WorkloadEndpoint.tiers`.
+
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+};
+
+use super::{
+    compile::{
+        Applies, LABEL_NAME, LABEL_NAMESPACE, LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT, Policy,
+        PolicyId, Tier, TierDefault,
+    },
+    store::Store,
+};
+
+/// Labels as the evaluator sees them.
+pub type LabelMap = BTreeMap<Arc<str>, Arc<str>>;
+
+/// What makes two pods share a plan: namespace, service account and endpoint labels.
+type ClassKey = (Arc<str>, Arc<str>, Arc<LabelMap>);
+
+/// Index of a tier in [`Snapshot::tiers`].
+pub type TierIdx = u32;
+/// Index of a policy in [`Snapshot::policies`].
+pub type PolicyIdx = u32;
+/// Index of an endpoint in [`Snapshot::endpoints`].
+pub type EndpointIdx = u32;
+/// Index of an invalid policy in [`Snapshot::invalid`].
+pub type InvalidIdx = u32;
+
+/// A workload endpoint (a pod with an IP that is not host-network and not finished).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Pod name.
+    pub name: Arc<str>,
+    /// Service account.
+    pub service_account: Arc<str>,
+    /// Pod labels plus Calico's `projectcalico.org/{namespace,serviceaccount,orchestrator}`.
+    pub labels: Arc<LabelMap>,
+    /// Named container ports: (name, port, protocol).
+    pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
+    /// The endpoint class (shared plan).
+    pub class: u32,
+}
+
+impl Endpoint {
+    /// Resolves a named port for the given protocol.
+    pub fn named_port(&self, name: &str, protocol: u8) -> Option<u16> {
+        self.named_ports
+            .iter()
+            .find(|(n, _, p)| &**n == name && *p == protocol)
+            .map(|(_, port, _)| *port)
+    }
+}
+
+/// The policies that apply to one endpoint class, tier by tier, in evaluation order.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Tiers with at least one enforced policy selecting the class, in order.
+    pub tiers: Vec<TierPlan>,
+    /// An invalid enforced policy that could select the class: the class is denied outright.
+    pub invalid: Option<InvalidIdx>,
+}
+
+/// One tier of a [`Plan`].
+#[derive(Debug, Clone)]
+pub struct TierPlan {
+    /// The tier.
+    pub tier: TierIdx,
+    /// Policies of that tier selecting the class, in order.
+    pub policies: Vec<PolicyIdx>,
+}
+
+/// An invalid policy as the snapshot keeps it.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    /// Its identity.
+    pub id: PolicyId,
+    /// What is wrong.
+    pub error: String,
+    /// What it could apply to (`None`: its namespace, or everything for global kinds).
+    pub scope: Option<Applies>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum IpEntry {
+    One(EndpointIdx),
+    /// Two live pods claim the IP: neither is trusted (an unknown destination is denied).
+    Ambiguous,
+}
+
+/// The compiled, immutable policy index.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Monotonic generation number (the policy version an answer was decided on).
+    pub generation: u64,
+    /// Tiers in evaluation order.
+    pub tiers: Vec<Tier>,
+    /// Enforced, valid policies in evaluation order: by tier, then order, name, namespace, kind.
+    // INVARIANT: sorted by (tier position, order, name, namespace, kind); `Plan` lists rely on it.
+    pub policies: Vec<Policy>,
+    /// Tier of each policy.
+    pub policy_tier: Vec<TierIdx>,
+    /// Staged policies that compiled (never enforced).
+    pub staged: Vec<Policy>,
+    /// Invalid enforced policies.
+    pub invalid: Vec<Invalid>,
+    /// Workload endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Plans, one per endpoint class.
+    pub plans: Vec<Plan>,
+    by_ip: HashMap<IpAddr, IpEntry>,
+    by_name: HashMap<Arc<str>, HashMap<Arc<str>, EndpointIdx>>,
+    namespaces: HashMap<Arc<str>, Arc<LabelMap>>,
+    service_accounts: HashMap<Arc<str>, HashMap<Arc<str>, Arc<LabelMap>>>,
+    empty: Arc<LabelMap>,
+}
+
+impl Snapshot {
+    /// An empty snapshot (every pod unknown, so every request is denied as `unknown destination`).
+    pub fn empty(generation: u64) -> Self {
+        Snapshot {
+            generation,
+            ..Snapshot::default()
+        }
+    }
+
+    /// Builds the index from everything in `store`.
+    pub fn build(store: &Store, generation: u64) -> Snapshot {
+        let mut snap = Snapshot::empty(generation);
+
+        // Tiers: the built-ins unless overridden, then by order (absent last), then name.
+        let mut tiers: BTreeMap<Arc<str>, Result<Tier, String>> = Tier::builtins()
+            .into_iter()
+            .map(|t| (t.name.clone(), Ok(t)))
+            .collect();
+        for (name, t) in &store.tiers {
+            tiers.insert(name.as_str().into(), t.clone().map_err(|e| e.to_string()));
+        }
+        let mut valid_tiers: Vec<Tier> = tiers.values().filter_map(|t| t.clone().ok()).collect();
+        valid_tiers.sort_by(|a, b| cmp_order(a.order, b.order).then_with(|| a.name.cmp(&b.name)));
+        let tier_pos: HashMap<Arc<str>, TierIdx> = valid_tiers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i as TierIdx))
+            .collect();
+        snap.tiers = valid_tiers;
+
+        // Policies: staged ones aside; enforced ones sorted; invalid ones kept with their scope.
+        let mut enforced: Vec<(TierIdx, Policy)> = Vec::new();
+        for (id, p) in &store.policies {
+            let staged = id.kind.is_staged();
+            match p {
+                Ok(p) if staged => snap.staged.push(p.clone()),
+                Ok(p) => match (tier_pos.get(&p.tier), tiers.get(&p.tier)) {
+                    (Some(pos), _) => enforced.push((*pos, p.clone())),
+                    (None, Some(Err(e))) => snap.invalid.push(Invalid {
+                        id: id.clone(),
+                        error: format!("tier `{}` is invalid: {e}", p.tier),
+                        scope: Some(p.applies.clone()),
+                    }),
+                    (None, _) => snap.invalid.push(Invalid {
+                        id: id.clone(),
+                        error: format!("tier `{}` does not exist", p.tier),
+                        scope: Some(p.applies.clone()),
+                    }),
+                },
+                Err(_) if staged => {}
+                Err(e) => snap.invalid.push(Invalid {
+                    id: id.clone(),
+                    error: e.error.clone(),
+                    scope: e.scope.clone(),
+                }),
+            }
+        }
+        enforced.sort_by(|(ta, a), (tb, b)| {
+            ta.cmp(tb)
+                .then_with(|| cmp_order(a.order, b.order))
+                .then_with(|| a.id.name.cmp(&b.id.name))
+                .then_with(|| a.id.namespace.cmp(&b.id.namespace))
+                .then_with(|| a.id.kind.cmp(&b.id.kind))
+        });
+        let (policy_tier, policies) = enforced.into_iter().unzip();
+        snap.policy_tier = policy_tier;
+        snap.policies = policies;
+
+        // Namespace and service-account labels, plus Calico's `projectcalico.org/name`.
+        for (name, labels) in &store.namespaces {
+            let mut l = to_label_map(labels);
+            l.insert(LABEL_NAME.into(), name.as_str().into());
+            snap.namespaces.insert(name.as_str().into(), Arc::new(l));
+        }
+        for ((ns, name), labels) in &store.service_accounts {
+            let mut l = to_label_map(labels);
+            l.insert(LABEL_NAME.into(), name.as_str().into());
+            snap.service_accounts
+                .entry(ns.as_str().into())
+                .or_default()
+                .insert(name.as_str().into(), Arc::new(l));
+        }
+
+        // Endpoints, grouped into classes that share a plan.
+        let mut classes: HashMap<ClassKey, u32> = HashMap::new();
+        for pod in store.pods.values() {
+            if pod.ips.is_empty() {
+                continue;
+            }
+            let namespace: Arc<str> = pod.namespace.as_str().into();
+            let service_account: Arc<str> = pod.service_account.as_str().into();
+            let mut labels = to_label_map(&pod.labels);
+            labels.insert(LABEL_NAMESPACE.into(), namespace.clone());
+            labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
+            // "projectcalico.org/serviceaccount … only if the SA name is shorter than 63
+            // characters" (reference/calico-selectors.md §5).
+            if service_account.len() < 63 {
+                labels.insert(LABEL_SERVICE_ACCOUNT.into(), service_account.clone());
+            }
+            let labels = Arc::new(labels);
+            let next = classes.len() as u32;
+            let class = *classes
+                .entry((namespace.clone(), service_account.clone(), labels.clone()))
+                .or_insert(next);
+            let idx = snap.endpoints.len() as EndpointIdx;
+            snap.endpoints.push(Endpoint {
+                namespace: namespace.clone(),
+                name: pod.name.as_str().into(),
+                service_account,
+                labels,
+                named_ports: pod
+                    .named_ports
+                    .iter()
+                    .map(|(n, p, proto)| (Arc::from(n.as_str()), *p, *proto))
+                    .collect(),
+                class,
+            });
+            for ip in &pod.ips {
+                snap.by_ip
+                    .entry(*ip)
+                    .and_modify(|e| *e = IpEntry::Ambiguous)
+                    .or_insert(IpEntry::One(idx));
+            }
+            snap.by_name
+                .entry(namespace)
+                .or_default()
+                .insert(pod.name.as_str().into(), idx);
+        }
+
+        let mut plans = vec![Plan::default(); classes.len()];
+        for ((ns, sa, labels), class) in &classes {
+            let ns_labels = snap.namespace_labels(ns).clone();
+            let sa_labels = snap.service_account_labels(ns, sa).clone();
+            let subject = Subject {
+                namespace: ns,
+                labels,
+                ns_labels: &ns_labels,
+                sa_labels: &sa_labels,
+            };
+            let plan = &mut plans[*class as usize];
+            plan.invalid = snap
+                .invalid
+                .iter()
+                .position(|inv| match &inv.scope {
+                    Some(a) => subject.selected_by(a),
+                    None => inv.id.namespace.as_ref().is_none_or(|n| n == ns),
+                })
+                .map(|i| i as InvalidIdx);
+            for (i, p) in snap.policies.iter().enumerate() {
+                if p.ingress.is_none() || !subject.selected_by(&p.applies) {
+                    continue;
+                }
+                let tier = snap.policy_tier[i];
+                match plan.tiers.last_mut() {
+                    Some(tp) if tp.tier == tier => tp.policies.push(i as PolicyIdx),
+                    _ => plan.tiers.push(TierPlan {
+                        tier,
+                        policies: vec![i as PolicyIdx],
+                    }),
+                }
+            }
+        }
+        snap.plans = plans;
+        snap
+    }
+
+    /// The endpoint with this IP, if exactly one live pod has it.
+    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<EndpointIdx> {
+        match self.by_ip.get(&ip.to_canonical()) {
+            Some(IpEntry::One(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The endpoint for a pod name.
+    pub fn endpoint_by_name(&self, namespace: &str, name: &str) -> Option<EndpointIdx> {
+        self.by_name.get(namespace)?.get(name).copied()
+    }
+
+    /// A namespace's labels (empty when the Namespace object is unknown, as in Dikastes).
+    pub fn namespace_labels(&self, ns: &str) -> &Arc<LabelMap> {
+        self.namespaces.get(ns).unwrap_or(&self.empty)
+    }
+
+    /// A service account's labels (empty when the ServiceAccount object is unknown).
+    pub fn service_account_labels(&self, ns: &str, sa: &str) -> &Arc<LabelMap> {
+        self.service_accounts
+            .get(ns)
+            .and_then(|m| m.get(sa))
+            .unwrap_or(&self.empty)
+    }
+
+    /// The tier of a policy.
+    pub fn tier_of(&self, policy: PolicyIdx) -> &Tier {
+        &self.tiers[self.policy_tier[policy as usize] as usize]
+    }
+
+    /// Whether a tier passes when none of its policies decided.
+    pub fn tier_passes(&self, tier: TierIdx) -> bool {
+        self.tiers[tier as usize].default_action == TierDefault::Pass
+    }
+}
+
+/// An endpoint class, as policy applicability sees it.
+struct Subject<'a> {
+    namespace: &'a str,
+    labels: &'a LabelMap,
+    ns_labels: &'a LabelMap,
+    sa_labels: &'a LabelMap,
+}
+
+impl Subject<'_> {
+    /// Felix's applicability (reference/dikastes-semantics.md §5): NetworkPolicy selects
+    /// `selector && projectcalico.org/namespace == <ns>` (plus the SA selector); a
+    /// GlobalNetworkPolicy `selector && namespaceSelector && serviceAccountSelector`.
+    fn selected_by(&self, a: &Applies) -> bool {
+        a.namespace.as_deref().is_none_or(|ns| ns == self.namespace)
+            && a.selector.matches(self.labels)
+            && a.namespace_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(self.ns_labels))
+            && a.service_account_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(self.sa_labels))
+    }
+}
+
+fn to_label_map(labels: &BTreeMap<String, String>) -> LabelMap {
+    labels
+        .iter()
+        .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+        .collect()
+}
+
+/// Orders optional orders: present ones ascending, absent last ("a nil order counts as +Inf").
+fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}

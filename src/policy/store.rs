@@ -1,0 +1,562 @@
+//! The mutable set of objects a state source (files now, the Kubernetes API later) has seen,
+//! keyed like the API server keys them, with an `apply` / `delete` surface. `Snapshot::build`
+//! compiles it into the immutable index that `Check` reads.
+//!
+//! Decoding an object never fails the whole state: a policy that cannot be decoded or compiled
+//! is kept as *invalid* (and fails closed, see `snapshot`), a bad Pod is dropped with a warning
+//! (an unknown destination is denied; an unknown source matches no selector).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+};
+
+use serde::Deserialize;
+
+use super::{
+    compile::{self, Applies, Policy, PolicyId},
+    model::{self, CalicoPolicy, K8sNetworkPolicy, ObjectMeta, PolicyKind, TypeMeta},
+};
+
+/// A decoded object, ready for [`Store::apply`].
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// A tier (or why it is invalid).
+    Tier {
+        /// Tier name.
+        name: String,
+        /// The compiled tier.
+        tier: Result<compile::Tier, compile::Error>,
+    },
+    /// A policy of any kind (or why it is invalid).
+    Policy(PolicyEntry),
+    /// A namespace and its labels.
+    Namespace {
+        /// Name.
+        name: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// A service account and its labels.
+    ServiceAccount {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// A pod.
+    Pod(PodInfo),
+}
+
+/// A policy as stored: its identity and either its compiled form or its error.
+#[derive(Debug, Clone)]
+pub struct PolicyEntry {
+    /// Kind, namespace and user-facing name.
+    pub id: PolicyId,
+    /// The compiled policy, or the invalid one with what it could apply to.
+    pub compiled: Result<Policy, InvalidPolicy>,
+}
+
+/// A policy that failed to decode or compile.
+#[derive(Debug, Clone)]
+pub struct InvalidPolicy {
+    /// What is wrong.
+    pub error: String,
+    /// The endpoints it could apply to: its applicability when that much compiled, else every
+    /// endpoint of its namespace (namespaced kinds) or every endpoint (global kinds).
+    pub scope: Option<Applies>,
+}
+
+/// A pod reduced to what policy needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Service account name.
+    pub service_account: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Pod IPs (empty while pending, or for pods that are not workload endpoints).
+    pub ips: Vec<IpAddr>,
+    /// Named container ports: (name, port, protocol number).
+    pub named_ports: Vec<(String, u16, u8)>,
+}
+
+/// Why a document could not become an [`Object`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// `apiVersion` or `kind` is missing.
+    #[error("document has no `apiVersion` and `kind`")]
+    NoKind,
+    /// `metadata.name` is missing.
+    #[error("{kind} has no `metadata.name`")]
+    NoName {
+        /// The kind.
+        kind: String,
+    },
+    /// A non-policy object that does not have the expected shape.
+    #[error("invalid {kind} `{name}`: {message}")]
+    Invalid {
+        /// The kind.
+        kind: String,
+        /// The object name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What kind of object a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A tier.
+    Tier,
+    /// A policy of the given kind.
+    Policy(PolicyKind),
+    /// A namespace.
+    Namespace,
+    /// A service account.
+    ServiceAccount,
+    /// A pod.
+    Pod,
+    /// `kind: List` (items decoded one by one).
+    List,
+    /// Anything else: skipped.
+    Other,
+}
+
+impl Kind {
+    /// Classifies a document by `apiVersion` and `kind`.
+    pub fn of(tm: &TypeMeta) -> Result<Kind, DecodeError> {
+        if tm.kind.is_empty() || tm.api_version.is_empty() {
+            return Err(DecodeError::NoKind);
+        }
+        let calico = tm.api_version == model::CALICO_V3 || tm.api_version == model::CALICO_CRD_V1;
+        Ok(match (tm.api_version.as_str(), tm.kind.as_str()) {
+            (_, "Tier") if calico => Kind::Tier,
+            (model::CORE_V1, "Namespace") => Kind::Namespace,
+            (model::CORE_V1, "ServiceAccount") => Kind::ServiceAccount,
+            (model::CORE_V1, "Pod") => Kind::Pod,
+            (_, "List") => Kind::List,
+            (api, kind) => PolicyKind::classify(api, kind).map_or(Kind::Other, Kind::Policy),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct MetaOnly {
+    #[serde(default)]
+    metadata: ObjectMeta,
+}
+
+/// Decodes one object of a known kind. `decode` is called with a fresh deserializer each time
+/// it is needed (a document is read again to recover the name of an object that fails to
+/// decode), and returns the error text (with the field path) on failure.
+pub fn decode_object<F, G>(
+    tm: &TypeMeta,
+    kind: Kind,
+    decode: F,
+    meta: G,
+) -> Result<Object, DecodeError>
+where
+    F: DecodeFn,
+    G: FnOnce() -> Option<ObjectMeta>,
+{
+    let invalid = |name: &str, message: String| DecodeError::Invalid {
+        kind: tm.kind.clone(),
+        name: name.to_owned(),
+        message,
+    };
+    match kind {
+        Kind::Tier => {
+            let t: model::Tier = decode.decode().map_err(|m| invalid(&meta_name(meta), m))?;
+            if t.metadata.name.is_empty() {
+                return Err(DecodeError::NoName {
+                    kind: tm.kind.clone(),
+                });
+            }
+            Ok(Object::Tier {
+                name: t.metadata.name.clone(),
+                tier: compile::Tier::try_from(&t),
+            })
+        }
+        Kind::Namespace => {
+            let n: model::Namespace = decode.decode().map_err(|m| invalid(&meta_name(meta), m))?;
+            named(tm, &n.metadata)?;
+            Ok(Object::Namespace {
+                name: n.metadata.name,
+                labels: n.metadata.labels,
+            })
+        }
+        Kind::ServiceAccount => {
+            let s: model::ServiceAccount =
+                decode.decode().map_err(|m| invalid(&meta_name(meta), m))?;
+            named(tm, &s.metadata)?;
+            Ok(Object::ServiceAccount {
+                namespace: s.metadata.namespace.unwrap_or_else(|| "default".into()),
+                name: s.metadata.name,
+                labels: s.metadata.labels,
+            })
+        }
+        Kind::Pod => {
+            let p: model::Pod = decode.decode().map_err(|m| invalid(&meta_name(meta), m))?;
+            named(tm, &p.metadata)?;
+            let name = p.metadata.name.clone();
+            PodInfo::try_from(&p)
+                .map(Object::Pod)
+                .map_err(|m| invalid(&name, m))
+        }
+        Kind::Policy(pk) => Ok(Object::Policy(decode_policy(tm, pk, decode, meta)?)),
+        Kind::List | Kind::Other => Err(DecodeError::NoKind),
+    }
+}
+
+fn meta_name<G: FnOnce() -> Option<ObjectMeta>>(meta: G) -> String {
+    meta().map(|m| m.name).unwrap_or_default()
+}
+
+fn named(tm: &TypeMeta, m: &ObjectMeta) -> Result<(), DecodeError> {
+    if m.name.is_empty() {
+        Err(DecodeError::NoName {
+            kind: tm.kind.clone(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// A way to decode the current document into any type, returning the error text on failure.
+pub trait DecodeFn {
+    /// Decodes into `T`.
+    fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String>;
+}
+
+/// An in-memory document (`yaml_serde::Value` or `serde_json::Value`) to decode from; errors
+/// name the path of the field at fault (`spec.ingress[0].action: …`).
+#[derive(Debug, Clone)]
+pub struct FromValue<V>(pub V);
+
+impl<V> DecodeFn for FromValue<V>
+where
+    V: for<'de> serde::Deserializer<'de>,
+    for<'de> <V as serde::Deserializer<'de>>::Error: std::fmt::Display,
+{
+    fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        serde_path_to_error::deserialize(self.0).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            }
+        })
+    }
+}
+
+/// Decodes one object document (not a `List`). `Ok(None)` for kinds alp-authz does not read.
+pub fn decode_document<V>(v: V) -> Result<Option<(TypeMeta, Object)>, DecodeError>
+where
+    V: Clone + for<'de> serde::Deserializer<'de>,
+    for<'de> <V as serde::Deserializer<'de>>::Error: std::fmt::Display,
+{
+    let tm: TypeMeta = FromValue(v.clone())
+        .decode()
+        .map_err(|_| DecodeError::NoKind)?;
+    let kind = Kind::of(&tm)?;
+    if kind == Kind::Other {
+        return Ok(None);
+    }
+    if kind == Kind::List {
+        return Err(DecodeError::Invalid {
+            kind: tm.kind.clone(),
+            name: String::new(),
+            message: "a List must be expanded by its caller".into(),
+        });
+    }
+    let meta_doc = v.clone();
+    let meta = move || {
+        FromValue(meta_doc)
+            .decode::<MetaOnly>()
+            .ok()
+            .map(|m| m.metadata)
+    };
+    let obj = decode_object(&tm, kind, FromValue(v), meta)?;
+    Ok(Some((tm, obj)))
+}
+
+fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
+    tm: &TypeMeta,
+    kind: PolicyKind,
+    decode: F,
+    meta: G,
+) -> Result<PolicyEntry, DecodeError> {
+    type Decoded = (
+        String,
+        Option<String>,
+        Result<Policy, compile::Error>,
+        Option<Applies>,
+    );
+    let decoded: Result<Decoded, String> = if kind.is_kubernetes_shaped() {
+        decode.decode::<K8sNetworkPolicy>().map(|p| {
+            let compiled = compile::compile_kubernetes(kind, &p);
+            let name = format!("knp.default.{}", p.metadata.name);
+            (name, p.metadata.namespace, compiled, None)
+        })
+    } else {
+        decode.decode::<CalicoPolicy>().map(|p| {
+            let name = compile::calico_policy_name(&p, &tm.api_version);
+            let compiled = compile::compile_named(kind, &name, &p);
+            let scope = compiled
+                .is_err()
+                .then(|| compile::compile_applies(kind, &p).ok())
+                .flatten();
+            (name, p.metadata.namespace, compiled, scope)
+        })
+    };
+    match decoded {
+        Ok((name, ns, compiled, scope)) => {
+            let (id, compiled) = match compiled {
+                Ok(p) => (p.id.clone(), Ok(p)),
+                Err(e) => (
+                    policy_id(kind, ns.as_deref(), &name)?,
+                    Err(InvalidPolicy {
+                        error: e.to_string(),
+                        scope,
+                    }),
+                ),
+            };
+            Ok(PolicyEntry { id, compiled })
+        }
+        Err(message) => {
+            // The object does not even have the policy shape: recover its name so that it can
+            // still fail closed over everything it could have selected.
+            let m = meta().unwrap_or_default();
+            let name = if kind.is_kubernetes_shaped() {
+                format!("knp.default.{}", m.name)
+            } else {
+                m.name.clone()
+            };
+            Ok(PolicyEntry {
+                id: policy_id(kind, m.namespace.as_deref(), &name)?,
+                compiled: Err(InvalidPolicy {
+                    error: message,
+                    scope: None,
+                }),
+            })
+        }
+    }
+}
+
+fn policy_id(kind: PolicyKind, ns: Option<&str>, name: &str) -> Result<PolicyId, DecodeError> {
+    if name.is_empty() || name == "knp.default." {
+        return Err(DecodeError::NoName {
+            kind: kind.as_str().to_owned(),
+        });
+    }
+    let namespace = match (kind.is_namespaced(), ns.filter(|n| !n.is_empty())) {
+        (true, Some(ns)) => Some(Arc::from(ns)),
+        (true, None) => {
+            return Err(DecodeError::Invalid {
+                kind: kind.as_str().to_owned(),
+                name: name.to_owned(),
+                message: "a namespaced policy needs `metadata.namespace`".into(),
+            });
+        }
+        (false, _) => None,
+    };
+    Ok(PolicyId {
+        kind,
+        namespace,
+        name: name.into(),
+    })
+}
+
+impl TryFrom<&model::Pod> for PodInfo {
+    type Error = String;
+
+    fn try_from(p: &model::Pod) -> Result<PodInfo, String> {
+        let namespace = p
+            .metadata
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let service_account = p
+            .spec
+            .service_account_name
+            .clone()
+            .or_else(|| p.spec.service_account.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        // Host-network and finished pods are not Calico workload endpoints: their IPs belong to
+        // the node or may be reused, so they must never resolve to this pod.
+        let finished = matches!(p.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let mut ips = Vec::new();
+        if !finished && p.spec.host_network != Some(true) {
+            let listed = p.status.pod_ips.iter().map(|i| i.ip.as_str());
+            for ip in listed.chain(p.status.pod_ip.as_deref()) {
+                if ip.is_empty() {
+                    continue;
+                }
+                let ip: IpAddr = ip
+                    .parse()
+                    .map_err(|_| format!("`{ip}` is not an IP address"))?;
+                let ip = ip.to_canonical();
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        let mut named_ports = Vec::new();
+        for c in p.spec.containers.iter().chain(&p.spec.init_containers) {
+            for port in &c.ports {
+                let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let number = u16::try_from(port.container_port).map_err(|_| {
+                    format!(
+                        "container port `{}` is outside 0–65535",
+                        port.container_port
+                    )
+                })?;
+                let proto = match port.protocol.as_deref().unwrap_or("TCP") {
+                    "TCP" => 6,
+                    "UDP" => 17,
+                    "SCTP" => 132,
+                    other => {
+                        return Err(format!(
+                            "container port protocol `{other}` is not TCP, UDP or SCTP"
+                        ));
+                    }
+                };
+                named_ports.push((name.to_owned(), number, proto));
+            }
+        }
+        Ok(PodInfo {
+            namespace,
+            name: p.metadata.name.clone(),
+            service_account,
+            labels: p.metadata.labels.clone(),
+            ips,
+            named_ports,
+        })
+    }
+}
+
+/// Every object a state source has given us, keyed as the API server keys them.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    pub(crate) tiers: BTreeMap<String, Result<compile::Tier, compile::Error>>,
+    pub(crate) policies: BTreeMap<PolicyId, Result<Policy, InvalidPolicy>>,
+    pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
+    pub(crate) pods: BTreeMap<(String, String), PodInfo>,
+}
+
+/// The key of an object, for [`Store::delete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A tier.
+    Tier(String),
+    /// A policy.
+    Policy(PolicyId),
+    /// A namespace.
+    Namespace(String),
+    /// A service account (namespace, name).
+    ServiceAccount(String, String),
+    /// A pod (namespace, name).
+    Pod(String, String),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Tier(n) => write!(f, "Tier {n}"),
+            Key::Policy(id) => write!(f, "{} {id}", id.kind.as_str()),
+            Key::Namespace(n) => write!(f, "Namespace {n}"),
+            Key::ServiceAccount(ns, n) => write!(f, "ServiceAccount {ns}/{n}"),
+            Key::Pod(ns, n) => write!(f, "Pod {ns}/{n}"),
+        }
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces an object. Returns the key of an object of the same identity that it
+    /// replaced, if any (a file source uses this to report duplicates).
+    pub fn apply(&mut self, obj: Object) -> Option<Key> {
+        match obj {
+            Object::Tier { name, tier } => self
+                .tiers
+                .insert(name.clone(), tier)
+                .map(|_| Key::Tier(name)),
+            Object::Policy(p) => {
+                let id = p.id.clone();
+                self.policies
+                    .insert(p.id, p.compiled)
+                    .map(|_| Key::Policy(id))
+            }
+            Object::Namespace { name, labels } => self
+                .namespaces
+                .insert(name.clone(), labels)
+                .map(|_| Key::Namespace(name)),
+            Object::ServiceAccount {
+                namespace,
+                name,
+                labels,
+            } => self
+                .service_accounts
+                .insert((namespace.clone(), name.clone()), labels)
+                .map(|_| Key::ServiceAccount(namespace, name)),
+            Object::Pod(p) => {
+                let key = (p.namespace.clone(), p.name.clone());
+                self.pods
+                    .insert(key.clone(), p)
+                    .map(|_| Key::Pod(key.0, key.1))
+            }
+        }
+    }
+
+    /// Removes an object; returns whether it was there.
+    pub fn delete(&mut self, key: &Key) -> bool {
+        match key {
+            Key::Tier(n) => self.tiers.remove(n).is_some(),
+            Key::Policy(id) => self.policies.remove(id).is_some(),
+            Key::Namespace(n) => self.namespaces.remove(n).is_some(),
+            Key::ServiceAccount(ns, n) => self
+                .service_accounts
+                .remove(&(ns.clone(), n.clone()))
+                .is_some(),
+            Key::Pod(ns, n) => self.pods.remove(&(ns.clone(), n.clone())).is_some(),
+        }
+    }
+
+    /// Counts of what the store holds: (tiers, policies, invalid policies, pods).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.tiers.len(),
+            self.policies.len(),
+            self.policies.values().filter(|p| p.is_err()).count(),
+            self.pods.len(),
+        )
+    }
+
+    /// Namespaces that pods live in but that have no Namespace object: namespace selectors see
+    /// no labels for them, which is worth a warning in file mode.
+    pub fn namespaces_without_object(&self) -> BTreeSet<&str> {
+        self.pods
+            .values()
+            .map(|p| p.namespace.as_str())
+            .filter(|ns| !self.namespaces.contains_key(*ns))
+            .collect()
+    }
+}

@@ -1,0 +1,201 @@
+//! Shared helpers for the integration tests: the conformance cases, temp state files, and the
+//! real `alp-authz` binary started on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_alp-authz")
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the repository (CI clones it there).
+pub fn shared() -> PathBuf {
+    let p = root().join("../shared");
+    assert!(
+        p.join("cases").is_dir(),
+        "the shared conformance cases are expected at {}",
+        p.display()
+    );
+    p
+}
+
+/// One conformance case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    pub state: Vec<serde_json::Value>,
+    pub request: serde_json::Value,
+    pub expected: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    cases: Vec<Case>,
+}
+
+/// Every case of every file in `shared/cases/`.
+pub fn cases() -> Vec<Case> {
+    let mut files: Vec<_> = std::fs::read_dir(shared().join("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let file: CaseFile =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        out.extend(file.cases);
+    }
+    assert!(
+        out.len() >= 100,
+        "expected the full case set, found {}",
+        out.len()
+    );
+    out
+}
+
+/// Writes a case's state (as one `kind: List`) and request into `dir`.
+pub fn write_case(dir: &Path, case: &Case) -> (PathBuf, PathBuf) {
+    let state = dir.join("state.json");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": case.state});
+    std::fs::write(&state, serde_json::to_string_pretty(&list).unwrap()).unwrap();
+    let request = dir.join("request.json");
+    std::fs::write(
+        &request,
+        serde_json::to_string_pretty(&case.request).unwrap(),
+    )
+    .unwrap();
+    (state, request)
+}
+
+/// Runs `alp-authz check`; returns (exit code, stdout, stderr).
+pub fn check(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .arg("check")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `alp-authz serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Log lines after startup.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts the server on an ephemeral loopback port with extra arguments and waits until it
+    /// listens.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        return Server {
+                            child,
+                            addr,
+                            log: rx,
+                        };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("server did not start listening; log:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` for a tonic channel.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds the TCP address in the server's "listening" log line.
+fn listening_addr(line: &str) -> Option<String> {
+    if !line.contains("listening") {
+        return None;
+    }
+    line.split(|c: char| c.is_whitespace() || c == '"' || c == '=')
+        .find(|w| w.starts_with("127.0.0.1:") && w[10..].chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+}
