@@ -52,8 +52,8 @@ impl Default for ServerConfig {
 /// Serves Authorization, Health and reflection on every configured listener until `shutdown`
 /// resolves, then stops accepting and lets requests in flight finish.
 ///
-/// Each listener logs `listening on <address>` once it is bound (with the real port when the
-/// configured one is 0).
+/// All listeners are bound first; then each logs `listening on <address>` (the TCP one last,
+/// with the real port when the configured one is 0).
 pub async fn serve<A>(
     cfg: ServerConfig,
     authz: A,
@@ -117,27 +117,28 @@ where
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    // Bind everything before serving anything, so that a bind error stops startup cleanly and
+    // the last "listening" line (TCP, when configured) means every listener is up.
+    let unix = match &cfg.unix {
+        Some(path) => Some((path.clone(), bind_unix(path, cfg.unix_mode)?)),
+        None => None,
+    };
+    let tcp = match cfg.tcp {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = cfg.tcp {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
-        tracing::info!("listening on {local}");
-        let incoming = TcpListenerStream::new(listener);
+    if let Some((path, listener)) = unix {
+        tracing::info!("listening on unix:{}", path.display());
+        let incoming = UnixListenerStream::new(listener);
         let server = router
             .clone()
             .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
-    }
-    if let Some(path) = &cfg.unix {
-        let listener = bind_unix(path, cfg.unix_mode)?;
-        tracing::info!("listening on unix:{}", path.display());
-        let incoming = UnixListenerStream::new(listener);
-        let server = router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        let path = path.clone();
         tasks.spawn(async move {
             let result = server
                 .await
@@ -145,6 +146,15 @@ where
             let _ = std::fs::remove_file(&path);
             result
         });
+    }
+    if let Some(listener) = tcp {
+        let local = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        tracing::info!("listening on {local}");
+        let incoming = TcpListenerStream::new(listener);
+        let server = router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+        tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
     }
     while let Some(result) = tasks.join_next().await {
         result.context("server task panicked")??;

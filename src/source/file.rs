@@ -363,3 +363,221 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{compile::PolicyId, model::PolicyKind, snapshot::Snapshot};
+
+    fn load_str(name: &str, text: &str) -> Result<Loaded, LoadError> {
+        let mut loaded = Loaded::default();
+        load_text(Path::new(name), text, &mut loaded).map(|()| loaded)
+    }
+
+    fn policy_names(loaded: &Loaded) -> Vec<String> {
+        loaded
+            .store
+            .policies
+            .keys()
+            .map(PolicyId::to_string)
+            .collect()
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nstatus: {podIP: 10.0.0.1}\n";
+
+    #[test]
+    fn multi_document_yaml_with_comments_and_empty_documents() {
+        let text = format!(
+            "# leading comment\n---\n{POD}---\n# only a comment\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: default}}\n---\n"
+        );
+        let loaded = load_str("a.yaml", &text).unwrap();
+        assert_eq!(loaded.store.pods.len(), 1);
+        assert_eq!(loaded.store.namespaces.len(), 1);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn kind_list_as_kubectl_prints_it() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n";
+        let loaded = load_str("list.yaml", text).unwrap();
+        assert_eq!(loaded.store.namespaces.len(), 2);
+    }
+
+    #[test]
+    fn json_files() {
+        let text = r#"{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": "g"}, "spec": {"ingress": [{"action": "Allow"}]}}]}"#;
+        let loaded = load_str("s.json", text).unwrap();
+        assert_eq!(policy_names(&loaded), ["g"]);
+        let e = load_str("s.json", "{\n  \"kind\": ").unwrap_err();
+        assert_eq!((e.line, e.document), (Some(2), None));
+        assert!(e.to_string().starts_with("s.json:2: "), "{e}");
+    }
+
+    #[test]
+    fn calico_storage_form_names() {
+        let text = r#"
+apiVersion: crd.projectcalico.org/v1
+kind: GlobalNetworkPolicy
+metadata: {name: default.allow-web}
+spec: {ingress: [{action: Allow}]}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: NetworkPolicy
+metadata:
+  name: security.block
+  namespace: shop
+  annotations:
+    projectcalico.org/metadata: '{"name":"block","labels":{"a":"b"}}'
+spec: {tier: security, ingress: [{action: Deny}]}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: GlobalNetworkPolicy
+metadata: {name: security.deny-x}
+spec: {tier: security, ingress: [{action: Deny}]}
+"#;
+        let loaded = load_str("crd.yaml", text).unwrap();
+        assert_eq!(
+            policy_names(&loaded),
+            ["allow-web", "security.deny-x", "shop/block"]
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_error_names_file_document_and_line() {
+        let text = format!("{POD}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: [x\n");
+        let e = load_str("bad.yaml", &text).unwrap_err();
+        assert_eq!(e.document, Some(2));
+        assert!(e.line.is_some_and(|l| l >= 6), "{e}");
+        assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn documents_that_are_not_objects() {
+        let e = load_str("x.yaml", "just a string\n").unwrap_err();
+        assert_eq!(e.document, Some(1));
+        assert!(e.message.starts_with("not a Kubernetes object"), "{e}");
+        let e = load_str("x.yaml", "metadata: {name: x}\n").unwrap_err();
+        assert_eq!(e.message, "document has no `apiVersion` and `kind`");
+        let e = load_str("x.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n").unwrap_err();
+        assert_eq!(e.message, "Pod has no `metadata.name`");
+        let e = load_str("x.yaml", "apiVersion: v1\nkind: List\nitems: [1]\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "items[0]: document has no `apiVersion` and `kind`"
+        );
+    }
+
+    #[test]
+    fn invalid_policies_load_and_fail_closed() {
+        let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  ingress:\n  - action: Allow\n    source: {serviceAcounts: {names: [x]}}\n";
+        let loaded = load_str("p.yaml", text).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        let w = &loaded.warnings[0];
+        assert!(w.starts_with("p.yaml:1: document 1: GlobalNetworkPolicy g is invalid and fails closed: spec.ingress[0].source.serviceAcounts: unknown field `serviceAcounts`, expected one of"), "{w}");
+        let snap = Snapshot::build(&loaded.store, 1);
+        assert_eq!(snap.invalid.len(), 1);
+        assert!(snap.policies.is_empty());
+    }
+
+    #[test]
+    fn wrong_types_make_a_policy_invalid() {
+        let text = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: n, namespace: ns}\nspec: {order: high}\n";
+        let loaded = load_str("p.yaml", text).unwrap();
+        let entry = &loaded.store.policies[&PolicyId {
+            kind: PolicyKind::NetworkPolicy,
+            namespace: Some("ns".into()),
+            name: "n".into(),
+        }];
+        let err = entry.as_ref().unwrap_err();
+        assert!(
+            err.error.starts_with("spec.order: invalid type"),
+            "{}",
+            err.error
+        );
+        assert!(err.scope.is_none());
+    }
+
+    #[test]
+    fn unknown_kinds_and_bad_pods_are_skipped_with_warnings() {
+        let text = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: bad, namespace: default}}\nstatus: {{podIP: 10.0.0.300}}\n---\n{POD}"
+        );
+        let loaded = load_str("m.yaml", &text).unwrap();
+        assert_eq!(loaded.store.pods.len(), 1);
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("skipping apps/v1 Deployment"));
+        assert!(
+            loaded.warnings[1]
+                .contains("skipped: invalid Pod `bad`: `10.0.0.300` is not an IP address"),
+            "{}",
+            loaded.warnings[1]
+        );
+    }
+
+    #[test]
+    fn duplicates_are_reported() {
+        let loaded = load_str("d.yaml", &format!("{POD}---\n{POD}")).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(
+            loaded.warnings[0].contains("Pod default/p was already defined"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn directories_files_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.yaml"), POD).unwrap();
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "not: [valid").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/c.yaml"), "not: [valid").unwrap();
+        let loaded = load(&[dir.path().to_owned()]).unwrap();
+        let names: Vec<_> = loaded
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["a.yml", "b.yaml"]);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+        std::fs::write(dir.path().join("c.yaml"), b"kind: \xff\n").unwrap();
+        let e = load(&[dir.path().to_owned()]).unwrap_err();
+        assert_eq!(e.message, "not UTF-8 (byte 6)");
+        let e = load(&[dir.path().join("missing.yaml")]).unwrap_err();
+        assert!(e.message.starts_with("cannot read:"), "{e}");
+    }
+
+    #[test]
+    fn pods_in_namespaces_without_objects_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.yaml"), POD).unwrap();
+        let loaded = load(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            [
+                "pods in namespace `default` but no Namespace object: namespace selectors see no labels for it"
+            ]
+        );
+    }
+
+    #[test]
+    fn fingerprint_changes_with_content_and_presence() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
+        std::fs::write(&f, POD).unwrap();
+        let paths = vec![dir.path().to_owned()];
+        let a = fingerprint(&paths);
+        std::fs::write(&f, format!("{POD}\n")).unwrap();
+        assert_ne!(fingerprint(&paths), a);
+        let b = fingerprint(std::slice::from_ref(&f));
+        std::fs::remove_file(&f).unwrap();
+        assert_ne!(fingerprint(&[f]), b);
+    }
+}
