@@ -8,16 +8,17 @@ use std::{
 };
 
 use anyhow::Context as _;
+use arc_swap::ArcSwapOption;
 
 use crate::{
     authz::{
         check::{Checker, Settings},
         descriptor,
-        request::IdentityConfig,
         server::{self, ServerConfig},
         service::AuthzService,
     },
     cli::{CheckArgs, Cli, Command, PolicyArgs, ServeArgs},
+    identity::{cert::TrustBundle, resolve::IdentityConfig},
     policy::{decision::Verdict, eval::Options},
     source::{
         embedded,
@@ -97,14 +98,31 @@ impl StateSource {
     }
 }
 
-fn settings(args: &PolicyArgs) -> Settings {
+/// Loads the trust bundle named by `--trust-bundle`, if any.
+fn trust_bundle(args: &PolicyArgs) -> anyhow::Result<Option<Arc<ArcSwapOption<TrustBundle>>>> {
+    let Some(path) = &args.trust_bundle else {
+        return Ok(None);
+    };
+    let bundle = load_bundle(path)?;
+    Ok(Some(Arc::new(ArcSwapOption::from_pointee(bundle))))
+}
+
+fn load_bundle(path: &Path) -> anyhow::Result<TrustBundle> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    TrustBundle::from_pem(&pem).with_context(|| format!("{}: bad trust bundle", path.display()))
+}
+
+fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundle>>>) -> Settings {
     Settings {
         eval: Options {
             trust_network_identity: args.trust_network_identity,
             workload: args.workload.clone(),
         },
         identity: IdentityConfig {
+            sources: args.identity_from.clone(),
             trust_domains: args.trust_domains.clone(),
+            trust_bundle,
+            xfcc_trusted_by: args.xfcc_trusted_by.clone(),
         },
         explain_denials: args.explain_denials,
     }
@@ -121,7 +139,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("{}: not a CheckRequest", args.request.display()))?;
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
-    let checker = Checker::new(state, settings(&args.policy));
+    let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?));
     let decision = checker.decide(&snap, &request);
     let allowed = decision.verdict == Verdict::Allow;
     let out = serde_json::json!({
@@ -157,6 +175,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load {}", source.describe()))?;
     let state = Arc::new(Shared::new());
     publish(&state, &loaded, &source);
+    let bundle = trust_bundle(&args.policy)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -180,7 +199,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
             ));
         }
-        let checker = Checker::new(state.clone(), settings(&args.policy));
+        if let (Some(path), Some(bundle)) = (&args.policy.trust_bundle, &bundle) {
+            let (path, bundle) = (path.clone(), bundle.clone());
+            tokio::spawn(file::watch_paths(
+                vec![path.clone()],
+                args.reload_interval(),
+                move || match load_bundle(&path) {
+                    Ok(b) => {
+                        tracing::info!(certificates = b.len, "reloaded the trust bundle");
+                        bundle.store(Some(Arc::new(b)));
+                    }
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "trust bundle not reloaded; keeping the previous one"),
+                },
+            ));
+        }
+        let checker = Checker::new(state.clone(), settings(&args.policy, bundle));
         let cfg = ServerConfig {
             tcp: args.listen.0,
             unix: args.unix.clone(),

@@ -41,6 +41,25 @@ pub struct PolicyArgs {
     /// Per-pod deployment: the destination is always this pod, `NAMESPACE/NAME`.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_workload)]
     pub workload: Option<(String, String)>,
+    /// Where the caller's identity comes from, in precedence order (comma-separated):
+    /// `principal` (verified by Envoy), `certificate` (Envoy's `include_peer_certificate`),
+    /// `xfcc` (the last `x-forwarded-client-cert` element; off unless listed, as callers can forge
+    /// the header where the sidecar does not sanitize it).
+    #[arg(
+        long,
+        value_name = "SOURCES",
+        value_delimiter = ',',
+        default_value = "principal,certificate"
+    )]
+    pub identity_from: Vec<crate::identity::resolve::Source>,
+    /// PEM roots that forwarded certificates must chain to (e.g. Istio's root certificate);
+    /// reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    pub trust_bundle: Option<PathBuf>,
+    /// A proxy identity allowed to assert XFCC when the request has no `destination.principal`
+    /// (an Istio ambient waypoint); repeatable.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    pub xfcc_trusted_by: Vec<String>,
     /// Send the deny reason to the caller (gRPC status message and `x-alp-authz-reason`).
     /// Off by default: policy names are not leaked to callers.
     #[arg(long)]

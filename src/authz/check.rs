@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 
-use super::{request::IdentityConfig, response};
+use super::{request, response};
 use crate::{
     policy::{
         decision::{Decision, Verdict},
@@ -21,7 +21,7 @@ pub struct Settings {
     /// Evaluation options.
     pub eval: Options,
     /// Who counts as authenticated.
-    pub identity: IdentityConfig,
+    pub identity: crate::identity::resolve::IdentityConfig,
     /// Send the deny reason to the caller (status message and `x-alp-authz-reason`).
     pub explain_denials: bool,
 }
@@ -49,7 +49,9 @@ impl Checker {
 
     /// Decides a request against `snap`.
     pub fn decide(&self, snap: &Snapshot, req: &CheckRequest) -> Decision {
-        let view = super::request::to_request(req, &self.settings.identity);
+        let resolved = self.settings.identity.resolve(req);
+        let principal = request::principal(&self.settings.identity, &resolved);
+        let view = request::to_request(req, principal);
         eval::evaluate(snap, &view, &self.settings.eval)
     }
 

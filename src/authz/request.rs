@@ -9,38 +9,29 @@ use envoy_types::pb::envoy::{
 };
 
 use crate::{
-    identity::spiffe::SpiffeRef,
+    identity::resolve::{IdentityConfig, Resolved},
     policy::eval::{Addr, HttpRequest, PROTO_TCP, Principal, Request},
 };
 
-/// Which callers count as authenticated.
-#[derive(Debug, Clone, Default)]
-pub struct IdentityConfig {
-    /// Accepted trust domains; empty accepts any (as Dikastes does).
-    pub trust_domains: Vec<String>,
-}
-
-impl IdentityConfig {
-    /// Classifies a principal string.
-    pub fn principal<'a>(&self, s: &'a str) -> Principal<'a> {
-        if s.is_empty() {
-            return Principal::Absent;
-        }
-        match SpiffeRef::parse(s) {
-            Err(_) => Principal::Invalid,
-            Ok(id)
-                if !self.trust_domains.is_empty()
-                    && !self.trust_domains.iter().any(|td| td == id.trust_domain()) =>
-            {
-                Principal::Untrusted(id)
-            }
-            Ok(id) => Principal::Valid(id),
-        }
+/// The evaluator's view of a resolved identity, after the trust-domain allow-list.
+pub fn principal<'r>(cfg: &IdentityConfig, r: &'r Resolved<'_>) -> Principal<'r> {
+    let id = match r {
+        Resolved::Absent => return Principal::Absent,
+        Resolved::Invalid => return Principal::Invalid,
+        Resolved::Rejected(why) => return Principal::Rejected(*why),
+        Resolved::Borrowed(id) => *id,
+        Resolved::Owned(id) => id.as_ref(),
+    };
+    if !cfg.trust_domains.is_empty() && !cfg.trust_domains.iter().any(|td| td == id.trust_domain())
+    {
+        Principal::Untrusted(id)
+    } else {
+        Principal::Valid(id)
     }
 }
 
-/// Builds the evaluator's view of a CheckRequest.
-pub fn to_request<'a>(req: &'a CheckRequest, identity: &IdentityConfig) -> Request<'a> {
+/// Builds the evaluator's view of a CheckRequest, with the caller identity already resolved.
+pub fn to_request<'a>(req: &'a CheckRequest, principal: Principal<'a>) -> Request<'a> {
     let attrs = req.attributes.as_ref();
     let source = attrs.and_then(|a| a.source.as_ref());
     let destination = attrs.and_then(|a| a.destination.as_ref());
@@ -51,7 +42,7 @@ pub fn to_request<'a>(req: &'a CheckRequest, identity: &IdentityConfig) -> Reque
     Request {
         source: addr(source),
         destination: addr(destination),
-        principal: identity.principal(source.map_or("", |p| p.principal.as_str())),
+        principal,
         protocol: protocol(destination),
         http,
     }

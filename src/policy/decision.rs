@@ -48,6 +48,11 @@ pub enum Cause {
         /// The pod found at the source address.
         source: EndpointIdx,
     },
+    /// The caller presented identity material that must not be trusted.
+    IdentityRejected {
+        /// Why.
+        rejection: crate::identity::Rejection,
+    },
     /// An invalid policy could select the destination (fail closed).
     InvalidPolicy {
         /// The invalid policy.
@@ -168,6 +173,7 @@ impl Decision {
                 ),
                 None => write!(s, "identity mismatch"),
             },
+            Cause::IdentityRejected { rejection } => write!(s, "identity rejected: {rejection}"),
             Cause::InvalidPolicy { invalid } => match snap.invalid.get(invalid as usize) {
                 Some(p) => write!(s, "policy {} invalid: {}", p.id, p.error),
                 None => write!(s, "policy invalid"),

@@ -14,7 +14,7 @@ use super::{
     path,
     snapshot::{Endpoint, LabelMap, Snapshot},
 };
-use crate::identity::spiffe::SpiffeRef;
+use crate::identity::{Rejection, spiffe::SpiffeRef};
 
 /// TCP's protocol number: every HTTP check, and a TCP check unless the address says otherwise.
 pub const PROTO_TCP: u8 = 6;
@@ -30,6 +30,8 @@ pub enum Principal<'a> {
     Untrusted(SpiffeRef<'a>),
     /// A valid, trusted SPIFFE ID.
     Valid(SpiffeRef<'a>),
+    /// Identity material that must not be trusted (bad certificate, disagreement, bad XFCC).
+    Rejected(Rejection),
 }
 
 /// One side's address.
@@ -118,6 +120,9 @@ pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision 
     // are denied" (SEMANTICS.md §3.6).
     if let Some(invalid) = plan.invalid {
         return Decision::deny(Cause::InvalidPolicy { invalid });
+    }
+    if let Principal::Rejected(rejection) = req.principal {
+        return Decision::deny(Cause::IdentityRejected { rejection });
     }
 
     let src_idx = req.source.ip.and_then(|ip| snap.endpoint_by_ip(ip));

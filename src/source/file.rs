@@ -341,8 +341,19 @@ pub fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)>
 /// files, and network filesystems, at the cost of up to one interval of delay.
 pub async fn watch<F>(paths: Vec<PathBuf>, interval: Duration, mut on_change: F)
 where
-    F: FnMut(Result<Loaded, LoadError>) + Send,
+    F: FnMut(Result<Loaded, LoadError>) + Send + 'static,
 {
+    let p = paths.clone();
+    watch_paths(paths, interval, move || on_change(load(&p))).await;
+}
+
+/// Polls `paths` every `interval` and calls `on_change` (on a blocking thread) whenever their
+/// [`fingerprint`] changes.
+pub async fn watch_paths<F>(paths: Vec<PathBuf>, interval: Duration, on_change: F)
+where
+    F: FnMut() + Send + 'static,
+{
+    let on_change = std::sync::Arc::new(std::sync::Mutex::new(on_change));
     let mut last = fingerprint(&paths);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -357,10 +368,12 @@ where
             continue;
         }
         last = now;
-        let p = paths.clone();
-        if let Ok(result) = tokio::task::spawn_blocking(move || load(&p)).await {
-            on_change(result);
-        }
+        let f = on_change.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            f();
+        })
+        .await;
     }
 }
 
