@@ -16,6 +16,7 @@ use crate::{
         descriptor,
         server::{self, ServerConfig},
         service::AuthzService,
+        tls::TlsFiles,
     },
     cli::{CheckArgs, Cli, Command, PolicyArgs, ServeArgs},
     identity::{cert::TrustBundle, resolve::IdentityConfig},
@@ -221,6 +222,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: args.request_timeout(),
             max_concurrent_streams: None,
             max_decoding_message_size: args.max_request_bytes,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.client_ca.clone(),
+                }),
+                _ => None,
+            },
+            tls_reload_interval: args.reload_interval(),
         };
         server::serve(
             cfg,

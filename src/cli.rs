@@ -81,6 +81,15 @@ pub struct ServeArgs {
     /// Permissions of the Unix socket, octal.
     #[arg(long, value_name = "MODE", default_value = "666", value_parser = parse_mode)]
     pub unix_mode: u32,
+    /// Serve TLS on the TCP listener with this certificate chain (PEM); reloaded on change.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
     /// How often state files are checked for changes, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     pub reload_interval: f64,

@@ -2,7 +2,9 @@
 //! gRPC reflection (v1 and v1alpha: grpcurl 1.8 only speaks v1alpha), per-request bounds and
 //! graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
 
 use anyhow::Context as _;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
@@ -13,7 +15,10 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use super::descriptor::FILE_DESCRIPTOR_SET;
+use super::{
+    descriptor::FILE_DESCRIPTOR_SET,
+    tls::{self, TlsFiles},
+};
 
 /// The gRPC service name of Envoy's ext_authz API.
 pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
@@ -34,6 +39,10 @@ pub struct ServerConfig {
     pub max_concurrent_streams: Option<u32>,
     /// Largest request message accepted, in bytes.
     pub max_decoding_message_size: usize,
+    /// TLS (and mTLS) for the TCP listener; the Unix socket stays plaintext.
+    pub tls: Option<TlsFiles>,
+    /// How often the TLS files are checked for changes.
+    pub tls_reload_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +54,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(5),
             max_concurrent_streams: None,
             max_decoding_message_size: 4 * 1024 * 1024,
+            tls: None,
+            tls_reload_interval: Duration::from_secs(1),
         }
     }
 }
@@ -123,6 +134,28 @@ where
         Some(path) => Some((path.clone(), bind_unix(path, cfg.unix_mode)?)),
         None => None,
     };
+    let tls_config = match &cfg.tls {
+        Some(files) => {
+            let config = Arc::new(ArcSwap::from_pointee(files.load()?));
+            let (files, current) = (files.clone(), config.clone());
+            tokio::spawn(crate::source::file::watch_paths(
+                files.paths(),
+                cfg.tls_reload_interval,
+                move || match files.load() {
+                    Ok(c) => {
+                        current.store(Arc::new(c));
+                        tracing::info!("reloaded the TLS certificates");
+                    }
+                    Err(e) => tracing::error!(
+                        error = %format!("{e:#}"),
+                        "TLS certificates not reloaded; keeping the previous ones"
+                    ),
+                },
+            ));
+            Some(config)
+        }
+        None => None,
+    };
     let tcp = match cfg.tcp {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -151,10 +184,27 @@ where
         let local = listener
             .local_addr()
             .context("cannot read the bound address")?;
-        tracing::info!("listening on {local}");
-        let incoming = TcpListenerStream::new(listener);
-        let server = router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
+        match tls_config {
+            Some(config) => {
+                let mtls = if cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
+                    " (mTLS)"
+                } else {
+                    " (TLS)"
+                };
+                tracing::info!("listening on {local}{mtls}");
+                let incoming = tls::incoming(listener, config, stop_rx.clone());
+                let server =
+                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                tasks.spawn(async move { server.await.context("gRPC server on TLS failed") });
+            }
+            None => {
+                tracing::info!("listening on {local}");
+                let incoming = TcpListenerStream::new(listener);
+                let server =
+                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
+            }
+        }
     }
     while let Some(result) = tasks.join_next().await {
         result.context("server task panicked")??;

@@ -1,0 +1,125 @@
+//! TLS and mutual TLS for the authz listener, with certificates reloaded on change.
+//!
+//! The current `rustls::ServerConfig` sits in an `ArcSwap`; every new connection handshakes with
+//! whatever is current, so a rotated certificate (Istio, cert-manager) applies to new connections
+//! while existing ones keep theirs and are never dropped. Handshakes run in their own tasks with a
+//! timeout and a concurrency limit, so a slow or silent client cannot stall accepting.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use rustls::{RootCertStore, ServerConfig, server::WebPkiClientVerifier};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once.
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// The files that make up the listener's TLS configuration.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA bundle for client certificates (PEM); when set, clients must present one (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Every file, for change detection.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.cert.clone(), self.key.clone()];
+        v.extend(self.client_ca.clone());
+        v
+    }
+
+    /// Reads the files and builds a server configuration (ring, TLS 1.2 and 1.3, ALPN h2).
+    pub fn load(&self) -> anyhow::Result<ServerConfig> {
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let certs = CertificateDer::pem_slice_iter(&read(&self.cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{}: not PEM certificates", self.cert.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("{}: no certificate", self.cert.display());
+        }
+        let key = PrivateKeyDer::from_pem_slice(&read(&self.key)?)
+            .with_context(|| format!("{}: no PEM private key", self.key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("no usable TLS versions")?;
+        let builder = match &self.client_ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(&read(ca)?) {
+                    let c = c.with_context(|| format!("{}: not PEM certificates", ca.display()))?;
+                    roots
+                        .add(c)
+                        .with_context(|| format!("{}: unusable CA certificate", ca.display()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .with_context(|| format!("{}: no usable CA certificate", ca.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .context("the certificate and key do not match, or the key is unusable")?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes with the current configuration,
+/// yielding established streams until `stop` turns true.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ArcSwap<ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+) -> ReceiverStream<std::io::Result<TlsStream<tokio::net::TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(MAX_HANDSHAKES);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let acceptor = TlsAcceptor::from(config.load_full());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
