@@ -261,3 +261,100 @@ fn bad_tls_files_stop_startup_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `--trust-bundle`: a forwarded certificate from an unknown root is denied; adding its root to
+/// the bundle file is picked up without a restart.
+#[tokio::test]
+async fn trust_bundle_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mesh, other) = (Ca::new("mesh root"), Ca::new("other root"));
+    write(dir.path(), "roots.pem", &mesh.0.pem());
+    let policies = common::root().join("policies");
+    let bundle = dir.path().join("roots.pem");
+    let server = common::Server::start(&[
+        "--state",
+        policies.to_str().unwrap(),
+        "--trust-bundle",
+        bundle.to_str().unwrap(),
+        "--reload-interval",
+        "0.05",
+        "--explain-denials",
+    ]);
+    let mut c = AuthorizationClient::connect(server.url()).await.unwrap();
+    let forwarded = |ca: &Ca| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://cluster.local/ns/shop/sa/frontend"
+                .try_into()
+                .unwrap(),
+        )];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let pem = p
+            .signed_by(&KeyPair::generate().unwrap(), &ca.0)
+            .unwrap()
+            .pem();
+        let mut r = request();
+        r.attributes
+            .as_mut()
+            .unwrap()
+            .source
+            .as_mut()
+            .unwrap()
+            .certificate =
+            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        r
+    };
+    let ok = c.check(forwarded(&mesh)).await.unwrap().into_inner();
+    assert_eq!(ok.status.unwrap().code, 0);
+    let denied = c
+        .check(forwarded(&other))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(
+        (denied.code, denied.message.as_str()),
+        (
+            7,
+            "identity rejected: the forwarded certificate does not chain to the trust bundle"
+        )
+    );
+
+    write(
+        dir.path(),
+        "roots.pem",
+        &format!("{}{}", mesh.0.pem(), other.0.pem()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while c
+        .check(forwarded(&other))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .code
+        != 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new bundle was never used"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A broken bundle file is refused and the last good bundle stays.
+    write(dir.path(), "roots.pem", "garbage");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        c.check(forwarded(&other))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .code,
+        0
+    );
+}
