@@ -23,6 +23,16 @@ async fn client(server: &common::Server) -> AuthorizationClient<Channel> {
     AuthorizationClient::connect(server.url()).await.unwrap()
 }
 
+fn http_mut(
+    req: &mut CheckRequest,
+) -> &mut envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest {
+    req.attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+        .expect("an HTTP request")
+}
+
 fn code(r: &CheckResponse) -> i32 {
     r.status.as_ref().map_or(-1, |s| s.code)
 }
@@ -161,31 +171,13 @@ async fn huge_headers_are_fine_and_oversized_messages_are_refused() {
     let server = common::Server::start(&["--state", &policies(), "--max-request-bytes", "2000000"]);
     let mut c = client(&server).await.max_encoding_message_size(64 << 20);
     let mut req = example("frontend-get-product");
-    let http = req
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap();
+    let http = http_mut(&mut req);
     http.headers = (0..1000)
         .map(|i| (format!("x-h{i}"), "v".repeat(1000)))
         .collect::<HashMap<_, _>>();
     assert_eq!(code(&c.check(req.clone()).await.unwrap().into_inner()), 0);
 
-    let http = req
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap();
+    let http = http_mut(&mut req);
     http.headers.insert("x-big".into(), "v".repeat(3_000_000));
     let err = c.check(req).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");

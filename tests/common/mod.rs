@@ -72,6 +72,16 @@ pub fn cases() -> Vec<Case> {
     out
 }
 
+/// Fails with every failure listed, not just the first.
+pub fn assert_all_passed(failures: &[String], total: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Writes a case's state (as one `kind: List`) and request into `dir`.
 pub fn write_case(dir: &Path, case: &Case) -> (PathBuf, PathBuf) {
     let state = dir.join("state.json");
