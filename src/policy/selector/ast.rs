@@ -1,125 +1,81 @@
-//! The selector AST, its evaluation against labels, and its canonical form.
+//! The selector syntax tree ([`Expr`]) and its normal form.
+//!
+//! The tree is public so that callers can build selectors (Kubernetes label selectors converted
+//! to Calico's form) and rewrite them (`all()` → `has(projectcalico.org/namespace)` in a
+//! namespace selector). Evaluation lives in `eval.rs` and printing in `display.rs`.
 
-use std::{collections::BTreeSet, fmt};
+use std::collections::BTreeSet;
 
-use super::Labels;
-
-/// A selector expression. Public so callers can build and rewrite selectors (e.g. Kubernetes
-/// label selectors converted to Calico's form).
+/// A selector expression (reference/calico-selectors.md §2).
+///
+/// Labels and values are stored as written, without quotes. The parser only produces
+/// [normalised](Expr::normalized) trees.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
-    /// `all()` (and the empty selector): always true.
+    /// `all()` and the empty selector: always true.
     All,
-    /// `global()`: true in the plain evaluator (callers give it its namespace meaning).
+    /// `global()`: true in the plain evaluator; callers give it its namespace meaning.
     Global,
-    /// `has(k)`: the label is present.
+    /// `has(k)`: the label is present, whatever its value.
     Has(String),
-    /// `k == "v"`: present and equal.
+    /// `k == "v"`: the label is present and equal to `v`.
     Eq(String, String),
-    /// `k != "v"`: absent or different.
+    /// `k != "v"`: the label is absent or different from `v`.
     Ne(String, String),
-    /// `k in {…}`: present and in the set.
+    /// `k in {…}`: the label is present and its value is in the set.
     In(String, BTreeSet<String>),
-    /// `k not in {…}`: absent or not in the set.
+    /// `k not in {…}`: the label is absent or its value is not in the set.
     NotIn(String, BTreeSet<String>),
-    /// `k contains "s"`: present and contains.
+    /// `k contains "s"`: the label is present and its value contains `s`.
     Contains(String, String),
-    /// `k starts with "s"`: present and starts with.
+    /// `k starts with "s"`: the label is present and its value starts with `s`.
     StartsWith(String, String),
-    /// `k ends with "s"`: present and ends with.
+    /// `k ends with "s"`: the label is present and its value ends with `s`.
     EndsWith(String, String),
     /// `!e`.
     Not(Box<Expr>),
-    /// `e && e && …` (two or more).
+    /// `e && e && …`: every child, left to right, short-circuiting.
     And(Vec<Expr>),
-    /// `e || e || …` (two or more).
+    /// `e || e || …`: any child, left to right, short-circuiting.
     Or(Vec<Expr>),
 }
 
 impl Expr {
-    /// Evaluates against a label set (reference/calico-selectors.md §3). Does not allocate.
-    pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+    /// The negation of `self`, removing a negation instead of doubling it.
+    pub fn negate(self) -> Expr {
         match self {
-            Expr::All | Expr::Global => true,
-            Expr::Has(k) => labels.get_label(k).is_some(),
-            Expr::Eq(k, v) => labels.get_label(k) == Some(v.as_str()),
-            Expr::Ne(k, v) => labels.get_label(k) != Some(v.as_str()),
-            Expr::In(k, set) => labels.get_label(k).is_some_and(|v| set.contains(v)),
-            Expr::NotIn(k, set) => !labels.get_label(k).is_some_and(|v| set.contains(v)),
-            Expr::Contains(k, s) => labels.get_label(k).is_some_and(|v| v.contains(s.as_str())),
-            Expr::StartsWith(k, s) => labels
-                .get_label(k)
-                .is_some_and(|v| v.starts_with(s.as_str())),
-            Expr::EndsWith(k, s) => labels.get_label(k).is_some_and(|v| v.ends_with(s.as_str())),
-            Expr::Not(e) => !e.matches(labels),
-            Expr::And(v) => v.iter().all(|e| e.matches(labels)),
-            Expr::Or(v) => v.iter().any(|e| e.matches(labels)),
+            Expr::Not(inner) => *inner,
+            e => Expr::Not(Box::new(e)),
         }
     }
-}
 
-struct Quoted<'a>(&'a str);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.contains('"') {
-            write!(f, "'{}'", self.0)
-        } else {
-            write!(f, "\"{}\"", self.0)
-        }
-    }
-}
-
-fn write_set(f: &mut fmt::Formatter<'_>, set: &BTreeSet<String>) -> fmt::Result {
-    f.write_str("{")?;
-    for (i, v) in set.iter().enumerate() {
-        if i > 0 {
-            f.write_str(", ")?;
-        }
-        write!(f, "{}", Quoted(v))?;
-    }
-    f.write_str("}")
-}
-
-/// The canonical form (reference/calico-selectors.md §4): binary groups parenthesised, sets
-/// sorted, `"…"` unless the value contains `"`.
-impl fmt::Display for Expr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The form the parser would give this expression after printing it: double negations
+    /// cancel, a one-child `And`/`Or` becomes its child, an empty `And` becomes `all()` and an
+    /// empty `Or` becomes `!all()`. Nested groups are kept, since printing parenthesises them.
+    ///
+    /// ```
+    /// use alp_authz::policy::selector::Expr;
+    ///
+    /// let e = Expr::Not(Box::new(Expr::Not(Box::new(Expr::And(vec![Expr::Has("a".into())])))));
+    /// assert_eq!(e.normalized(), Expr::Has("a".into()));
+    /// assert_eq!(Expr::Or(vec![]).normalized(), Expr::Not(Box::new(Expr::All)));
+    /// ```
+    pub fn normalized(self) -> Expr {
         match self {
-            Expr::All => f.write_str("all()"),
-            Expr::Global => f.write_str("global()"),
-            Expr::Has(k) => write!(f, "has({k})"),
-            Expr::Eq(k, v) => write!(f, "{k} == {}", Quoted(v)),
-            Expr::Ne(k, v) => write!(f, "{k} != {}", Quoted(v)),
-            Expr::In(k, s) => {
-                write!(f, "{k} in ")?;
-                write_set(f, s)
-            }
-            Expr::NotIn(k, s) => {
-                write!(f, "{k} not in ")?;
-                write_set(f, s)
-            }
-            Expr::Contains(k, v) => write!(f, "{k} contains {}", Quoted(v)),
-            Expr::StartsWith(k, v) => write!(f, "{k} starts with {}", Quoted(v)),
-            Expr::EndsWith(k, v) => write!(f, "{k} ends with {}", Quoted(v)),
-            // `!!x` would re-parse as `x`, so a double negation keeps its parentheses.
-            Expr::Not(e) if matches!(**e, Expr::Not(_)) => write!(f, "!({e})"),
-            Expr::Not(e) => write!(f, "!{e}"),
-            Expr::And(v) | Expr::Or(v) => {
-                let op = if matches!(self, Expr::And(_)) {
-                    " && "
-                } else {
-                    " || "
-                };
-                f.write_str("(")?;
-                for (i, e) in v.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(op)?;
-                    }
-                    write!(f, "{e}")?;
-                }
-                f.write_str(")")
-            }
+            Expr::Not(inner) => inner.normalized().negate(),
+            Expr::And(children) => group(children, Expr::And, Expr::All),
+            Expr::Or(children) => group(children, Expr::Or, Expr::Not(Box::new(Expr::All))),
+            leaf => leaf,
         }
+    }
+}
+
+/// Normalises an n-ary group: its children, then its arity.
+fn group(children: Vec<Expr>, make: fn(Vec<Expr>) -> Expr, empty: Expr) -> Expr {
+    let mut children: Vec<Expr> = children.into_iter().map(Expr::normalized).collect();
+    match children.len() {
+        0 => empty,
+        1 => children.pop().unwrap_or(empty),
+        _ => make(children),
     }
 }

@@ -1,17 +1,26 @@
-//! Tokens of the Calico selector language (`libcalico-go/lib/selector/tokenizer`).
+//! Step one: text → tokens (`AppendTokens` in Calico's `tokenizer.go`,
+//! reference/calico-selectors.md §1).
 //!
-//! Whitespace is only space and TAB. Keyword operators (`contains`, `starts with`, `ends with`,
-//! `in`, `not in`) are recognised only straight after a label and must end at a word boundary;
-//! functions (`has(`, `all(`, `global(`) only where an operand is expected.
+//! * Whitespace is only space and TAB; anything else outside a literal is a token or an error.
+//! * String literals run to the next identical quote; there are no escapes.
+//! * Labels are runs of `[A-Za-z0-9_./-]`, 1 to 512 bytes long.
+//! * Keyword operators (`contains`, `starts with`, `ends with`, `not in`, `in`) are recognised
+//!   only straight after a label and must end at a word boundary; functions (`has(`, `all(`,
+//!   `global(`) only where an operand is expected, with the `(` touching the name.
+//!
+//! The whole input is tokenized before parsing, as Calico does, so a lexical error wins over a
+//! grammatical one earlier in the input.
+
+use std::ops::Range;
 
 use super::ParseError;
 
 /// The longest label accepted (`MaxLabelLength`).
-pub const MAX_LABEL_LEN: usize = 512;
+pub(super) const MAX_LABEL_LEN: usize = 512;
 
-/// A token kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tok {
+/// What a token is; labels and literals borrow from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tok<'a> {
     /// `(`
     LParen,
     /// `)`
@@ -32,12 +41,12 @@ pub enum Tok {
     And,
     /// `||`
     Or,
-    /// A string literal's content.
-    Str(String),
+    /// A string literal's content, without the quotes.
+    Str(&'a str),
     /// A label.
-    Label(String),
-    /// `has(label)`
-    Has(String),
+    Label(&'a str),
+    /// `has(label)`, with the label.
+    Has(&'a str),
     /// `all()`
     All,
     /// `global()`
@@ -52,186 +61,217 @@ pub enum Tok {
     In,
     /// `not in`
     NotIn,
-    /// End of input.
+    /// The end of the input.
     Eof,
 }
 
-/// A token and its byte span.
+/// A token and the bytes of the input it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// Kind.
-    pub tok: Tok,
-    /// Byte range in the input.
-    pub span: std::ops::Range<usize>,
+pub(super) struct Token<'a> {
+    /// What it is.
+    pub tok: Tok<'a>,
+    /// Byte range in the input (empty for [`Tok::Eof`], at the end of the input).
+    pub span: Range<usize>,
 }
 
+/// `[A-Za-z0-9_./-]`
 fn is_label_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-')
 }
 
+/// "Whitespace is only space (0x20) and TAB (0x09)."
 fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Splits `input` into tokens, ending with [`Tok::Eof`].
-pub fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
-    let b = input.as_bytes();
-    let mut out: Vec<Token> = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < b.len() && is_ws(b[i]) {
+/// Splits `input` into tokens; the last one is always [`Tok::Eof`].
+pub(super) fn tokenize(input: &str) -> Result<Vec<Token<'_>>, ParseError> {
+    Lexer { input, pos: 0 }.run()
+}
+
+struct Lexer<'a> {
+    input: &'a str,
+    pos: usize,
+}
+
+impl<'a> Lexer<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.input.as_bytes()
+    }
+
+    fn byte(&self, i: usize) -> Option<u8> {
+        self.bytes().get(i).copied()
+    }
+
+    /// The first position at or after `i` that is not whitespace.
+    fn skip_ws(&self, mut i: usize) -> usize {
+        while self.byte(i).is_some_and(is_ws) {
             i += 1;
         }
-        if i >= b.len() {
-            out.push(Token {
-                tok: Tok::Eof,
-                span: i..i,
-            });
-            return Ok(out);
+        i
+    }
+
+    /// The end of the run of label bytes starting at `i`.
+    fn label_end(&self, mut i: usize) -> usize {
+        while self.byte(i).is_some_and(is_label_byte) {
+            i += 1;
         }
-        let start = i;
-        let after_label = matches!(
-            out.last(),
-            Some(Token {
-                tok: Tok::Label(_),
-                ..
-            })
-        );
-        let (tok, end) = match b[i] {
-            b'(' => (Tok::LParen, i + 1),
-            b')' => (Tok::RParen, i + 1),
-            b'{' => (Tok::LBrace, i + 1),
-            b'}' => (Tok::RBrace, i + 1),
-            b',' => (Tok::Comma, i + 1),
-            b'!' if b.get(i + 1) == Some(&b'=') => (Tok::Ne, i + 2),
-            b'!' => (Tok::Not, i + 1),
-            b'=' if b.get(i + 1) == Some(&b'=') => (Tok::Eq, i + 2),
-            b'=' => return Err(ParseError::new(input, "expected ==", i..i + 1)),
-            b'&' if b.get(i + 1) == Some(&b'&') => (Tok::And, i + 2),
-            b'&' => return Err(ParseError::new(input, "expected &&", i..i + 1)),
-            b'|' if b.get(i + 1) == Some(&b'|') => (Tok::Or, i + 2),
-            b'|' => return Err(ParseError::new(input, "expected ||", i..i + 1)),
-            q @ (b'"' | b'\'') => match input[i + 1..].find(q as char) {
-                Some(len) => (Tok::Str(input[i + 1..i + 1 + len].to_owned()), i + 2 + len),
-                None => {
-                    return Err(ParseError::new(
-                        input,
-                        "unterminated string literal",
-                        i..b.len(),
+        i
+    }
+
+    /// The span of the character at `i` (empty at the end of the input).
+    fn char_span(&self, i: usize) -> Range<usize> {
+        let len = self
+            .input
+            .get(i..)
+            .and_then(|rest| rest.chars().next())
+            .map_or(0, char::len_utf8);
+        i..i + len
+    }
+
+    fn error(&self, message: impl Into<String>, span: Range<usize>) -> ParseError {
+        ParseError::new(self.input, message, span)
+    }
+
+    fn run(mut self) -> Result<Vec<Token<'a>>, ParseError> {
+        let mut out: Vec<Token<'a>> = Vec::new();
+        loop {
+            self.pos = self.skip_ws(self.pos);
+            let start = self.pos;
+            let Some(b) = self.byte(start) else {
+                out.push(Token {
+                    tok: Tok::Eof,
+                    span: start..start,
+                });
+                return Ok(out);
+            };
+            let after_label = matches!(
+                out.last(),
+                Some(Token {
+                    tok: Tok::Label(_),
+                    ..
+                })
+            );
+            let next = self.byte(start + 1);
+            let (tok, end) = match b {
+                b'(' => (Tok::LParen, start + 1),
+                b')' => (Tok::RParen, start + 1),
+                b'{' => (Tok::LBrace, start + 1),
+                b'}' => (Tok::RBrace, start + 1),
+                b',' => (Tok::Comma, start + 1),
+                // "A `!` immediately followed by `=` is always `!=`."
+                b'!' if next == Some(b'=') => (Tok::Ne, start + 2),
+                b'!' => (Tok::Not, start + 1),
+                b'=' if next == Some(b'=') => (Tok::Eq, start + 2),
+                b'&' if next == Some(b'&') => (Tok::And, start + 2),
+                b'|' if next == Some(b'|') => (Tok::Or, start + 2),
+                b'=' => return Err(self.error("expected ==", start..start + 1)),
+                b'&' => return Err(self.error("expected &&", start..start + 1)),
+                b'|' => return Err(self.error("expected ||", start..start + 1)),
+                b'"' | b'\'' => self.string(start, b)?,
+                _ if after_label => self.operator(start)?,
+                _ if is_label_byte(b) => self.operand(start)?,
+                _ => {
+                    let span = self.char_span(start);
+                    let found = self.input.get(span.clone()).unwrap_or_default();
+                    return Err(self.error(
+                        format!("unexpected character `{}`", found.escape_debug()),
+                        span,
                     ));
                 }
-            },
-            c if is_label_byte(c) && after_label => keyword(input, i)?,
-            c if is_label_byte(c) => operand(input, i)?,
-            _ => {
-                let ch_len = input[i..].chars().next().map_or(1, char::len_utf8);
-                return Err(ParseError::new(
-                    input,
-                    "unexpected character",
-                    i..i + ch_len,
-                ));
-            }
+            };
+            out.push(Token {
+                tok,
+                span: start..end,
+            });
+            self.pos = end;
+        }
+    }
+
+    /// A literal opened by `quote` at `start`: "the content runs up to the next identical
+    /// quote. There are no escapes."
+    fn string(&self, start: usize, quote: u8) -> Result<(Tok<'a>, usize), ParseError> {
+        let body = start + 1;
+        let len = self
+            .bytes()
+            .get(body..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&b| b == quote)
+            .ok_or_else(|| self.error("unterminated string literal", start..self.input.len()))?;
+        let content = self.input.get(body..body + len).unwrap_or_default();
+        Ok((Tok::Str(content), body + len + 1))
+    }
+
+    /// Straight after a label: a keyword operator ending at a word boundary, with optional
+    /// whitespace inside `starts with`, `ends with` and `not in`.
+    fn operator(&self, start: usize) -> Result<(Tok<'a>, usize), ParseError> {
+        // `word` at `at`, not followed by a label character: the end of the word.
+        let word = |at: usize, word: &str| -> Option<usize> {
+            let end = at + word.len();
+            (self.input.get(at..end) == Some(word) && !self.byte(end).is_some_and(is_label_byte))
+                .then_some(end)
         };
-        out.push(Token {
-            tok,
-            span: start..end,
-        });
-        i = end;
+        // `first`, optional whitespace, then `second` at a word boundary.
+        let two_words = |first: &str, second: &str| -> Option<usize> {
+            let end = start + first.len();
+            (self.input.get(start..end) == Some(first))
+                .then(|| word(self.skip_ws(end), second))
+                .flatten()
+        };
+        word(start, "contains")
+            .map(|end| (Tok::Contains, end))
+            .or_else(|| two_words("starts", "with").map(|end| (Tok::StartsWith, end)))
+            .or_else(|| two_words("ends", "with").map(|end| (Tok::EndsWith, end)))
+            .or_else(|| two_words("not", "in").map(|end| (Tok::NotIn, end)))
+            .or_else(|| word(start, "in").map(|end| (Tok::In, end)))
+            .ok_or_else(|| {
+                let end = self.label_end(start);
+                let span = if end > start {
+                    start..end
+                } else {
+                    self.char_span(start)
+                };
+                self.error("expected operator after label", span)
+            })
     }
-}
 
-/// Reads a run of label bytes starting at `i`; returns its end.
-fn label_end(b: &[u8], i: usize) -> usize {
-    let mut j = i;
-    while j < b.len() && is_label_byte(b[j]) {
-        j += 1;
-    }
-    j
-}
-
-/// After a label: one of the keyword operators, ending at a word boundary.
-fn keyword(input: &str, i: usize) -> Result<(Tok, usize), ParseError> {
-    let b = input.as_bytes();
-    let word = |at: usize, w: &str| -> Option<usize> {
-        let end = at + w.len();
-        (input.get(at..end) == Some(w) && !b.get(end).is_some_and(|c| is_label_byte(*c)))
-            .then_some(end)
-    };
-    // `starts`/`ends`/`not`, optional whitespace, then `with`/`in`.
-    let two = |first: &str, second: &str| -> Option<usize> {
-        let mut j = i + first.len();
-        if input.get(i..j) != Some(first) {
-            return None;
-        }
-        while j < b.len() && is_ws(b[j]) {
-            j += 1;
-        }
-        word(j, second)
-    };
-    let found = word(i, "contains")
-        .map(|e| (Tok::Contains, e))
-        .or_else(|| two("starts", "with").map(|e| (Tok::StartsWith, e)))
-        .or_else(|| two("ends", "with").map(|e| (Tok::EndsWith, e)))
-        .or_else(|| two("not", "in").map(|e| (Tok::NotIn, e)))
-        .or_else(|| word(i, "in").map(|e| (Tok::In, e)));
-    found.ok_or_else(|| ParseError::new(input, "expected operator after label", i..label_end(b, i)))
-}
-
-/// Where an operand is expected: `has(label)`, `all()`, `global()`, or a label.
-fn operand(input: &str, i: usize) -> Result<(Tok, usize), ParseError> {
-    let b = input.as_bytes();
-    let skip_ws = |mut j: usize| {
-        while j < b.len() && is_ws(b[j]) {
-            j += 1;
-        }
-        j
-    };
-    if input[i..].starts_with("has(") {
-        let l = skip_ws(i + 4);
-        let le = label_end(b, l);
-        if le == l {
-            return Err(ParseError::new(
-                input,
-                "expected label in has()",
-                i..(l + 1).min(b.len()),
-            ));
-        }
-        check_label_len(input, l, le)?;
-        let close = skip_ws(le);
-        if b.get(close) != Some(&b')') {
-            return Err(ParseError::new(
-                input,
-                "expected ) after has(label",
-                i..close,
-            ));
-        }
-        return Ok((Tok::Has(input[l..le].to_owned()), close + 1));
-    }
-    for (name, tok) in [("all(", Tok::All), ("global(", Tok::Global)] {
-        if input[i..].starts_with(name) {
-            let close = skip_ws(i + name.len());
-            if b.get(close) != Some(&b')') {
-                return Err(ParseError::new(
-                    input,
-                    format!("expected ) after {name}"),
-                    i..close,
-                ));
+    /// Where an operand may start: `has(label)`, `all()`, `global()`, or a label.
+    fn operand(&self, start: usize) -> Result<(Tok<'a>, usize), ParseError> {
+        let rest = self.input.get(start..).unwrap_or_default();
+        if rest.starts_with("has(") {
+            let label_start = self.skip_ws(start + "has(".len());
+            let label_end = self.label_end(label_start);
+            if label_end == label_start {
+                return Err(self.error("expected label in has()", self.char_span(label_start)));
             }
-            return Ok((tok, close + 1));
+            let label = self.label(label_start, label_end)?;
+            let close = self.skip_ws(label_end);
+            if self.byte(close) != Some(b')') {
+                return Err(self.error("expected ) after label in has()", self.char_span(close)));
+            }
+            return Ok((Tok::Has(label), close + 1));
         }
+        for (name, tok) in [("all(", Tok::All), ("global(", Tok::Global)] {
+            if rest.starts_with(name) {
+                let close = self.skip_ws(start + name.len());
+                if self.byte(close) != Some(b')') {
+                    return Err(
+                        self.error(format!("expected ) after {name}"), self.char_span(close))
+                    );
+                }
+                return Ok((tok, close + 1));
+            }
+        }
+        let end = self.label_end(start);
+        Ok((Tok::Label(self.label(start, end)?), end))
     }
-    let end = label_end(b, i);
-    check_label_len(input, i, end)?;
-    Ok((Tok::Label(input[i..end].to_owned()), end))
-}
 
-fn check_label_len(input: &str, start: usize, end: usize) -> Result<(), ParseError> {
-    if end - start > MAX_LABEL_LEN {
-        return Err(ParseError::new(
-            input,
-            format!("label is longer than {MAX_LABEL_LEN} characters"),
-            start..end,
-        ));
+    /// The label at `start..end`, if it is not too long.
+    fn label(&self, start: usize, end: usize) -> Result<&'a str, ParseError> {
+        if end - start > MAX_LABEL_LEN {
+            return Err(self.error("label too long", start..end));
+        }
+        Ok(self.input.get(start..end).unwrap_or_default())
     }
-    Ok(())
 }

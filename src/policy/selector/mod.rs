@@ -1,5 +1,12 @@
-//! The Calico selector language (`libcalico-go/lib/selector`; grammar and semantics in
-//! reference/calico-selectors.md).
+//! The Calico selector language: `app == "web" && !has(legacy)` (`libcalico-go/lib/selector`;
+//! grammar and semantics in reference/calico-selectors.md).
+//!
+//! Step one, `lexer`: text → tokens. Step two, `parser`: tokens → [`Expr`], normalised. Then
+//! `eval` matches an [`Expr`] against [`Labels`] without allocating, and `display` prints the
+//! canonical form, which parses back to the same [`Selector`].
+//!
+//! This module only knows about strings and label maps: it must not import anything else from
+//! the crate (`policy::model`, `k8s`, `authz`), so that it can be tested and fuzzed alone.
 //!
 //! ```
 //! use alp_authz::policy::selector::Selector;
@@ -15,69 +22,62 @@
 //! ```
 
 mod ast;
+mod display;
+mod error;
+mod eval;
 mod lexer;
 mod parser;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt,
-    ops::Range,
-    str::FromStr,
-    sync::Arc,
-};
+use std::str::FromStr;
 
 pub use ast::Expr;
+pub use error::ParseError;
+pub use eval::Labels;
 
-/// Label lookup used for evaluation.
-pub trait Labels {
-    /// The value of label `key`, if present.
-    fn get_label(&self, key: &str) -> Option<&str>;
-}
-
-impl Labels for BTreeMap<String, String> {
-    fn get_label(&self, key: &str) -> Option<&str> {
-        self.get(key).map(String::as_str)
-    }
-}
-
-impl<S: std::hash::BuildHasher> Labels for HashMap<String, String, S> {
-    fn get_label(&self, key: &str) -> Option<&str> {
-        self.get(key).map(String::as_str)
-    }
-}
-
-impl Labels for BTreeMap<Arc<str>, Arc<str>> {
-    fn get_label(&self, key: &str) -> Option<&str> {
-        self.get(key).map(|v| &**v)
-    }
-}
-
-impl Labels for [(&str, &str)] {
-    fn get_label(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-}
-
-/// A parsed selector.
+/// A parsed selector: a [normalised](Expr::normalized) [`Expr`].
+///
+/// Its [`Display`](std::fmt::Display) is Calico's canonical form, and parsing that gives back an
+/// equal selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Selector {
+    /// INVARIANT: normalised, so printing and parsing again gives the same tree.
     root: Expr,
 }
 
 impl Selector {
-    /// Parses a selector; an empty (or all-whitespace) string is `all()`.
+    /// Parses a selector. An empty string, or one of only spaces and tabs, is `all()`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] pointing at the first offending character, for anything outside the
+    /// language of reference/calico-selectors.md (exactly what Calico's `Validate` rejects),
+    /// and for parentheses nested more than 128 deep.
+    ///
+    /// ```
+    /// use alp_authz::policy::selector::{Expr, Selector};
+    ///
+    /// assert!(Selector::parse(" \t").unwrap().is_all());
+    /// assert_eq!(
+    ///     Selector::parse("!!!has(a)").unwrap().expr(),
+    ///     &Expr::Not(Box::new(Expr::Has("a".into())))
+    /// );
+    /// assert_eq!(Selector::parse("has (a)").unwrap_err().column, 5);
+    /// ```
     pub fn parse(s: &str) -> Result<Selector, ParseError> {
         parser::parse(s).map(|root| Selector { root })
     }
 
-    /// `all()`.
+    /// `all()`: matches every label set.
     pub fn all() -> Selector {
         Selector { root: Expr::All }
     }
 
-    /// Wraps an expression.
-    pub fn from_expr(root: Expr) -> Selector {
-        Selector { root }
+    /// Wraps an expression, [normalising](Expr::normalized) it first (double negations cancel,
+    /// one-member groups become their member, empty groups become `all()` or `!all()`).
+    pub fn from_expr(e: Expr) -> Selector {
+        Selector {
+            root: e.normalized(),
+        }
     }
 
     /// The expression.
@@ -90,7 +90,7 @@ impl Selector {
         self.root.matches(labels)
     }
 
-    /// Whether the selector is exactly `all()` (or empty).
+    /// Whether the selector is exactly `all()` (which includes the empty selector).
     pub fn is_all(&self) -> bool {
         self.root == Expr::All
     }
@@ -106,52 +106,6 @@ impl FromStr for Selector {
 
     fn from_str(s: &str) -> Result<Self, ParseError> {
         Selector::parse(s)
-    }
-}
-
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.root.fmt(f)
-    }
-}
-
-/// A selector syntax error, with the byte span and 1-based column it points at.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} at column {column}")]
-pub struct ParseError {
-    /// What is wrong.
-    pub message: String,
-    /// Byte offsets into the input.
-    pub span: Range<usize>,
-    /// 1-based column (in characters) of the span's start.
-    pub column: usize,
-}
-
-impl ParseError {
-    fn new(input: &str, message: impl Into<String>, span: Range<usize>) -> Self {
-        let start = span.start.min(input.len());
-        let column = input
-            .get(..start)
-            .map_or(start, |prefix| prefix.chars().count())
-            + 1;
-        ParseError {
-            message: message.into(),
-            span,
-            column,
-        }
-    }
-
-    /// The input with a caret line under the span, for command-line output.
-    pub fn render(&self, input: &str) -> String {
-        let width = input
-            .get(self.span.clone())
-            .map_or(1, |s| s.chars().count().max(1));
-        format!(
-            "{input}\n{}{} {}",
-            " ".repeat(self.column - 1),
-            "^".repeat(width),
-            self.message
-        )
     }
 }
 

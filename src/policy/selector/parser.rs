@@ -1,15 +1,22 @@
-//! Tokens → [`Expr`] (`libcalico-go/lib/selector/parser`).
+//! Step two: tokens → [`Expr`] (`parseRoot`, `parseOrExpression`, `parseAndExpression` and
+//! `parseOperation` in Calico's `parser.go`, reference/calico-selectors.md §2).
 //!
 //! ```text
 //! selector := ws* EOF | or EOF
 //! or       := and ("||" and)*
 //! and      := unary ("&&" unary)*
-//! unary    := "!"* operand            (an odd number of "!" negates)
+//! unary    := "!"* operand
 //! operand  := has(l) | all() | global() | "(" or ")"
 //!           | l "==" s | l "!=" s | l contains s | l starts with s | l ends with s
 //!           | l in set | l not in set
 //! set      := "{" [ s ("," s)* [","] ] "}"
 //! ```
+//!
+//! The result is always [normalised](Expr::normalized): a group with one member is that member,
+//! and negations cancel in pairs, both for runs of `!` ("`!!x` is `x`, and `!!!x` is `!x`") and
+//! across parentheses (`!(!x)` is `x`, where Calico keeps two nodes that mean the same).
+//! Parenthesised groups inside a group of the same kind stay nested, so the canonical form,
+//! which parenthesises every group, parses back to the same tree.
 
 use std::collections::BTreeSet;
 
@@ -18,169 +25,178 @@ use super::{
     lexer::{Tok, Token, tokenize},
 };
 
-/// Parses a whole selector.
-pub fn parse(input: &str) -> Result<Expr, ParseError> {
+/// How deeply parentheses may nest. Calico has no limit, but recursion here is on the native
+/// stack; real selectors nest a handful of levels.
+pub(super) const MAX_DEPTH: usize = 128;
+
+/// Parses a whole selector; an empty (or blank) input is `all()`.
+pub(super) fn parse(input: &str) -> Result<Expr, ParseError> {
     let tokens = tokenize(input)?;
     let mut p = Parser {
         input,
-        tokens,
+        tokens: &tokens,
         pos: 0,
+        depth: 0,
     };
     if p.peek().tok == Tok::Eof {
         return Ok(Expr::All);
     }
     let e = p.or()?;
-    let t = p.peek();
+    let t = p.next();
     if t.tok != Tok::Eof {
-        return Err(ParseError::new(
-            input,
-            "unexpected content at end of selector",
-            t.span.clone(),
-        ));
+        return Err(p.error("unexpected content at end of selector", t));
     }
     Ok(e)
 }
 
-struct Parser<'a> {
+struct Parser<'t, 'a> {
     input: &'a str,
-    tokens: Vec<Token>,
+    /// INVARIANT: ends with [`Tok::Eof`] (`tokenize` guarantees it).
+    tokens: &'t [Token<'a>],
     pos: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
-impl Parser<'_> {
-    fn peek(&self) -> &Token {
-        // INVARIANT: `tokenize` always ends with Eof, and `next` never moves past it.
-        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+/// Stands in for the end of the input should the token list ever be empty.
+const EOF: Token<'static> = Token {
+    tok: Tok::Eof,
+    span: 0..0,
+};
+
+impl<'t, 'a> Parser<'t, 'a> {
+    fn peek(&self) -> &'t Token<'a> {
+        self.tokens
+            .get(self.pos)
+            .or_else(|| self.tokens.last())
+            .unwrap_or(&EOF)
     }
 
-    fn next(&mut self) -> Token {
-        let t = self.peek().clone();
+    /// The current token; moves past it unless it is the end of the input.
+    fn next(&mut self) -> &'t Token<'a> {
+        let t = self.peek();
         if t.tok != Tok::Eof {
             self.pos += 1;
         }
         t
     }
 
-    fn error(&self, message: &str, t: &Token) -> ParseError {
-        let span = if t.tok == Tok::Eof {
-            self.input.len()..self.input.len()
-        } else {
-            t.span.clone()
-        };
-        let message = if t.tok == Tok::Eof {
-            format!("{message}, found end of selector")
-        } else {
-            message.to_owned()
-        };
-        ParseError::new(self.input, message, span)
+    fn error(&self, message: &str, at: &Token<'_>) -> ParseError {
+        ParseError::new(self.input, message, at.span.clone())
     }
 
+    /// `and ("||" and)*`
     fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut v = vec![self.and()?];
+        let first = self.and()?;
+        if self.peek().tok != Tok::Or {
+            return Ok(first);
+        }
+        let mut children = vec![first];
         while self.peek().tok == Tok::Or {
             self.next();
-            v.push(self.and()?);
+            children.push(self.and()?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            Expr::Or(v)
-        })
+        Ok(Expr::Or(children))
     }
 
+    /// `unary ("&&" unary)*`
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut v = vec![self.unary()?];
+        let first = self.unary()?;
+        if self.peek().tok != Tok::And {
+            return Ok(first);
+        }
+        let mut children = vec![first];
         while self.peek().tok == Tok::And {
             self.next();
-            v.push(self.unary()?);
+            children.push(self.unary()?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            Expr::And(v)
-        })
+        Ok(Expr::And(children))
     }
 
+    /// `"!"* operand`: "any number of leading `!` collapse by parity".
     fn unary(&mut self) -> Result<Expr, ParseError> {
-        let mut negations = 0;
+        let mut negated = false;
         while self.peek().tok == Tok::Not {
             self.next();
-            negations += 1;
+            negated = !negated;
         }
         let e = self.operand()?;
-        Ok(if negations % 2 == 1 {
-            Expr::Not(Box::new(e))
-        } else {
-            e
-        })
+        Ok(if negated { e.negate() } else { e })
     }
 
     fn operand(&mut self) -> Result<Expr, ParseError> {
         let t = self.next();
         match t.tok {
-            Tok::Has(l) => Ok(Expr::Has(l)),
+            Tok::Has(label) => Ok(Expr::Has(label.to_owned())),
             Tok::All => Ok(Expr::All),
             Tok::Global => Ok(Expr::Global),
             Tok::LParen => {
+                if self.depth >= MAX_DEPTH {
+                    return Err(self.error("parentheses nested too deeply", t));
+                }
+                self.depth += 1;
                 let e = self.or()?;
+                self.depth -= 1;
                 let close = self.next();
                 if close.tok != Tok::RParen {
-                    return Err(self.error("expected )", &close));
+                    return Err(self.error("expected )", close));
                 }
                 Ok(e)
             }
-            Tok::Label(l) => {
-                let op = self.next();
-                match op.tok {
-                    Tok::Eq => Ok(Expr::Eq(l, self.string()?)),
-                    Tok::Ne => Ok(Expr::Ne(l, self.string()?)),
-                    Tok::Contains => Ok(Expr::Contains(l, self.string()?)),
-                    Tok::StartsWith => Ok(Expr::StartsWith(l, self.string()?)),
-                    Tok::EndsWith => Ok(Expr::EndsWith(l, self.string()?)),
-                    Tok::In => Ok(Expr::In(l, self.set()?)),
-                    Tok::NotIn => Ok(Expr::NotIn(l, self.set()?)),
-                    _ => Err(self.error("expected operator after label", &op)),
-                }
-            }
-            _ => Err(self.error("unexpected token", &t)),
+            Tok::Label(label) => self.comparison(label),
+            Tok::Eof => Err(self.error("unexpected end of selector", t)),
+            _ => Err(self.error("unexpected token", t)),
         }
     }
 
+    /// `label op value`, the label already read.
+    fn comparison(&mut self, label: &str) -> Result<Expr, ParseError> {
+        let label = label.to_owned();
+        let op = self.next();
+        Ok(match op.tok {
+            Tok::Eq => Expr::Eq(label, self.string()?),
+            Tok::Ne => Expr::Ne(label, self.string()?),
+            Tok::Contains => Expr::Contains(label, self.string()?),
+            Tok::StartsWith => Expr::StartsWith(label, self.string()?),
+            Tok::EndsWith => Expr::EndsWith(label, self.string()?),
+            Tok::In => Expr::In(label, self.set()?),
+            Tok::NotIn => Expr::NotIn(label, self.set()?),
+            _ => return Err(self.error("expected operator after label", op)),
+        })
+    }
+
+    /// A string literal: "the right-hand side must be a string literal".
     fn string(&mut self) -> Result<String, ParseError> {
         let t = self.next();
         match t.tok {
-            Tok::Str(s) => Ok(s),
-            _ => Err(self.error("expected string literal", &t)),
+            Tok::Str(s) => Ok(s.to_owned()),
+            _ => Err(self.error("expected string literal", t)),
         }
     }
 
+    /// `"{" [ s ("," s)* [","] ] "}"`: empty sets and one trailing comma are fine.
     fn set(&mut self) -> Result<BTreeSet<String>, ParseError> {
         let open = self.next();
         if open.tok != Tok::LBrace {
-            return Err(self.error("expected set literal", &open));
+            return Err(self.error("expected set literal", open));
         }
         let mut set = BTreeSet::new();
-        if self.peek().tok == Tok::RBrace {
-            self.next();
-            return Ok(set);
-        }
         loop {
+            // After `{` or `,`: a value or the end of the set.
             let t = self.next();
             match t.tok {
-                Tok::Str(s) => {
-                    set.insert(s);
-                }
-                _ => return Err(self.error("expected string literal in set", &t)),
-            }
-            let sep = self.next();
-            match sep.tok {
                 Tok::RBrace => return Ok(set),
-                Tok::Comma if self.peek().tok == Tok::RBrace => {
-                    self.next();
-                    return Ok(set);
+                Tok::Str(s) => {
+                    set.insert(s.to_owned());
                 }
+                _ => return Err(self.error("expected string literal or }", t)),
+            }
+            // After a value: more values or the end of the set.
+            let t = self.next();
+            match t.tok {
+                Tok::RBrace => return Ok(set),
                 Tok::Comma => {}
-                _ => return Err(self.error("expected , or } in set", &sep)),
+                _ => return Err(self.error("expected , or }", t)),
             }
         }
     }
