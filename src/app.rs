@@ -50,6 +50,16 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Test(args) => match crate::testing::run(&args.files, &Settings::default()) {
+            Ok(report) => {
+                print!("{}", report.output);
+                ExitCode::from(u8::from(report.failed > 0))
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -22,6 +22,18 @@ pub enum Command {
     ///
     /// Exit status: 0 allowed, 1 denied, 2 error.
     Check(CheckArgs),
+    /// Run policy unit tests (YAML files of cases with expected decisions).
+    ///
+    /// Exit status: 0 all passed, 1 some failed, 2 error.
+    Test(TestArgs),
+}
+
+/// `test` options.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 /// Where state comes from and how requests are judged (shared by `serve` and `check`).

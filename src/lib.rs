@@ -24,3 +24,4 @@ pub mod identity;
 pub mod policy;
 pub mod source;
 pub mod state;
+pub mod testing;

@@ -49,6 +49,8 @@ pub struct Endpoint {
     pub labels: Arc<LabelMap>,
     /// Named container ports: (name, port, protocol).
     pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
+    /// The pod's first IP.
+    pub ip: Option<IpAddr>,
     /// The endpoint class (shared plan).
     pub class: u32,
 }
@@ -241,6 +243,7 @@ impl Snapshot {
                     .iter()
                     .map(|(n, p, proto)| (Arc::from(n.as_str()), *p, *proto))
                     .collect(),
+                ip: pod.ips.first().copied(),
                 class,
             });
             for ip in &pod.ips {

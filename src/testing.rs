@@ -1,0 +1,315 @@
+//! `alp-authz test`: policy unit tests in YAML, run through the same evaluation path as the
+//! server.
+//!
+//! ```yaml
+//! state: [../]                 # files or directories, relative to this file (and/or inline objects)
+//! objects: []                  # optional inline Kubernetes objects, added to the state
+//! cases:
+//!   - name: frontend may read products
+//!     from: shop/frontend-7d4b9              # a pod (namespace/name) or a SPIFFE ID, or `unauthenticated`
+//!     to: shop/productpage-5f6c8             # a pod (namespace/name) or an IP address
+//!     port: 9080                             # default: the destination's first named container port, else 80
+//!     method: GET                            # default GET
+//!     path: /products/42                     # default /
+//!     headers: {x-request-id: "1"}           # optional
+//!     expect: allow                          # allow | deny
+//!     policy: shop/productpage               # optional: the deciding policy (`null` for none)
+//!     rule: 0                                # optional: the deciding rule
+//!   - name: a full CheckRequest
+//!     request: requests/legacy-get-product.json   # or an inline CheckRequest object
+//!     expect: deny
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context as _, bail};
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
+use serde::Deserialize;
+
+use crate::{
+    authz::{
+        check::{Checker, Settings},
+        descriptor,
+    },
+    policy::{
+        decision::Verdict,
+        snapshot::{Endpoint, Snapshot},
+    },
+    source::file::{self, Loaded},
+    state::Shared,
+};
+
+/// One test file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// State files or directories, relative to the test file.
+    #[serde(default)]
+    pub state: Vec<PathBuf>,
+    /// Inline objects added to the state.
+    #[serde(default)]
+    pub objects: Vec<serde_json::Value>,
+    /// Trust domain for SPIFFE IDs derived from pods (default `cluster.local`).
+    #[serde(default, rename = "trustDomain")]
+    pub trust_domain: Option<String>,
+    /// The cases.
+    pub cases: Vec<TestCase>,
+}
+
+/// One case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    /// Name shown in the report.
+    pub name: String,
+    /// Caller: `namespace/pod`, a SPIFFE ID, or `unauthenticated`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Destination: `namespace/pod` or an IP address.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Destination port.
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// HTTP method (default `GET`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// HTTP path (default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A full CheckRequest instead of the short form: a JSON file path or an inline object.
+    #[serde(default)]
+    pub request: Option<serde_json::Value>,
+    /// `allow` or `deny`.
+    pub expect: Expect,
+    /// The deciding policy, when given (`null` means no policy decided).
+    #[serde(default, deserialize_with = "some_option")]
+    pub policy: Option<Option<String>>,
+    /// The deciding rule, when given.
+    #[serde(default, deserialize_with = "some_option")]
+    pub rule: Option<Option<u32>>,
+}
+
+fn some_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The expected verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// Allowed.
+    Allow,
+    /// Denied.
+    Deny,
+}
+
+/// Outcome of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that failed.
+    pub failed: usize,
+    /// What to print.
+    pub output: String,
+}
+
+/// Runs every case of every file.
+pub fn run(files: &[PathBuf], settings: &Settings) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    for f in files {
+        run_file(f, settings, &mut report)?;
+    }
+    let _ = writeln!(
+        report.output,
+        "\n{} passed, {} failed",
+        report.passed, report.failed
+    );
+    Ok(report)
+}
+
+fn run_file(path: &Path, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let tf: TestFile = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(&text))
+        .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let paths: Vec<PathBuf> = tf.state.iter().map(|p| base.join(p)).collect();
+    let mut loaded = if paths.is_empty() {
+        Loaded::default()
+    } else {
+        file::load(&paths)?
+    };
+    if !tf.objects.is_empty() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": tf.objects});
+        file::load_text(
+            &path.with_extension("objects.json"),
+            &list.to_string(),
+            &mut loaded,
+        )?;
+    }
+    for w in &loaded.warnings {
+        let _ = writeln!(report.output, "warning: {w}");
+    }
+    let state = Arc::new(Shared::new());
+    let snap = state.publish(&loaded.store);
+    let checker = Checker::new(state, settings.clone());
+    let td = tf.trust_domain.as_deref().unwrap_or("cluster.local");
+    let _ = writeln!(
+        report.output,
+        "running {} cases from {}",
+        tf.cases.len(),
+        path.display()
+    );
+    for case in &tf.cases {
+        let request = match build_request(case, &snap, base, td) {
+            Ok(r) => r,
+            Err(e) => {
+                report.failed += 1;
+                let _ = writeln!(report.output, "test {} ... ERROR\n    {e:#}", case.name);
+                continue;
+            }
+        };
+        let d = checker.decide(&snap, &request);
+        let got_allow = d.verdict == Verdict::Allow;
+        let mut diffs = Vec::new();
+        if got_allow != (case.expect == Expect::Allow) {
+            diffs.push(format!(
+                "verdict: expected {}, got {}",
+                if case.expect == Expect::Allow {
+                    "allow"
+                } else {
+                    "deny"
+                },
+                if got_allow { "allow" } else { "deny" }
+            ));
+        }
+        let policy = d.policy(&snap);
+        if let Some(want) = &case.policy
+            && *want != policy
+        {
+            diffs.push(format!(
+                "policy: expected {}, got {}",
+                show(want),
+                show(&policy)
+            ));
+        }
+        if let Some(want) = case.rule
+            && want != d.rule()
+        {
+            diffs.push(format!(
+                "rule: expected {}, got {}",
+                show(&want),
+                show(&d.rule())
+            ));
+        }
+        if diffs.is_empty() {
+            report.passed += 1;
+            let _ = writeln!(report.output, "test {} ... ok", case.name);
+        } else {
+            report.failed += 1;
+            let _ = writeln!(report.output, "test {} ... FAILED", case.name);
+            for diff in diffs {
+                let _ = writeln!(report.output, "    {diff}");
+            }
+            let _ = writeln!(report.output, "    reason: {}", d.reason(&snap));
+        }
+    }
+    Ok(())
+}
+
+fn show<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "none".to_owned(), ToString::to_string)
+}
+
+/// Builds the CheckRequest for a case: the full form as given, or the short form resolved
+/// against the state (pods give addresses, service accounts and ports).
+fn build_request(
+    case: &TestCase,
+    snap: &Snapshot,
+    base: &Path,
+    td: &str,
+) -> anyhow::Result<CheckRequest> {
+    if let Some(r) = &case.request {
+        let json = match r {
+            serde_json::Value::String(f) => std::fs::read_to_string(base.join(f))
+                .with_context(|| format!("cannot read {}", base.join(f).display()))?,
+            other => other.to_string(),
+        };
+        return Ok(descriptor::check_request_from_json(&json)?);
+    }
+    let pod = |s: &str| -> anyhow::Result<Option<&Endpoint>> {
+        if s.starts_with("spiffe://") {
+            return Ok(None);
+        }
+        let Some((ns, name)) = s.split_once('/') else {
+            return Ok(None);
+        };
+        let idx = snap
+            .endpoint_by_name(ns, name)
+            .with_context(|| format!("no pod `{s}` with an IP in the state"))?;
+        Ok(snap.endpoints.get(idx as usize))
+    };
+    let (principal, src_ip) = match case.from.as_deref() {
+        None | Some("unauthenticated") => (String::new(), None),
+        Some(s) if s.starts_with("spiffe://") => (s.to_owned(), None),
+        Some(s) => match pod(s)? {
+            Some(ep) => (
+                format!(
+                    "spiffe://{td}/ns/{}/sa/{}",
+                    ep.namespace, ep.service_account
+                ),
+                ep.ip,
+            ),
+            None => bail!("`from: {s}` is not namespace/pod, a SPIFFE ID or `unauthenticated`"),
+        },
+    };
+    let (dst_ip, dst_port) = match case.to.as_deref() {
+        None => bail!("a short-form case needs `to`"),
+        Some(s) => match s.parse::<IpAddr>() {
+            Ok(ip) => (ip, None),
+            Err(_) => match pod(s)? {
+                Some(ep) => (
+                    ep.ip.with_context(|| format!("pod `{s}` has no IP"))?,
+                    ep.named_ports.first().map(|p| p.1),
+                ),
+                None => bail!("`to: {s}` is not namespace/pod or an IP address"),
+            },
+        },
+    };
+    let method = case.method.as_deref().unwrap_or("GET");
+    let path = case.path.as_deref().unwrap_or("/");
+    let mut headers: HashMap<String, String> = case
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    headers.insert(":method".into(), method.into());
+    headers.insert(":path".into(), path.into());
+    let mut source = serde_json::json!({"principal": principal});
+    if let Some(ip) = src_ip {
+        source["address"] =
+            serde_json::json!({"socketAddress": {"address": ip.to_string(), "portValue": 41000}});
+    }
+    let req = serde_json::json!({"attributes": {
+        "source": source,
+        "destination": {"address": {"socketAddress": {"address": dst_ip.to_string(), "portValue": case.port.or(dst_port.map(u32::from)).unwrap_or(80)}}},
+        "request": {"http": {"method": method, "path": path, "headers": headers, "protocol": "HTTP/1.1"}},
+    }});
+    Ok(descriptor::check_request_from_json(&req.to_string())?)
+}

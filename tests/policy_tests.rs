@@ -1,0 +1,83 @@
+//! `alp-authz test`: the shipped policy tests pass; a failing case prints a diff and exits 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(common::bin())
+        .arg("test")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn shipped_policy_tests_pass() {
+    let dir = common::root().join("policies/tests");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let args: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.ends_with(" passed, 0 failed")),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn a_failing_case_prints_a_diff_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    let policies = common::root().join("policies");
+    std::fs::write(
+        &file,
+        format!(
+            "state: [{}]\ncases:\n  - name: wrong expectation\n    from: shop/frontend-7d4b9\n    to: shop/productpage-5f6c8\n    method: POST\n    path: /products/1\n    expect: allow\n    policy: shop/productpage\n  - name: right expectation\n    from: shop/frontend-7d4b9\n    to: shop/productpage-5f6c8\n    expect: deny\n",
+            policies.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = run(&[file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let expected = "test wrong expectation ... FAILED\n    verdict: expected allow, got deny\n    policy: expected shop/productpage, got none\n    reason: denied at the end of tier default: no rule matched\ntest right expectation ... ok\n";
+    assert!(out.contains(expected), "{out}");
+    assert!(out.ends_with("\n1 passed, 1 failed\n"), "{out}");
+}
+
+#[test]
+fn bad_test_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, "cases:\n  - name: x\n    expect: maybe\n").unwrap();
+    let (code, _, err) = run(&[file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cases[0].expect: unknown variant `maybe`"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &file,
+        "cases:\n  - name: no such pod\n    from: shop/nope\n    to: 10.0.0.1\n    expect: deny\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&[file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("test no such pod ... ERROR\n    no pod `shop/nope` with an IP in the state"),
+        "{out}"
+    );
+}
