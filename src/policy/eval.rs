@@ -12,7 +12,7 @@ use super::{
     compile::{Action, Entity, NamespaceMatch, PortMatch, Rule},
     decision::{Cause, Decision},
     path,
-    snapshot::{Endpoint, LabelMap, Snapshot},
+    snapshot::{Endpoint, EndpointIdx, LabelMap, PolicyIdx, Snapshot, TierIdx},
 };
 use crate::identity::{Rejection, spiffe::SpiffeRef};
 
@@ -94,7 +94,7 @@ struct Identity<'a> {
 }
 
 /// One side of the request with everything rule criteria look at.
-struct Side<'a> {
+struct Peer<'a> {
     identity: Option<Identity<'a>>,
     /// The workload, only when it is trusted to be this peer.
     endpoint: Option<&'a Endpoint>,
@@ -103,14 +103,116 @@ struct Side<'a> {
     addr: Addr,
 }
 
+/// Which criterion of a rule failed to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Criterion {
+    /// `protocol`.
+    Protocol,
+    /// `notProtocol`.
+    NotProtocol,
+    /// `http.methods`.
+    HttpMethods,
+    /// `http.paths`.
+    HttpPaths,
+    /// A criterion of `source` or `destination`.
+    Entity(Side, EntityCriterion),
+}
+
+/// The side of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `source`.
+    Source,
+    /// `destination`.
+    Destination,
+}
+
+/// A criterion of an entity rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityCriterion {
+    /// `nets`.
+    Nets,
+    /// `notNets`.
+    NotNets,
+    /// `ports`.
+    Ports,
+    /// `notPorts`.
+    NotPorts,
+    /// `namespaceSelector`, or the implicit namespace of a namespaced policy.
+    Namespace,
+    /// `serviceAccounts`.
+    ServiceAccounts,
+    /// `selector`.
+    Selector,
+    /// `notSelector`.
+    NotSelector,
+}
+
+impl std::fmt::Display for Criterion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (side, c) = match self {
+            Criterion::Protocol => return f.write_str("protocol"),
+            Criterion::NotProtocol => return f.write_str("notProtocol"),
+            Criterion::HttpMethods => return f.write_str("http.methods"),
+            Criterion::HttpPaths => return f.write_str("http.paths"),
+            Criterion::Entity(side, c) => (side, c),
+        };
+        let side = match side {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        };
+        let c = match c {
+            EntityCriterion::Nets => "nets",
+            EntityCriterion::NotNets => "notNets",
+            EntityCriterion::Ports => "ports",
+            EntityCriterion::NotPorts => "notPorts",
+            EntityCriterion::Namespace => "namespace",
+            EntityCriterion::ServiceAccounts => "serviceAccounts",
+            EntityCriterion::Selector => "selector",
+            EntityCriterion::NotSelector => "notSelector",
+        };
+        write!(f, "{side}.{c}")
+    }
+}
+
+/// Watches an evaluation step by step (for `explain`). Every method has an empty default, and
+/// [`evaluate`] uses [`NoTrace`], so the hot path pays nothing.
+pub trait Trace {
+    /// The destination and (trusted) source endpoints were resolved.
+    fn endpoints(&mut self, _destination: Option<EndpointIdx>, _source: Option<EndpointIdx>) {}
+    /// A tier starts.
+    fn tier(&mut self, _tier: TierIdx) {}
+    /// A policy of the current tier starts.
+    fn policy(&mut self, _policy: PolicyIdx) {}
+    /// A rule was evaluated: `Ok(())` matched, `Err(c)` failed at criterion `c`.
+    fn rule(&mut self, _policy: PolicyIdx, _rule: u32, _result: Result<(), Criterion>) {}
+}
+
+/// The trace that records nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTrace;
+
+impl Trace for NoTrace {}
+
 /// Decides one request.
 pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision {
+    evaluate_traced(snap, req, opts, &mut NoTrace)
+}
+
+/// Decides one request, reporting each step to `trace`.
+pub fn evaluate_traced<T: Trace>(
+    snap: &Snapshot,
+    req: &Request<'_>,
+    opts: &Options,
+    trace: &mut T,
+) -> Decision {
     let dst_idx = match &opts.workload {
         Some((ns, name)) => snap.endpoint_by_name(ns, name),
         None => req.destination.ip.and_then(|ip| snap.endpoint_by_ip(ip)),
     };
     // "No destination workload → deny with reason `unknown destination` (fail closed)."
     let Some(dst) = dst_idx.and_then(|i| snap.endpoints.get(i as usize)) else {
+        trace.endpoints(None, None);
         return Decision::deny(Cause::UnknownDestination);
     };
     let Some(plan) = snap.plans.get(dst.class as usize) else {
@@ -119,9 +221,11 @@ pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision 
     // "A policy that cannot be compiled never widens access: the endpoints it could apply to
     // are denied" (SEMANTICS.md §3.6).
     if let Some(invalid) = plan.invalid {
+        trace.endpoints(dst_idx, None);
         return Decision::deny(Cause::InvalidPolicy { invalid });
     }
     if let Principal::Rejected(rejection) = req.principal {
+        trace.endpoints(dst_idx, None);
         return Decision::deny(Cause::IdentityRejected { rejection });
     }
 
@@ -132,6 +236,7 @@ pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision 
             if id.namespace() != &*ep.namespace || id.service_account() != &*ep.service_account {
                 // "Its labels are trusted only when the Pod's namespace and service account equal
                 // the authenticated identity's. A disagreement is a deny" (SEMANTICS.md §1).
+                trace.endpoints(dst_idx, None);
                 return Decision::deny(Cause::IdentityMismatch {
                     source: src_idx.unwrap_or_default(),
                 });
@@ -149,18 +254,18 @@ pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision 
         // No (trusted) identity: identity criteria do not match, pod labels are not trusted.
         _ => (None, None),
     };
-    let source = Side {
+    trace.endpoints(dst_idx, src_ep.and(src_idx));
+    let no_labels = snap.namespace_labels("");
+    let source = Peer {
         identity,
         endpoint: src_ep,
-        ns_labels: identity.map_or(snap.namespace_labels(""), |i| {
-            snap.namespace_labels(i.namespace)
-        }),
-        sa_labels: identity.map_or(snap.namespace_labels(""), |i| {
+        ns_labels: identity.map_or(no_labels, |i| snap.namespace_labels(i.namespace)),
+        sa_labels: identity.map_or(no_labels, |i| {
             snap.service_account_labels(i.namespace, i.service_account)
         }),
         addr: req.source,
     };
-    let destination = Side {
+    let destination = Peer {
         identity: Some(Identity {
             namespace: &dst.namespace,
             service_account: &dst.service_account,
@@ -173,6 +278,7 @@ pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision 
 
     let mut passed = None;
     'tiers: for tp in &plan.tiers {
+        trace.tier(tp.tier);
         for &pi in &tp.policies {
             // INVARIANT: plans list only policies that govern ingress.
             let Some(rules) = snap
@@ -182,8 +288,11 @@ pub fn evaluate(snap: &Snapshot, req: &Request<'_>, opts: &Options) -> Decision 
             else {
                 continue;
             };
+            trace.policy(pi);
             for (ri, rule) in rules.iter().enumerate() {
-                if !rule_matches(rule, req, &source, &destination) {
+                let result = rule_matches(rule, req, &source, &destination);
+                trace.rule(pi, ri as u32, result);
+                if result.is_err() {
                     continue;
                 }
                 let cause = Cause::Rule {
@@ -225,43 +334,59 @@ fn identity_of(id: SpiffeRef<'_>) -> Identity<'_> {
     }
 }
 
-fn rule_matches(rule: &Rule, req: &Request<'_>, src: &Side<'_>, dst: &Side<'_>) -> bool {
-    rule.protocol.is_none_or(|p| p == req.protocol)
-        && rule.not_protocol.is_none_or(|p| p != req.protocol)
-        && http_matches(rule, req)
-        && entity_matches(&rule.source, src, req.protocol)
-        && entity_matches(&rule.destination, dst, req.protocol)
+fn rule_matches(
+    rule: &Rule,
+    req: &Request<'_>,
+    src: &Peer<'_>,
+    dst: &Peer<'_>,
+) -> Result<(), Criterion> {
+    if rule.protocol.is_some_and(|p| p != req.protocol) {
+        return Err(Criterion::Protocol);
+    }
+    if rule.not_protocol.is_some_and(|p| p == req.protocol) {
+        return Err(Criterion::NotProtocol);
+    }
+    http_matches(rule, req)?;
+    entity_matches(&rule.source, src, req.protocol).map_err(|c| Criterion::Entity(Side::Source, c))?;
+    entity_matches(&rule.destination, dst, req.protocol)
+        .map_err(|c| Criterion::Entity(Side::Destination, c))
 }
 
-fn http_matches(rule: &Rule, req: &Request<'_>) -> bool {
+fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<(), Criterion> {
     let (Some(h), Some(r)) = (&rule.http, &req.http) else {
         // No HTTP criteria, or a TCP-level check: "a request without an HTTP part matches any
         // method criterion" and any path criterion (reference/dikastes-semantics.md §5.2).
-        return true;
+        return Ok(());
     };
-    let methods =
-        h.methods.is_empty() || h.any_method || h.methods.iter().any(|m| **m == *r.method);
+    if !(h.methods.is_empty() || h.any_method || h.methods.iter().any(|m| **m == *r.method)) {
+        return Err(Criterion::HttpMethods);
+    }
     let paths = h.paths.is_empty()
-        || r.path
+        || r
+            .path
             .as_deref()
             .is_some_and(|p| h.paths.iter().any(|m| m.matches(p)));
-    methods && paths
+    if !paths {
+        return Err(Criterion::HttpPaths);
+    }
+    Ok(())
 }
 
-fn entity_matches(e: &Entity, side: &Side<'_>, protocol: u8) -> bool {
+fn entity_matches(e: &Entity, side: &Peer<'_>, protocol: u8) -> Result<(), EntityCriterion> {
+    use EntityCriterion as C;
     let ip = side.addr.ip;
     if !e.nets.is_empty() && !ip.is_some_and(|ip| e.nets.iter().any(|n| n.contains(&ip))) {
-        return false;
+        return Err(C::Nets);
     }
     if ip.is_some_and(|ip| e.not_nets.iter().any(|n| n.contains(&ip))) {
-        return false;
+        return Err(C::NotNets);
     }
     let port = |p: &PortMatch| port_matches(p, side, protocol);
     if !e.ports.is_empty() && !e.ports.iter().any(port) {
-        return false;
+        return Err(C::Ports);
     }
     if e.not_ports.iter().any(port) {
-        return false;
+        return Err(C::NotPorts);
     }
     let namespace_ok = match &e.namespace {
         NamespaceMatch::Any => true,
@@ -271,37 +396,35 @@ fn entity_matches(e: &Entity, side: &Side<'_>, protocol: u8) -> bool {
         NamespaceMatch::Selector(s) => side.identity.is_some() && s.matches(side.ns_labels),
     };
     if !namespace_ok {
-        return false;
+        return Err(C::Namespace);
     }
     if let Some(m) = &e.service_accounts {
-        let Some(id) = side.identity else {
-            return false;
-        };
-        if !(m.names.is_empty() || m.names.iter().any(|n| &**n == id.service_account)) {
-            return false;
-        }
-        if !m.selector.matches(side.sa_labels) {
-            return false;
+        let ok = side.identity.is_some_and(|id| {
+            (m.names.is_empty() || m.names.iter().any(|n| &**n == id.service_account))
+                && m.selector.matches(side.sa_labels)
+        });
+        if !ok {
+            return Err(C::ServiceAccounts);
         }
     }
-    if let Some(s) = &e.selector {
-        // Calico compiles `selector` into an IP set of matching endpoints: a peer that is not a
-        // (trusted) workload is in no such set.
-        if side.identity.is_none() || !side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)) {
-            return false;
-        }
+    // Calico compiles `selector` into an IP set of matching endpoints: a peer that is not a
+    // (trusted) workload is in no such set.
+    if let Some(s) = &e.selector
+        && (side.identity.is_none() || !side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
+    {
+        return Err(C::Selector);
     }
-    if let Some(s) = &e.not_selector {
-        // …and `notSelector` matches every address outside that set, but only for a caller
-        // whose identity we know (no identity: identity criteria do not match).
-        if side.identity.is_none() || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)) {
-            return false;
-        }
+    // …and `notSelector` matches every address outside that set, but only for a caller whose
+    // identity we know (no identity: identity criteria do not match).
+    if let Some(s) = &e.not_selector
+        && (side.identity.is_none() || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
+    {
+        return Err(C::NotSelector);
     }
-    true
+    Ok(())
 }
 
-fn port_matches(p: &PortMatch, side: &Side<'_>, protocol: u8) -> bool {
+fn port_matches(p: &PortMatch, side: &Peer<'_>, protocol: u8) -> bool {
     match p {
         PortMatch::Range(lo, hi) => (u32::from(*lo)..=u32::from(*hi)).contains(&side.addr.port),
         PortMatch::Named(name) => side
