@@ -13,14 +13,14 @@ use arc_swap::ArcSwapOption;
 use crate::{
     authz::{
         check::{Checker, Settings},
-        descriptor,
+        descriptor, explain,
         server::{self, ServerConfig},
         service::AuthzService,
         tls::TlsFiles,
     },
     cli::{CheckArgs, Cli, Command, PolicyArgs, ServeArgs},
     identity::{cert::TrustBundle, resolve::IdentityConfig},
-    policy::{decision::Verdict, eval::Options},
+    policy::eval::Options,
     source::{
         embedded,
         file::{self, LoadError, Loaded},
@@ -42,7 +42,15 @@ pub fn init_tracing() {
 /// Runs a command; the exit code follows the command's contract.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check(args) => match check(&args) {
+        Command::Check(args) => match check(&args, false) {
+            Ok(true) => ExitCode::from(0),
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Explain(args) => match check(&args, true) {
             Ok(true) => ExitCode::from(0),
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -139,7 +147,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
     }
 }
 
-fn check(args: &CheckArgs) -> anyhow::Result<bool> {
+fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
     let source = StateSource::from_args(&args.policy);
     let loaded = source.load()?;
     for w in &loaded.warnings {
@@ -151,20 +159,14 @@ fn check(args: &CheckArgs) -> anyhow::Result<bool> {
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
     let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?));
+    if explain {
+        let out = explain::explain(&checker, &snap, &request);
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(out["decision"]["allowed"] == true);
+    }
     let decision = checker.decide(&snap, &request);
-    let allowed = decision.verdict == Verdict::Allow;
-    let out = serde_json::json!({
-        "allowed": allowed,
-        "code": if allowed { "OK" } else { "PERMISSION_DENIED" },
-        "http_status": if allowed { 200 } else { 403 },
-        "tier": decision.tier(&snap),
-        "policy": decision.policy(&snap),
-        "rule": decision.rule(),
-        "action": decision.action(),
-        "reason": decision.reason(&snap),
-    });
-    println!("{out}");
-    Ok(allowed)
+    println!("{}", explain::decision_json(&snap, &decision));
+    Ok(decision.allowed())
 }
 
 fn read_request(path: &Path) -> anyhow::Result<String> {

@@ -22,6 +22,9 @@ pub enum Command {
     ///
     /// Exit status: 0 allowed, 1 denied, 2 error.
     Check(CheckArgs),
+    /// Like `check`, but print the whole trace: identity, endpoints, and every tier, policy and
+    /// rule evaluated, with the criterion each non-matching rule failed on.
+    Explain(CheckArgs),
     /// Run policy unit tests (YAML files of cases with expected decisions).
     ///
     /// Exit status: 0 all passed, 1 some failed, 2 error.

@@ -81,3 +81,63 @@ fn bad_test_files_are_errors() {
         "{out}"
     );
 }
+
+fn explain(request: &str) -> (i32, serde_json::Value) {
+    let out = Command::new(common::bin())
+        .args(["explain", "--state"])
+        .arg(common::root().join("policies"))
+        .arg("--request")
+        .arg(common::root().join("policies/requests").join(request))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn explain_shows_every_rule_and_the_failing_field() {
+    let (code, out) = explain("frontend-admin.json");
+    assert_eq!(code, 1);
+    assert_eq!(
+        out["decision"]["reason"],
+        "denied at the end of tier default: no rule matched"
+    );
+    assert_eq!(
+        out["identity"]["spiffe"],
+        "spiffe://cluster.local/ns/shop/sa/frontend"
+    );
+    assert_eq!(out["destination"]["pod"], "shop/productpage-5f6c8");
+    assert_eq!(out["sourcePod"]["pod"], "shop/frontend-7d4b9");
+    let security = &out["tiers"][0];
+    assert_eq!(security["tier"], "security");
+    let rules = &security["policies"][0]["rules"];
+    assert_eq!(rules[0]["failed"], "source.serviceAccounts");
+    assert_eq!(rules[1]["matched"], true);
+    assert_eq!(rules[1]["action"], "Pass");
+    let default = &out["tiers"][1];
+    assert_eq!(default["policies"][0]["policy"], "shop/productpage");
+    assert_eq!(default["policies"][0]["rules"][0]["failed"], "http.paths");
+    assert_eq!(
+        default["policies"][0]["rules"][1]["failed"],
+        "source.namespace"
+    );
+}
+
+#[test]
+fn explain_shows_the_deciding_rule() {
+    let (code, out) = explain("legacy-get-product.json");
+    assert_eq!(code, 1);
+    assert_eq!(out["decision"]["policy"], "security.block-legacy-batch");
+    assert_eq!(out["decision"]["rule"], 0);
+    let rules = out["tiers"][0]["policies"][0]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "evaluation stops at the deciding rule");
+    assert_eq!(rules[0]["matched"], true);
+    assert_eq!(out["tiers"].as_array().unwrap().len(), 1);
+
+    let (code, out) = explain("unknown-destination.json");
+    assert_eq!(code, 1);
+    assert_eq!(out["destination"], serde_json::Value::Null);
+    assert_eq!(out["decision"]["reason"], "unknown destination");
+}

@@ -42,6 +42,11 @@ impl Checker {
         }
     }
 
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The published state.
     pub fn state(&self) -> &Arc<Shared> {
         &self.state

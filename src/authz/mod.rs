@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod descriptor;
+pub mod explain;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -347,7 +347,8 @@ fn rule_matches(
         return Err(Criterion::NotProtocol);
     }
     http_matches(rule, req)?;
-    entity_matches(&rule.source, src, req.protocol).map_err(|c| Criterion::Entity(Side::Source, c))?;
+    entity_matches(&rule.source, src, req.protocol)
+        .map_err(|c| Criterion::Entity(Side::Source, c))?;
     entity_matches(&rule.destination, dst, req.protocol)
         .map_err(|c| Criterion::Entity(Side::Destination, c))
 }
@@ -362,8 +363,7 @@ fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<(), Criterion> {
         return Err(Criterion::HttpMethods);
     }
     let paths = h.paths.is_empty()
-        || r
-            .path
+        || r.path
             .as_deref()
             .is_some_and(|p| h.paths.iter().any(|m| m.matches(p)));
     if !paths {
