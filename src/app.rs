@@ -12,7 +12,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::{
     authz::{
-        check::{Checker, Settings},
+        check::{AnswerSettings, Checker, Settings},
         descriptor, explain,
         server::{self, ServerConfig},
         service::AuthzService,
@@ -144,6 +144,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
             xfcc_trusted_by: args.xfcc_trusted_by.clone(),
         },
         explain_denials: args.explain_denials,
+        answer: AnswerSettings::default(),
     }
 }
 
@@ -226,7 +227,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
             ));
         }
-        let checker = Checker::new(state.clone(), settings(&args.policy, bundle));
+        let mut settings = settings(&args.policy, bundle);
+        settings.answer = AnswerSettings {
+            dynamic_metadata: !args.no_dynamic_metadata,
+            identity_header: args.identity_header.clone(),
+            decision_header: args.decision_header.clone(),
+        };
+        let checker = Checker::new(state.clone(), settings);
         let cfg = ServerConfig {
             tcp: args.listen.0,
             unix: args.unix.clone(),

@@ -112,6 +112,17 @@ pub struct ServeArgs {
     /// is 600 s, so the server bounds its own).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub request_timeout: f64,
+    /// Do not attach `dynamic_metadata` (generation, decision, tier, policy, rule) to answers.
+    #[arg(long)]
+    pub no_dynamic_metadata: bool,
+    /// On allow, set this upstream header to the caller's SPIFFE ID (removed when the caller has
+    /// none, so it cannot be spoofed), e.g. `x-alp-caller-identity`.
+    #[arg(long, value_name = "HEADER")]
+    pub identity_header: Option<String>,
+    /// On allow, set this upstream header to the decision
+    /// (`allow; generation=G; tier=T; policy=P; rule=R`), e.g. `x-alp-authz-decision`.
+    #[arg(long, value_name = "HEADER")]
+    pub decision_header: Option<String>,
     /// Largest CheckRequest accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,

@@ -505,3 +505,98 @@ fn grpcurl_walkthrough() {
     );
     assert!(out.contains("\"okResponse\""), "{out}");
 }
+
+fn ok_headers(r: &CheckResponse) -> (Vec<(String, String, i32)>, Vec<String>) {
+    match &r.http_response {
+        Some(HttpResponse::OkResponse(ok)) => (
+            ok.headers
+                .iter()
+                .filter_map(|h| {
+                    h.header
+                        .as_ref()
+                        .map(|v| (v.key.clone(), v.value.clone(), h.append_action))
+                })
+                .collect(),
+            ok.headers_to_remove.clone(),
+        ),
+        _ => panic!("not an OK answer: {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn answers_carry_the_generation_and_optional_upstream_headers() {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--identity-header",
+        "x-alp-caller-identity",
+        "--decision-header",
+        "x-alp-authz-decision",
+    ]);
+    let mut c = client(&server).await;
+    let ok = c
+        .check(example("frontend-get-product"))
+        .await
+        .unwrap()
+        .into_inner();
+    let md = ok.dynamic_metadata.clone().unwrap().fields;
+    assert_eq!(md["generation"].kind, Some(Kind::NumberValue(1.0)));
+    assert_eq!(md["decision"].kind, Some(Kind::StringValue("allow".into())));
+    assert_eq!(
+        md["policy"].kind,
+        Some(Kind::StringValue("shop/productpage".into()))
+    );
+    assert_eq!(md["rule"].kind, Some(Kind::NumberValue(0.0)));
+    let (headers, removed) = ok_headers(&ok);
+    assert_eq!(
+        headers,
+        [
+            (
+                "x-alp-caller-identity".to_owned(),
+                "spiffe://cluster.local/ns/shop/sa/frontend".to_owned(),
+                2
+            ),
+            (
+                "x-alp-authz-decision".to_owned(),
+                "allow; generation=1; tier=default; policy=shop/productpage; rule=0".to_owned(),
+                2
+            ),
+        ]
+    );
+    assert!(removed.is_empty());
+
+    // An unauthenticated caller allowed by the default (the security tier passes, and nothing
+    // else selects the frontend): any identity header it sent is removed, never passed on.
+    let mut req = example("frontend-get-product");
+    let a = req.attributes.as_mut().unwrap();
+    a.source.as_mut().unwrap().principal.clear();
+    a.destination
+        .as_mut()
+        .unwrap()
+        .address
+        .as_mut()
+        .unwrap()
+        .address = Some(
+        envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(
+            envoy_types::pb::envoy::config::core::v3::SocketAddress {
+                address: "10.0.1.10".into(),
+                ..Default::default()
+            },
+        ),
+    );
+    let ok = c.check(req).await.unwrap().into_inner();
+    let (headers, removed) = ok_headers(&ok);
+    assert_eq!(removed, ["x-alp-caller-identity"]);
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0].1, "allow; generation=1; tier=security");
+
+    let denied = c
+        .check(example("legacy-get-product"))
+        .await
+        .unwrap()
+        .into_inner();
+    let md = denied.dynamic_metadata.unwrap().fields;
+    assert_eq!(md["decision"].kind, Some(Kind::StringValue("deny".into())));
+    assert_eq!(md["tier"].kind, Some(Kind::StringValue("security".into())));
+}

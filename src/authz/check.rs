@@ -9,7 +9,7 @@ use super::{request, response};
 use crate::{
     policy::{
         decision::{Decision, Verdict},
-        eval::{self, Options},
+        eval::{self, Options, Principal},
         snapshot::Snapshot,
     },
     state::Shared,
@@ -24,6 +24,22 @@ pub struct Settings {
     pub identity: crate::identity::resolve::IdentityConfig,
     /// Send the deny reason to the caller (status message and `x-alp-authz-reason`).
     pub explain_denials: bool,
+    /// What else goes into answers.
+    pub answer: AnswerSettings,
+}
+
+/// Optional parts of an answer.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerSettings {
+    /// Attach `dynamic_metadata` (generation, decision, tier, policy, rule) to every answer, for
+    /// Envoy access logs (`%DYNAMIC_METADATA(envoy.filters.http.ext_authz:policy)%`).
+    pub dynamic_metadata: bool,
+    /// On allow, set this upstream request header to the caller's SPIFFE ID (and remove it when
+    /// the caller has none, so it cannot be spoofed).
+    pub identity_header: Option<String>,
+    /// On allow, set this upstream request header to the decision
+    /// (`allow; generation=G; tier=T; policy=P; rule=R`).
+    pub decision_header: Option<String>,
 }
 
 /// Decides CheckRequests against the published state.
@@ -60,26 +76,75 @@ impl Checker {
         eval::evaluate(snap, &view, &self.settings.eval)
     }
 
-    /// Decides a request and builds the answer. No lock; allocates only to deny.
+    /// Decides a request and builds the answer. No lock; with no optional answer parts
+    /// configured, allocates only to deny.
     pub fn check(&self, req: &CheckRequest) -> (CheckResponse, Decision) {
         let snap = self.state.load();
-        let decision = self.decide(&snap, req);
-        let http = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .is_some_and(|r| r.http.is_some());
-        let resp = match decision.verdict {
-            Verdict::Allow => response::allowed(http),
+        let settings = &*self.settings;
+        let resolved = settings.identity.resolve(req);
+        let principal = request::principal(&settings.identity, &resolved);
+        let view = request::to_request(req, principal);
+        let decision = eval::evaluate(&snap, &view, &settings.eval);
+        let http = view.http.is_some();
+        let answer = &settings.answer;
+        let mut resp = match decision.verdict {
+            Verdict::Allow => {
+                let mut resp = response::allowed(http);
+                if let Some(ok) = response::ok_mut(&mut resp) {
+                    if let Some(name) = &answer.identity_header {
+                        match principal {
+                            Principal::Valid(id) => {
+                                ok.headers.push(response::header(name, &id.to_string()))
+                            }
+                            _ => ok.headers_to_remove.push(name.clone()),
+                        }
+                    }
+                    if let Some(name) = &answer.decision_header {
+                        ok.headers
+                            .push(response::header(name, &summary(&snap, &decision)));
+                    }
+                }
+                resp
+            }
             Verdict::Deny => {
                 let reason = decision.reason(&snap);
                 tracing::debug!(target: "decision", generation = snap.generation, %reason, "denied");
-                response::denied(
-                    http,
-                    self.settings.explain_denials.then_some(reason.as_str()),
-                )
+                response::denied(http, settings.explain_denials.then_some(reason.as_str()))
             }
         };
+        if answer.dynamic_metadata {
+            use response::MetaValue::{Null, Number, Str};
+            let decided = if decision.allowed() { "allow" } else { "deny" };
+            resp.dynamic_metadata = Some(response::metadata(&[
+                ("generation", Number(snap.generation as f64)),
+                ("decision", Str(decided.into())),
+                ("tier", decision.tier(&snap).map_or(Null, |t| Str(t.into()))),
+                ("policy", decision.policy(&snap).map_or(Null, Str)),
+                (
+                    "rule",
+                    decision.rule().map_or(Null, |r| Number(f64::from(r))),
+                ),
+            ]));
+        }
         (resp, decision)
     }
+}
+
+/// `allow; generation=G; tier=T; policy=P; rule=R` (absent parts left out).
+fn summary(snap: &Snapshot, d: &Decision) -> String {
+    let verdict = if d.allowed() { "allow" } else { "deny" };
+    let mut s = format!("{verdict}; generation={}", snap.generation);
+    if let Some(t) = d.tier(snap) {
+        s.push_str("; tier=");
+        s.push_str(t);
+    }
+    if let Some(p) = d.policy(snap) {
+        s.push_str("; policy=");
+        s.push_str(&p);
+    }
+    if let Some(r) = d.rule() {
+        s.push_str("; rule=");
+        s.push_str(&r.to_string());
+    }
+    s
 }

@@ -12,7 +12,10 @@ use envoy_types::pb::{
         },
         r#type::v3::{HttpStatus, StatusCode},
     },
-    google::rpc::Status,
+    google::{
+        protobuf::{Struct, Value, value::Kind},
+        rpc::Status,
+    },
 };
 
 /// gRPC `OK`.
@@ -41,7 +44,7 @@ pub fn allowed(http: bool) -> CheckResponse {
 pub fn denied(http: bool, reason: Option<&str>) -> CheckResponse {
     let mut headers = vec![header("content-type", "text/plain")];
     if let Some(r) = reason {
-        headers.push(header(REASON_HEADER, &header_safe(r)));
+        headers.push(header(REASON_HEADER, r));
     }
     CheckResponse {
         status: Some(Status {
@@ -62,11 +65,49 @@ pub fn denied(http: bool, reason: Option<&str>) -> CheckResponse {
     }
 }
 
-fn header(key: &str, value: &str) -> HeaderValueOption {
+/// The OK part of an allowed HTTP answer, to add header mutations to.
+pub fn ok_mut(resp: &mut CheckResponse) -> Option<&mut OkHttpResponse> {
+    match resp.http_response.as_mut()? {
+        HttpResponse::OkResponse(ok) => Some(ok),
+        _ => None,
+    }
+}
+
+/// A value in `dynamic_metadata`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    /// A string.
+    Str(String),
+    /// A number.
+    Number(f64),
+    /// No value.
+    Null,
+}
+
+/// Builds a `dynamic_metadata` Struct.
+pub fn metadata(fields: &[(&str, MetaValue)]) -> Struct {
+    Struct {
+        fields: fields
+            .iter()
+            .map(|(k, v)| {
+                let kind = match v {
+                    MetaValue::Str(s) => Kind::StringValue(s.clone()),
+                    MetaValue::Number(n) => Kind::NumberValue(*n),
+                    MetaValue::Null => Kind::NullValue(0),
+                };
+                ((*k).to_owned(), Value { kind: Some(kind) })
+            })
+            .collect(),
+    }
+}
+
+/// A header mutation that replaces any header of the same name (the explicit append action
+/// Envoy's docs ask for). The value is made header-safe.
+pub fn header(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
             key: key.to_owned(),
-            value: value.to_owned(),
+            value: header_safe(value),
             raw_value: Vec::new(),
         }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
