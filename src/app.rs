@@ -26,6 +26,7 @@ use crate::{
         file::{self, LoadError, Loaded},
     },
     state::Shared,
+    telemetry::{self, Metrics},
 };
 
 /// Logs to standard error; `RUST_LOG` filters (default `info`).
@@ -68,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve(args) => match serve(args) {
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -205,11 +206,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.reload_interval(),
                 move |result| match result {
                     Ok(loaded) => publish(&state, &loaded, &src),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "state not reloaded; still serving generation {}",
-                        state.load().generation
-                    ),
+                    Err(e) => {
+                        state.reload_failed();
+                        tracing::error!(
+                            error = %e,
+                            "state not reloaded; still serving generation {}",
+                            state.load().generation
+                        )
+                    }
                 },
             ));
         }
@@ -233,7 +237,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             identity_header: args.identity_header.clone(),
             decision_header: args.decision_header.clone(),
         };
-        let checker = Checker::new(state.clone(), settings);
+        let metrics = Metrics::new(state.clone());
+        if let Some(addr) = args.metrics {
+            let listener = telemetry::bind_metrics(addr).await?;
+            tokio::spawn(telemetry::serve_metrics(listener, metrics.clone()));
+        }
+        let checker = Checker::new(state.clone(), settings).with_metrics(metrics);
         let cfg = ServerConfig {
             tcp: args.listen.0,
             unix: args.unix.clone(),

@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve envoy.service.auth.v3.Authorization/Check over gRPC.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Decide one CheckRequest (proto3 JSON, as grpcurl takes it) and print the decision.
     ///
     /// Exit status: 0 allowed, 1 denied, 2 error.
@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// TCP listen address, or `none`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9191", value_parser = parse_listen)]
     pub listen: Listen,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9192).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Also listen on this Unix socket (node-local Envoy, Dikastes-style).
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,

@@ -24,4 +24,5 @@ pub mod identity;
 pub mod policy;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 pub mod testing;

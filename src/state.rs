@@ -1,7 +1,13 @@
 //! Publishing compiled snapshots: one `ArcSwap` that `Check` reads without a lock, a generation
 //! counter, and a readiness flag for the health service.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use arc_swap::{ArcSwap, Guard};
 use tokio::sync::watch;
@@ -16,6 +22,13 @@ pub struct Shared {
     publish: Mutex<()>,
     ready: watch::Sender<bool>,
     generation: watch::Sender<u64>,
+    /// Snapshots replaced by a newer one, kept until the metrics have folded their counters
+    /// (and no request holds them any more). Cold path only.
+    retired: Mutex<Vec<Arc<Snapshot>>>,
+    /// When the current snapshot was published.
+    published_at: Mutex<Option<Instant>>,
+    /// Reloads that failed (the previous state kept serving).
+    reload_errors: AtomicU64,
 }
 
 impl Default for Shared {
@@ -32,6 +45,9 @@ impl Shared {
             publish: Mutex::new(()),
             ready: watch::Sender::new(false),
             generation: watch::Sender::new(0),
+            retired: Mutex::new(Vec::new()),
+            published_at: Mutex::new(None),
+            reload_errors: AtomicU64::new(0),
         }
     }
 
@@ -47,10 +63,12 @@ impl Shared {
 
     /// Compiles `store` into the next generation, publishes it and marks the state ready.
     pub fn publish(&self, store: &Store) -> Arc<Snapshot> {
-        let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = lock(&self.publish);
         let generation = self.current.load().generation + 1;
         let snap = Arc::new(Snapshot::build(store, generation));
-        self.current.store(snap.clone());
+        let old = self.current.swap(snap.clone());
+        lock(&self.retired).push(old);
+        *lock(&self.published_at) = Some(Instant::now());
         self.generation.send_replace(generation);
         self.ready.send_replace(true);
         snap
@@ -61,8 +79,42 @@ impl Shared {
         self.ready.subscribe()
     }
 
+    /// Takes the retired snapshots (for the metrics to fold).
+    pub fn take_retired(&self) -> Vec<Arc<Snapshot>> {
+        std::mem::take(&mut *lock(&self.retired))
+    }
+
+    /// Gives back retired snapshots that requests still hold.
+    pub fn keep_retired(&self, still_used: Vec<Arc<Snapshot>>) {
+        lock(&self.retired).extend(still_used);
+    }
+
+    /// How long ago the current state was published.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        lock(&self.published_at).map(|t| t.elapsed())
+    }
+
+    /// Counts a reload that failed.
+    pub fn reload_failed(&self) {
+        self.reload_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads that failed so far.
+    pub fn reload_errors(&self) -> u64 {
+        self.reload_errors.load(Ordering::Relaxed)
+    }
+
+    /// Whether a first state was published.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Generation changes.
     pub fn generations(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,7 +1,7 @@
 //! The one evaluation path shared by the gRPC server and the `check` CLI:
 //! CheckRequest → request view → evaluate against the current snapshot → CheckResponse.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 
@@ -13,6 +13,7 @@ use crate::{
         snapshot::Snapshot,
     },
     state::Shared,
+    telemetry::Metrics,
 };
 
 /// Settings that shape every decision and answer.
@@ -47,6 +48,7 @@ pub struct AnswerSettings {
 pub struct Checker {
     state: Arc<Shared>,
     settings: Arc<Settings>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Checker {
@@ -55,7 +57,14 @@ impl Checker {
         Checker {
             state,
             settings: Arc::new(settings),
+            metrics: None,
         }
+    }
+
+    /// Also records latency in `metrics` (decisions are always counted in the snapshot).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The settings.
@@ -79,12 +88,14 @@ impl Checker {
     /// Decides a request and builds the answer. No lock; with no optional answer parts
     /// configured, allocates only to deny.
     pub fn check(&self, req: &CheckRequest) -> (CheckResponse, Decision) {
+        let started = Instant::now();
         let snap = self.state.load();
         let settings = &*self.settings;
         let resolved = settings.identity.resolve(req);
         let principal = request::principal(&settings.identity, &resolved);
         let view = request::to_request(req, principal);
         let decision = eval::evaluate(&snap, &view, &settings.eval);
+        snap.counters.record(&decision);
         let http = view.http.is_some();
         let answer = &settings.answer;
         let mut resp = match decision.verdict {
@@ -125,6 +136,9 @@ impl Checker {
                     decision.rule().map_or(Null, |r| Number(f64::from(r))),
                 ),
             ]));
+        }
+        if let Some(m) = &self.metrics {
+            m.observe_latency(started.elapsed());
         }
         (resp, decision)
     }

@@ -7,10 +7,13 @@
 //! sends Dikastes as `WorkloadEndpoint.tiers`.
 
 use std::{
-    cmp::Ordering,
+    cmp::Ordering as CmpOrdering,
     collections::{BTreeMap, HashMap},
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use super::{
@@ -18,6 +21,7 @@ use super::{
         Applies, LABEL_NAME, LABEL_NAMESPACE, LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT, Policy,
         PolicyId, Tier, TierDefault,
     },
+    decision::{Cause, Decision, Verdict},
     store::Store,
 };
 
@@ -126,6 +130,59 @@ pub struct Snapshot {
     namespaces: HashMap<Arc<str>, Arc<LabelMap>>,
     service_accounts: HashMap<Arc<str>, HashMap<Arc<str>, Arc<LabelMap>>>,
     empty: Arc<LabelMap>,
+    /// Decision counters for this generation (lock-free; read by the metrics scrape).
+    pub counters: Counters,
+}
+
+/// Decision counts of one snapshot, indexed like the snapshot. Only atomics: recording a
+/// decision takes no lock.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Per policy: decided by one of its rules (allowed, denied).
+    pub rule: Box<[[AtomicU64; 2]]>,
+    /// Per tier: denied at its end.
+    pub end_of_tier: Box<[AtomicU64]>,
+    /// Per tier: allowed after every tier passed, this one last.
+    pub passed: Box<[AtomicU64]>,
+    /// Allowed because no policy selects the destination.
+    pub no_policy: AtomicU64,
+    /// Fail-closed denials: unknown destination, identity rejected, identity mismatch.
+    pub fail_closed: [AtomicU64; 3],
+    /// Per invalid policy: denials it caused.
+    pub invalid: Box<[AtomicU64]>,
+}
+
+impl Counters {
+    fn sized(policies: usize, tiers: usize, invalid: usize) -> Self {
+        Counters {
+            rule: (0..policies).map(|_| Default::default()).collect(),
+            end_of_tier: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
+            passed: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
+            no_policy: AtomicU64::new(0),
+            fail_closed: Default::default(),
+            invalid: (0..invalid).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts one decision.
+    pub fn record(&self, d: &Decision) {
+        let slot = match d.cause {
+            Cause::Rule { policy, .. } => self
+                .rule
+                .get(policy as usize)
+                .map(|c| &c[usize::from(d.verdict == Verdict::Deny)]),
+            Cause::EndOfTier { tier } => self.end_of_tier.get(tier as usize),
+            Cause::PassedAllTiers { tier } => self.passed.get(tier as usize),
+            Cause::NoPolicy => Some(&self.no_policy),
+            Cause::UnknownDestination => Some(&self.fail_closed[0]),
+            Cause::IdentityRejected { .. } => Some(&self.fail_closed[1]),
+            Cause::IdentityMismatch { .. } => Some(&self.fail_closed[2]),
+            Cause::InvalidPolicy { invalid } => self.invalid.get(invalid as usize),
+        };
+        if let Some(c) = slot {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Snapshot {
@@ -292,6 +349,7 @@ impl Snapshot {
             }
         }
         snap.plans = plans;
+        snap.counters = Counters::sized(snap.policies.len(), snap.tiers.len(), snap.invalid.len());
         snap
     }
 
@@ -364,11 +422,11 @@ fn to_label_map(labels: &BTreeMap<String, String>) -> LabelMap {
 }
 
 /// Orders optional orders: present ones ascending, absent last ("a nil order counts as +Inf").
-fn cmp_order(a: Option<f64>, b: Option<f64>) -> Ordering {
+fn cmp_order(a: Option<f64>, b: Option<f64>) -> CmpOrdering {
     match (a, b) {
         (Some(a), Some(b)) => a.total_cmp(&b),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
+        (Some(_), None) => CmpOrdering::Less,
+        (None, Some(_)) => CmpOrdering::Greater,
+        (None, None) => CmpOrdering::Equal,
     }
 }
