@@ -146,6 +146,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
         },
         explain_denials: args.explain_denials,
         answer: AnswerSettings::default(),
+        dry_run: false,
     }
 }
 
@@ -232,6 +233,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ));
         }
         let mut settings = settings(&args.policy, bundle);
+        settings.dry_run = args.dry_run;
+        if args.dry_run {
+            tracing::warn!("dry run: every request is allowed; denials are only logged and counted");
+        }
         settings.answer = AnswerSettings {
             dynamic_metadata: !args.no_dynamic_metadata,
             identity_header: args.identity_header.clone(),

@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// is 600 s, so the server bounds its own).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub request_timeout: f64,
+    /// Allow every request; log and count (`alp_authz_checks_total{decision="deny"}`) what policy
+    /// would have denied. For first rollouts.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Do not attach `dynamic_metadata` (generation, decision, tier, policy, rule) to answers.
     #[arg(long)]
     pub no_dynamic_metadata: bool,

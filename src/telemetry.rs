@@ -44,7 +44,15 @@ pub struct Metrics {
     latency_count: AtomicU64,
     /// Decision log events dropped because the log could not keep up.
     pub decision_log_dropped: AtomicU64,
-    folded: Mutex<BTreeMap<DecisionKey, u64>>,
+    folded: Mutex<Folded>,
+}
+
+/// Counts from snapshots that are gone.
+#[derive(Debug, Default, Clone)]
+struct Folded {
+    decisions: BTreeMap<DecisionKey, u64>,
+    /// (policy the staged set decided by, or "" for no rule) → disagreements.
+    staged: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -56,7 +64,7 @@ impl Metrics {
             latency_sum_ns: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
             decision_log_dropped: AtomicU64::new(0),
-            folded: Mutex::new(BTreeMap::new()),
+            folded: Mutex::new(Folded::default()),
         })
     }
 
@@ -76,7 +84,7 @@ impl Metrics {
     }
 
     /// Decision counts: folded totals plus every snapshot still alive.
-    fn decision_counts(&self) -> BTreeMap<DecisionKey, u64> {
+    fn decision_counts(&self) -> Folded {
         let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
         let mut still_used = Vec::new();
         for snap in self.state.take_retired() {
@@ -107,7 +115,21 @@ impl Metrics {
     }
 }
 
-fn add_counts(snap: &Snapshot, out: &mut BTreeMap<DecisionKey, u64>) {
+fn add_counts(snap: &Snapshot, folded: &mut Folded) {
+    if let Some(shadow) = &snap.shadow {
+        let d = &shadow.counters.disagreements;
+        for (i, v) in d.iter().enumerate() {
+            let v = v.load(Ordering::Relaxed);
+            if v > 0 {
+                let policy = shadow.policies.get(i).map(|p| {
+                    let staged = if p.id.kind.is_staged() { "staged:" } else { "" };
+                    format!("{staged}{}", p.id)
+                });
+                *folded.staged.entry(policy.unwrap_or_default()).or_default() += v;
+            }
+        }
+    }
+    let out = &mut folded.decisions;
     let c = &snap.counters;
     let mut add = |key: DecisionKey, v: &AtomicU64| {
         let v = v.load(Ordering::Relaxed);
@@ -174,7 +196,8 @@ fn add_counts(snap: &Snapshot, out: &mut BTreeMap<DecisionKey, u64>) {
 
 impl Collector for Metrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counts = self.decision_counts();
+        let folded = self.decision_counts();
+        let counts = &folded.decisions;
         let mut m = encoder.encode_descriptor(
             "alp_authz_checks",
             "Checks answered, by decision, cause, tier and policy.",
@@ -182,7 +205,7 @@ impl Collector for Metrics {
             MetricType::Counter,
         )?;
         let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-        for ((decision, cause, tier, policy), v) in &counts {
+        for ((decision, cause, tier, policy), v) in counts {
             let labels = [
                 ("decision", *decision),
                 ("cause", *cause),
@@ -214,6 +237,16 @@ impl Collector for Metrics {
         ] {
             let v = errors.get(reason).copied().unwrap_or(0);
             ConstCounter::new(v).encode(m.encode_family(&[("reason", reason)])?)?;
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "alp_authz_staged_disagreements",
+            "Requests where the staged policies would have changed the answer, by the policy that decided in the staged set (staged: prefix for staged policies; empty: no rule, e.g. the end of a tier).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (policy, v) in &folded.staged {
+            ConstCounter::new(*v).encode(m.encode_family(&[("policy", policy.as_str())])?)?;
         }
 
         let buckets: Vec<(f64, u64)> = BUCKETS

@@ -737,3 +737,115 @@ async fn metrics_count_decisions_across_reloads() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+fn metrics_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+#[tokio::test]
+async fn staged_policies_are_counted_and_never_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = r#"
+---
+apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata: {name: p}
+spec: {stagedAction: Set, ingress: [{action: Deny}]}
+---
+apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata: {name: ignored}
+spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
+"#;
+    std::fs::write(
+        dir.path().join("state.yaml"),
+        format!("{STATE_ALLOW}{staged}"),
+    )
+    .unwrap();
+    let maddr = metrics_port();
+    let server =
+        common::Server::start(&["--state", dir.path().to_str().unwrap(), "--metrics", &maddr]);
+    let mut c = client(&server).await;
+    for _ in 0..4 {
+        // The staged Deny replaces the enforced Allow of the same name in the shadow set only.
+        assert_eq!(
+            code(&c.check(simple_request()).await.unwrap().into_inner()),
+            0
+        );
+    }
+    let m = scrape(&maddr).await;
+    assert_eq!(
+        m[r#"alp_authz_staged_disagreements_total{policy="staged:p"}"#], 4.0,
+        "{m:?}"
+    );
+    assert_eq!(m[r#"alp_authz_policies{state="staged"}"#], 2.0);
+    let line = loop {
+        let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
+        if line.contains("staged policy would change the answer") {
+            break line;
+        }
+    };
+    assert!(
+        line.contains("staged=denied by rule 0 of policy p in tier default"),
+        "{line}"
+    );
+
+    // A staged Delete of the allowing policy: the shadow set has no policy left, so it allows
+    // too (Calico's default) and nothing more disagrees.
+    let deleting = format!(
+        "{STATE_ALLOW}{}",
+        staged.replace("stagedAction: Set", "stagedAction: Delete")
+    );
+    std::fs::write(dir.path().join("state.yaml"), deleting).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while scrape(&maddr).await["alp_authz_state_generation"] < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "never reloaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        code(&c.check(simple_request()).await.unwrap().into_inner()),
+        0
+    );
+    let m = scrape(&maddr).await;
+    assert_eq!(
+        m[r#"alp_authz_staged_disagreements_total{policy="staged:p"}"#], 4.0,
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_allows_and_counts_what_policy_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("state.yaml"),
+        STATE_ALLOW.replace("Allow", "Deny"),
+    )
+    .unwrap();
+    let maddr = metrics_port();
+    let server = common::Server::start(&[
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--metrics",
+        &maddr,
+        "--dry-run",
+    ]);
+    let mut c = client(&server).await;
+    let r = c.check(simple_request()).await.unwrap().into_inner();
+    assert_eq!(code(&r), 0, "dry run allows");
+    let m = scrape(&maddr).await;
+    assert_eq!(
+        m[r#"alp_authz_checks_total{decision="deny",cause="rule",tier="default",policy="p"}"#],
+        1.0
+    );
+    loop {
+        let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
+        if line.contains("dry run: allowed a request that policy denies") {
+            assert!(
+                line.contains("denied by rule 0 of policy p in tier default"),
+                "{line}"
+            );
+            break;
+        }
+    }
+}

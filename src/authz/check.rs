@@ -27,6 +27,8 @@ pub struct Settings {
     pub explain_denials: bool,
     /// What else goes into answers.
     pub answer: AnswerSettings,
+    /// Allow everything; log and count what policy would have denied (first rollouts).
+    pub dry_run: bool,
 }
 
 /// Optional parts of an answer.
@@ -96,6 +98,19 @@ impl Checker {
         let view = request::to_request(req, principal);
         let decision = eval::evaluate(&snap, &view, &settings.eval);
         snap.counters.record(&decision);
+        if let Some(shadow) = &snap.shadow {
+            let staged = eval::evaluate(shadow, &view, &settings.eval);
+            if staged.verdict != decision.verdict {
+                shadow.counters.record_disagreement(&staged);
+                tracing::info!(
+                    target: "staged",
+                    generation = snap.generation,
+                    enforced = %decision.reason(&snap),
+                    staged = %staged.reason(shadow),
+                    "staged policy would change the answer"
+                );
+            }
+        }
         let http = view.http.is_some();
         let answer = &settings.answer;
         let mut resp = match decision.verdict {
@@ -116,6 +131,15 @@ impl Checker {
                     }
                 }
                 resp
+            }
+            Verdict::Deny if settings.dry_run => {
+                tracing::info!(
+                    target: "decision",
+                    generation = snap.generation,
+                    reason = %decision.reason(&snap),
+                    "dry run: allowed a request that policy denies"
+                );
+                response::allowed(http)
             }
             Verdict::Deny => {
                 let reason = decision.reason(&snap);

@@ -210,6 +210,21 @@ pub struct Policy {
     pub applies: Applies,
     /// Ingress rules, when the policy governs ingress; `None` when it does not.
     pub ingress: Option<Vec<Rule>>,
+    /// Staged kinds: what the staged policy would do to the enforced set.
+    pub staged_action: Option<StagedAction>,
+}
+
+/// Calico's `stagedAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagedAction {
+    /// The policy would be added, or replace the enforced one of the same name (the default).
+    Set,
+    /// The enforced policy of the same name would be removed.
+    Delete,
+    /// Recorded for learning; no effect on the shadow set.
+    Learn,
+    /// No effect.
+    Ignore,
 }
 
 /// A compiled rule. All criteria are ANDed; an absent criterion matches.
@@ -376,14 +391,19 @@ fn compile_spec(
             format!("not a field of {}", kind.as_str()),
         ));
     }
-    if let Some(a) = &spec.staged_action
-        && !matches!(a.as_str(), "Set" | "Delete" | "Learn" | "Ignore")
-    {
-        return Err(Error::new(
-            "spec.stagedAction",
-            format!("`{a}` is not one of `Set`, `Delete`, `Learn`, `Ignore`"),
-        ));
-    }
+    let staged_action = match spec.staged_action.as_deref() {
+        _ if !kind.is_staged() => None,
+        None | Some("Set") => Some(StagedAction::Set),
+        Some("Delete") => Some(StagedAction::Delete),
+        Some("Learn") => Some(StagedAction::Learn),
+        Some("Ignore") => Some(StagedAction::Ignore),
+        Some(a) => {
+            return Err(Error::new(
+                "spec.stagedAction",
+                format!("`{a}` is not one of `Set`, `Delete`, `Learn`, `Ignore`"),
+            ));
+        }
+    };
     let order = check_order("spec.order", spec.order)?;
     let tier: Arc<str> = match spec.tier.as_deref() {
         None | Some("") => DEFAULT_TIER.into(),
@@ -414,6 +434,7 @@ fn compile_spec(
         order,
         applies,
         ingress: governs_ingress.then_some(ingress),
+        staged_action,
     })
 }
 

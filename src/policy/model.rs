@@ -136,6 +136,16 @@ impl PolicyKind {
         )
     }
 
+    /// The enforced kind a staged kind stands in for (itself for enforced kinds).
+    pub fn enforced(self) -> PolicyKind {
+        match self {
+            PolicyKind::StagedGlobalNetworkPolicy => PolicyKind::GlobalNetworkPolicy,
+            PolicyKind::StagedNetworkPolicy => PolicyKind::NetworkPolicy,
+            PolicyKind::StagedKubernetesNetworkPolicy => PolicyKind::KubernetesNetworkPolicy,
+            k => k,
+        }
+    }
+
     /// The `kind` string.
     pub fn as_str(self) -> &'static str {
         match self {

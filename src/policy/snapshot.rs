@@ -19,7 +19,7 @@ use std::{
 use super::{
     compile::{
         Applies, LABEL_NAME, LABEL_NAMESPACE, LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT, Policy,
-        PolicyId, Tier, TierDefault,
+        PolicyId, StagedAction, Tier, TierDefault,
     },
     decision::{Cause, Decision, Verdict},
     store::Store,
@@ -132,6 +132,9 @@ pub struct Snapshot {
     empty: Arc<LabelMap>,
     /// Decision counters for this generation (lock-free; read by the metrics scrape).
     pub counters: Counters,
+    /// The enforced set with the staged policies applied (Calico's "staged as enforced"), when
+    /// there are staged policies: evaluated beside this one, never deciding the answer.
+    pub shadow: Option<Box<Snapshot>>,
 }
 
 /// Decision counts of one snapshot, indexed like the snapshot. Only atomics: recording a
@@ -150,6 +153,9 @@ pub struct Counters {
     pub fail_closed: [AtomicU64; 3],
     /// Per invalid policy: denials it caused.
     pub invalid: Box<[AtomicU64]>,
+    /// On a shadow snapshot, per policy (plus one last slot for decisions no rule made):
+    /// requests where this set's answer differed from the enforced one's.
+    pub disagreements: Box<[AtomicU64]>,
 }
 
 impl Counters {
@@ -161,6 +167,18 @@ impl Counters {
             no_policy: AtomicU64::new(0),
             fail_closed: Default::default(),
             invalid: (0..invalid).map(|_| AtomicU64::new(0)).collect(),
+            disagreements: (0..=policies).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts a shadow decision that differs from the enforced one.
+    pub fn record_disagreement(&self, shadow: &Decision) {
+        let i = match shadow.cause {
+            Cause::Rule { policy, .. } => policy as usize,
+            _ => self.disagreements.len().saturating_sub(1),
+        };
+        if let Some(c) = self.disagreements.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -350,6 +368,7 @@ impl Snapshot {
         }
         snap.plans = plans;
         snap.counters = Counters::sized(snap.policies.len(), snap.tiers.len(), snap.invalid.len());
+        snap.shadow = shadow_store(store).map(|s| Box::new(Snapshot::build(&s, generation)));
         snap
     }
 
@@ -388,6 +407,45 @@ impl Snapshot {
     pub fn tier_passes(&self, tier: TierIdx) -> bool {
         self.tiers[tier as usize].default_action == TierDefault::Pass
     }
+}
+
+/// The store with the staged policies applied as Calico's `stagedAction` says, and no staged
+/// policies left; `None` when no staged policy would change anything.
+fn shadow_store(store: &Store) -> Option<Store> {
+    let staged: Vec<&Policy> = store
+        .policies
+        .iter()
+        .filter(|(id, _)| id.kind.is_staged())
+        .filter_map(|(_, p)| p.as_ref().ok())
+        .filter(|p| {
+            matches!(
+                p.staged_action,
+                Some(StagedAction::Set | StagedAction::Delete)
+            )
+        })
+        .collect();
+    if staged.is_empty() {
+        return None;
+    }
+    let mut shadow = store.clone();
+    shadow.policies.retain(|id, _| !id.kind.is_staged());
+    for p in staged {
+        // The policy it stands in for: same name and namespace, the enforced kind. (It keeps its
+        // own id, so that metrics and logs can tell a staged policy from an enforced one.)
+        let target = PolicyId {
+            kind: p.id.kind.enforced(),
+            ..p.id.clone()
+        };
+        match p.staged_action {
+            Some(StagedAction::Delete) => {
+                shadow.policies.remove(&target);
+            }
+            _ => {
+                shadow.policies.insert(target, Ok(p.clone()));
+            }
+        }
+    }
+    Some(shadow)
 }
 
 /// An endpoint class, as policy applicability sees it.
