@@ -19,6 +19,7 @@ use crate::{
         tls::TlsFiles,
     },
     cli::{CheckArgs, Cli, Command, PolicyArgs, ServeArgs},
+    decision_log::{self, DecisionLog},
     identity::{cert::TrustBundle, resolve::IdentityConfig},
     policy::eval::Options,
     source::{
@@ -247,7 +248,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let listener = telemetry::bind_metrics(addr).await?;
             tokio::spawn(telemetry::serve_metrics(listener, metrics.clone()));
         }
-        let checker = Checker::new(state.clone(), settings).with_metrics(metrics);
+        let mut checker = Checker::new(state.clone(), settings).with_metrics(metrics.clone());
+        if let Some(path) = &args.decision_log {
+            let log = DecisionLog::start(&decision_log::Config {
+                path: path.clone(),
+                filter: args.decision_log_filter,
+                sample: args.decision_log_sample,
+                buffer: args.decision_log_buffer,
+            })?
+            .with_dropped_counter(metrics.decision_log_dropped.clone());
+            checker = checker.with_decision_log(Arc::new(log));
+        }
         let cfg = ServerConfig {
             tcp: args.listen.0,
             unix: args.unix.clone(),

@@ -119,6 +119,18 @@ pub struct ServeArgs {
     /// would have denied. For first rollouts.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write a JSON line per decision to this file (appended), or `-` for standard output.
+    #[arg(long, value_name = "PATH")]
+    pub decision_log: Option<PathBuf>,
+    /// Which decisions to log.
+    #[arg(long, value_name = "WHICH", default_value = "all")]
+    pub decision_log_filter: crate::decision_log::Filter,
+    /// Log one in N of the decisions that pass the filter.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub decision_log_sample: u64,
+    /// Decision records buffered before new ones are dropped (and counted).
+    #[arg(long, value_name = "RECORDS", default_value_t = 4096)]
+    pub decision_log_buffer: usize,
     /// Do not attach `dynamic_metadata` (generation, decision, tier, policy, rule) to answers.
     #[arg(long)]
     pub no_dynamic_metadata: bool,

@@ -20,6 +20,7 @@
 pub mod app;
 pub mod authz;
 pub mod cli;
+pub mod decision_log;
 pub mod identity;
 pub mod policy;
 pub mod source;

@@ -43,7 +43,7 @@ pub struct Metrics {
     latency_sum_ns: AtomicU64,
     latency_count: AtomicU64,
     /// Decision log events dropped because the log could not keep up.
-    pub decision_log_dropped: AtomicU64,
+    pub decision_log_dropped: Arc<AtomicU64>,
     folded: Mutex<Folded>,
 }
 
@@ -63,7 +63,7 @@ impl Metrics {
             latency_buckets: Default::default(),
             latency_sum_ns: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
-            decision_log_dropped: AtomicU64::new(0),
+            decision_log_dropped: Arc::new(AtomicU64::new(0)),
             folded: Mutex::new(Folded::default()),
         })
     }

@@ -849,3 +849,92 @@ async fn dry_run_allows_and_counts_what_policy_denies() {
         }
     }
 }
+
+fn read_log_lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let complete: Vec<&str> = text
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .collect();
+        if complete.len() >= want {
+            return complete
+                .iter()
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+                })
+                .collect();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} log lines: {text}",
+            complete.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn decision_logs_are_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--decision-log",
+        log.to_str().unwrap(),
+    ]);
+    let mut c = client(&server).await;
+    c.check(example("frontend-get-product")).await.unwrap();
+    c.check(example("legacy-get-product")).await.unwrap();
+    let lines = read_log_lines(&log, 2);
+    assert_eq!(lines.len(), 2);
+    let (allow, deny) = (&lines[0], &lines[1]);
+    assert_eq!(allow["decision"], "allow");
+    assert_eq!(allow["policy"], "shop/productpage");
+    assert_eq!(allow["rule"], 0);
+    assert_eq!(allow["generation"], 1);
+    assert_eq!(
+        allow["source_principal"],
+        "spiffe://cluster.local/ns/shop/sa/frontend"
+    );
+    assert_eq!(allow["source_address"], "10.0.1.10:41234");
+    assert_eq!(allow["destination_address"], "10.0.1.20:9080");
+    assert_eq!(allow["method"], "GET");
+    assert_eq!(allow["path"], "/products/42?currency=eur");
+    assert!(
+        allow["latency_us"].as_u64().is_some()
+            && allow["ts_ms"].as_u64().unwrap() > 1_700_000_000_000
+    );
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(
+        deny["reason"],
+        "denied by rule 0 of policy security.block-legacy-batch in tier security"
+    );
+}
+
+#[tokio::test]
+async fn decision_log_filter_keeps_denials_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--decision-log",
+        log.to_str().unwrap(),
+        "--decision-log-filter",
+        "deny",
+    ]);
+    let mut c = client(&server).await;
+    for _ in 0..3 {
+        c.check(example("frontend-get-product")).await.unwrap();
+    }
+    c.check(example("frontend-post-product")).await.unwrap();
+    let lines = read_log_lines(&log, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines_after = read_log_lines(&log, 1);
+    assert_eq!(lines, lines_after);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["decision"], "deny");
+}

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 
 use super::{request, response};
 use crate::{
+    decision_log::{self, DecisionLog, Record},
     policy::{
         decision::{Decision, Verdict},
         eval::{self, Options, Principal},
@@ -51,6 +52,7 @@ pub struct Checker {
     state: Arc<Shared>,
     settings: Arc<Settings>,
     metrics: Option<Arc<Metrics>>,
+    decision_log: Option<Arc<DecisionLog>>,
 }
 
 impl Checker {
@@ -60,7 +62,14 @@ impl Checker {
             state,
             settings: Arc::new(settings),
             metrics: None,
+            decision_log: None,
         }
+    }
+
+    /// Also writes decision logs.
+    pub fn with_decision_log(mut self, log: Arc<DecisionLog>) -> Self {
+        self.decision_log = Some(log);
+        self
     }
 
     /// Also records latency in `metrics` (decisions are always counted in the snapshot).
@@ -161,8 +170,21 @@ impl Checker {
                 ),
             ]));
         }
+        let latency = started.elapsed();
         if let Some(m) = &self.metrics {
-            m.observe_latency(started.elapsed());
+            m.observe_latency(latency);
+        }
+        if let Some(log) = &self.decision_log
+            && log.wants(!decision.allowed())
+        {
+            log.send(record(
+                req,
+                &view,
+                &snap,
+                &decision,
+                latency,
+                settings.dry_run,
+            ));
         }
         (resp, decision)
     }
@@ -185,4 +207,46 @@ fn summary(snap: &Snapshot, d: &Decision) -> String {
         s.push_str(&r.to_string());
     }
     s
+}
+
+/// The decision log record of one answer.
+fn record(
+    req: &CheckRequest,
+    view: &crate::policy::eval::Request<'_>,
+    snap: &Snapshot,
+    d: &Decision,
+    latency: std::time::Duration,
+    dry_run: bool,
+) -> Record {
+    let addr = |a: &crate::policy::eval::Addr| match a.ip {
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", a.port),
+        Some(ip) => format!("{ip}:{}", a.port),
+        None => String::new(),
+    };
+    let http = req
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    Record {
+        ts_ms: decision_log::now_ms(),
+        generation: snap.generation,
+        decision: if d.allowed() { "allow" } else { "deny" },
+        reason: d.reason(snap),
+        tier: d.tier(snap).map(str::to_owned),
+        policy: d.policy(snap),
+        rule: d.rule(),
+        source_principal: req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.source.as_ref())
+            .map(|s| s.principal.clone())
+            .unwrap_or_default(),
+        source_address: addr(&view.source),
+        destination_address: addr(&view.destination),
+        method: http.map(|h| h.method.clone()).unwrap_or_default(),
+        path: http.map(|h| h.path.clone()).unwrap_or_default(),
+        latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        dry_run: dry_run && !d.allowed(),
+    }
 }
