@@ -62,6 +62,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     })?;
     let out = PathBuf::from(env::var("OUT_DIR")?).join("envoy_authz_descriptor.bin");
     std::fs::write(&out, fds.encode_to_vec())?;
+
+    // Rust code for the project's own services. Envoy and well-known types come from
+    // envoy-types, so a CheckRequest here is the same type the Authorization service uses.
+    if files.len() > ROOTS.len() {
+        let own: Vec<&PathBuf> = files[ROOTS.len()..].iter().collect();
+        let own_fds =
+            protox::compile(&own, &includes).map_err(|e| format!("cannot compile proto/: {e}"))?;
+        let mut builder = tonic_prost_build::configure()
+            .build_client(true)
+            .build_server(true);
+        for pkg in ["envoy", "google", "udpa", "validate", "xds"] {
+            builder = builder.extern_path(format!(".{pkg}"), format!("::envoy_types::pb::{pkg}"));
+        }
+        builder.compile_fds(own_fds)?;
+    }
     Ok(())
 }
 

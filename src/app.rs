@@ -14,6 +14,7 @@ use crate::{
     authz::{
         check::{AnswerSettings, Checker, Settings},
         descriptor, explain,
+        explain_service::ExplainService,
         server::{self, ServerConfig},
         service::AuthzService,
         tls::TlsFiles,
@@ -276,9 +277,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             tls_reload_interval: args.reload_interval(),
         };
+        let explainer = ExplainService::new(checker.clone()).into_server();
         server::serve(
             cfg,
             AuthzService::new(checker),
+            Some(explainer),
             state.ready(),
             server::shutdown_signal(),
         )

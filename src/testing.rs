@@ -253,6 +253,43 @@ fn build_request(
         };
         return Ok(descriptor::check_request_from_json(&json)?);
     }
+    short_request(
+        snap,
+        &ShortForm {
+            from: case.from.as_deref(),
+            to: case.to.as_deref(),
+            port: case.port,
+            method: case.method.as_deref(),
+            path: case.path.as_deref(),
+            headers: &case.headers,
+        },
+        td,
+    )
+}
+
+/// A request described by pods, as `test` cases and the Explain RPC take it.
+#[derive(Debug, Clone, Copy)]
+pub struct ShortForm<'a> {
+    /// `namespace/pod`, a SPIFFE ID, `unauthenticated` or `None`.
+    pub from: Option<&'a str>,
+    /// `namespace/pod` or an IP address.
+    pub to: Option<&'a str>,
+    /// Destination port (default: the pod's first named container port, else 80).
+    pub port: Option<u32>,
+    /// HTTP method (default GET).
+    pub method: Option<&'a str>,
+    /// HTTP path (default /).
+    pub path: Option<&'a str>,
+    /// Request headers.
+    pub headers: &'a BTreeMap<String, String>,
+}
+
+/// Builds a CheckRequest from the short form, resolving pods against `snap`.
+pub fn short_request(
+    snap: &Snapshot,
+    case: &ShortForm<'_>,
+    td: &str,
+) -> anyhow::Result<CheckRequest> {
     let pod = |s: &str| -> anyhow::Result<Option<&Endpoint>> {
         if s.starts_with("spiffe://") {
             return Ok(None);
@@ -265,8 +302,8 @@ fn build_request(
             .with_context(|| format!("no pod `{s}` with an IP in the state"))?;
         Ok(snap.endpoints.get(idx as usize))
     };
-    let (principal, src_ip) = match case.from.as_deref() {
-        None | Some("unauthenticated") => (String::new(), None),
+    let (principal, src_ip) = match case.from {
+        None | Some("" | "unauthenticated") => (String::new(), None),
         Some(s) if s.starts_with("spiffe://") => (s.to_owned(), None),
         Some(s) => match pod(s)? {
             Some(ep) => (
@@ -279,7 +316,7 @@ fn build_request(
             None => bail!("`from: {s}` is not namespace/pod, a SPIFFE ID or `unauthenticated`"),
         },
     };
-    let (dst_ip, dst_port) = match case.to.as_deref() {
+    let (dst_ip, dst_port) = match case.to {
         None => bail!("a short-form case needs `to`"),
         Some(s) => match s.parse::<IpAddr>() {
             Ok(ip) => (ip, None),
@@ -292,8 +329,8 @@ fn build_request(
             },
         },
     };
-    let method = case.method.as_deref().unwrap_or("GET");
-    let path = case.path.as_deref().unwrap_or("/");
+    let method = case.method.unwrap_or("GET");
+    let path = case.path.unwrap_or("/");
     let mut headers: HashMap<String, String> = case
         .headers
         .iter()

@@ -938,3 +938,109 @@ async fn decision_log_filter_keeps_denials_only() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["decision"], "deny");
 }
+
+#[tokio::test]
+async fn explain_rpc_short_form_and_check_request() {
+    use alp_authz::authz::explain_service::pb::{
+        ExplainRequest, ShortRequest, explain_request::Request as R,
+        explainer_client::ExplainerClient,
+    };
+    let server = common::Server::start(&["--state", &policies()]);
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = ExplainerClient::new(channel);
+    let short = ShortRequest {
+        from: "shop/frontend-7d4b9".into(),
+        to: "shop/productpage-5f6c8".into(),
+        method: "POST".into(),
+        path: "/products/1".into(),
+        ..ShortRequest::default()
+    };
+    let r = c
+        .explain(ExplainRequest {
+            request: Some(R::Short(short)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.generation, 1);
+    let d = r.decision.unwrap();
+    assert!(!d.allowed);
+    assert_eq!(
+        d.reason,
+        "denied at the end of tier default: no rule matched"
+    );
+    assert_eq!(
+        r.identity.unwrap().spiffe,
+        "spiffe://cluster.local/ns/shop/sa/frontend"
+    );
+    assert_eq!(r.source_pod.unwrap().pod, "shop/frontend-7d4b9");
+    let default = &r.tiers[1];
+    assert_eq!(default.tier, "default");
+    assert_eq!(default.policies[0].policy, "shop/productpage");
+    assert_eq!(default.policies[0].rules[0].failed, "http.methods");
+
+    let r = c
+        .explain(ExplainRequest {
+            request: Some(R::CheckRequest(example("legacy-get-product"))),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let d = r.decision.unwrap();
+    assert_eq!(
+        (d.policy.as_deref(), d.rule),
+        (Some("security.block-legacy-batch"), Some(0))
+    );
+    assert!(r.tiers[0].policies[0].rules[0].matched);
+
+    for bad in [
+        None,
+        Some(R::Short(ShortRequest {
+            from: "shop/nope".into(),
+            to: "shop/productpage-5f6c8".into(),
+            ..ShortRequest::default()
+        })),
+    ] {
+        let e = c
+            .explain(ExplainRequest { request: bad })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn explain_header_returns_the_trace_on_a_denial() {
+    let mut req = example("frontend-post-product");
+    http_mut(&mut req)
+        .headers
+        .insert("x-alp-explain".into(), "1".into());
+    // Without --explain-denials the header is ignored.
+    let server = common::Server::start(&["--state", &policies()]);
+    let r = client(&server)
+        .await
+        .check(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(HttpResponse::DeniedResponse(d)) = &r.http_response else {
+        panic!("{r:?}")
+    };
+    assert_eq!(d.body, "RBAC: access denied\n");
+
+    let server = common::Server::start(&["--state", &policies(), "--explain-denials"]);
+    let r = client(&server).await.check(req).await.unwrap().into_inner();
+    let Some(HttpResponse::DeniedResponse(d)) = &r.http_response else {
+        panic!("{r:?}")
+    };
+    let trace: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(
+        trace["tiers"][1]["policies"][0]["rules"][0]["failed"],
+        "http.methods"
+    );
+    assert_eq!(header(&r, "content-type"), Some("application/json"));
+}

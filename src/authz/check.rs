@@ -150,6 +150,14 @@ impl Checker {
                 );
                 response::allowed(http)
             }
+            Verdict::Deny if settings.explain_denials && wants_trace(req) => {
+                // A person debugging a 403 asked for the trace (`x-alp-explain`), and the
+                // operator allows explanations: the trace rides back as the body.
+                let trace = super::explain::explain(self, &snap, req).to_string();
+                let mut resp = response::denied(http, Some(&decision.reason(&snap)));
+                response::set_denied_body(&mut resp, trace, "application/json");
+                resp
+            }
             Verdict::Deny => {
                 let reason = decision.reason(&snap);
                 tracing::debug!(target: "decision", generation = snap.generation, %reason, "denied");
@@ -249,4 +257,16 @@ fn record(
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         dry_run: dry_run && !d.allowed(),
     }
+}
+
+/// The request header that asks for the decision trace on a denial (honoured only with
+/// `--explain-denials`).
+pub const EXPLAIN_HEADER: &str = "x-alp-explain";
+
+fn wants_trace(req: &CheckRequest) -> bool {
+    req.attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+        .is_some_and(|h| h.headers.contains_key(EXPLAIN_HEADER))
 }

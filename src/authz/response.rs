@@ -65,6 +65,18 @@ pub fn denied(http: bool, reason: Option<&str>) -> CheckResponse {
     }
 }
 
+/// Replaces the body (and content type) of a denied HTTP answer.
+pub fn set_denied_body(resp: &mut CheckResponse, body: String, content_type: &str) {
+    if let Some(HttpResponse::DeniedResponse(d)) = resp.http_response.as_mut() {
+        d.body = body;
+        for h in d.headers.iter_mut().filter_map(|h| h.header.as_mut()) {
+            if h.key == "content-type" {
+                h.value = content_type.to_owned();
+            }
+        }
+    }
+}
+
 /// The OK part of an allowed HTTP answer, to add header mutations to.
 pub fn ok_mut(resp: &mut CheckResponse) -> Option<&mut OkHttpResponse> {
     match resp.http_response.as_mut()? {

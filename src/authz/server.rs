@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 
 use super::{
     descriptor::FILE_DESCRIPTOR_SET,
+    explain_service::{ExplainService, pb::explainer_server::ExplainerServer},
     tls::{self, TlsFiles},
 };
 
@@ -68,6 +69,7 @@ impl Default for ServerConfig {
 pub async fn serve<A>(
     cfg: ServerConfig,
     authz: A,
+    explainer: Option<ExplainerServer<ExplainService>>,
     mut ready: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()>
@@ -115,7 +117,8 @@ where
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(authz);
+        .add_service(authz)
+        .add_optional_service(explainer);
 
     // One shutdown signal, fanned out to every listener.
     let (stop_tx, stop_rx) = watch::channel(false);
