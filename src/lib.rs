@@ -25,5 +25,6 @@ pub mod identity;
 pub mod policy;
 pub mod source;
 pub mod state;
+pub mod synth;
 pub mod telemetry;
 pub mod testing;

@@ -333,6 +333,20 @@ impl Snapshot {
                 .insert(pod.name.as_str().into(), idx);
         }
 
+        // Namespaced policies can only select endpoints of their own namespace: a class looks at
+        // the global policies and its namespace's, not at every policy.
+        let mut by_namespace: HashMap<Option<&str>, Vec<PolicyIdx>> = HashMap::new();
+        for (i, p) in snap.policies.iter().enumerate() {
+            if p.ingress.is_some() {
+                by_namespace
+                    .entry(p.applies.namespace.as_deref())
+                    .or_default()
+                    .push(i as PolicyIdx);
+            }
+        }
+        let no_policies = Vec::new();
+        let globals = by_namespace.get(&None).unwrap_or(&no_policies);
+        let mut candidates: Vec<PolicyIdx> = Vec::new();
         let mut plans = vec![Plan::default(); classes.len()];
         for ((ns, sa, labels), class) in &classes {
             let ns_labels = snap.namespace_labels(ns).clone();
@@ -352,8 +366,15 @@ impl Snapshot {
                     None => inv.id.namespace.as_ref().is_none_or(|n| n == ns),
                 })
                 .map(|i| i as InvalidIdx);
-            for (i, p) in snap.policies.iter().enumerate() {
-                if p.ingress.is_none() || !subject.selected_by(&p.applies) {
+            candidates.clear();
+            candidates.extend(globals);
+            candidates.extend(by_namespace.get(&Some(&**ns)).unwrap_or(&no_policies));
+            // INVARIANT: plans follow the evaluation order, which is the policy index order.
+            candidates.sort_unstable();
+            for &i in &candidates {
+                let i = i as usize;
+                let p = &snap.policies[i];
+                if !subject.selected_by(&p.applies) {
                     continue;
                 }
                 let tier = snap.policy_tier[i];
