@@ -25,5 +25,66 @@ fn main() {
             build.as_secs_f64() * 1e3,
             snap.plans.len()
         );
+        latency(&spec, loaded.store);
+    }
+}
+
+fn latency(spec: &synth::Spec, store: alp_authz::policy::store::Store) {
+    use std::sync::Arc;
+
+    use alp_authz::{
+        authz::{
+            check::{Checker, Settings},
+            descriptor::check_request_from_json,
+        },
+        state::Shared,
+    };
+    let state = Arc::new(Shared::new());
+    state.publish(&store);
+    let checker = Checker::new(state, Settings::default());
+    let dst = 4.min(spec.pods - 1);
+    let requests: Vec<_> = (0..spec.pods.min(2_000))
+        .map(|from| {
+            check_request_from_json(&synth::request_json(
+                from,
+                dst,
+                spec,
+                "GET",
+                "/api/items",
+                8080,
+            ))
+            .unwrap()
+        })
+        .collect();
+    let allowed: Vec<_> = requests
+        .iter()
+        .filter(|r| checker.check(r).1.allowed())
+        .cloned()
+        .collect();
+    let denied: Vec<_> = requests
+        .iter()
+        .filter(|r| !checker.check(r).1.allowed())
+        .cloned()
+        .collect();
+    for (name, reqs) in [("allow", &allowed), ("deny", &denied)] {
+        if reqs.is_empty() {
+            continue;
+        }
+        let mut samples: Vec<u64> = Vec::with_capacity(200_000);
+        for i in 0..200_000 {
+            let r = &reqs[i % reqs.len()];
+            let t = Instant::now();
+            std::hint::black_box(checker.check(r));
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        samples.sort_unstable();
+        let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        println!(
+            "    check {name:5}: p50 {:>6} ns  p99 {:>6} ns  p99.9 {:>6} ns  ({} distinct requests)",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            reqs.len()
+        );
     }
 }
