@@ -25,8 +25,23 @@ fn main() {
             build.as_secs_f64() * 1e3,
             snap.plans.len()
         );
-        latency(&spec, loaded.store);
+        let store = loaded.store;
+        drop(snap);
+        latency(&spec, store);
+        println!("    resident after: {}", rss());
     }
+}
+
+/// Resident set size of this process, from /proc.
+fn rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn latency(spec: &synth::Spec, store: alp_authz::policy::store::Store) {

@@ -61,6 +61,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench(args) => match bench(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Test(args) => match crate::testing::run(&args.files, &Settings::default()) {
             Ok(report) => {
                 print!("{}", report.output);
@@ -172,6 +179,81 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
     let decision = checker.decide(&snap, &request);
     println!("{}", explain::decision_json(&snap, &decision));
     Ok(decision.allowed())
+}
+
+fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+    let state = Arc::new(Shared::new());
+    let request = match &args.synthetic {
+        Some(sizes) => {
+            let (policies, pods) = sizes
+                .split_once(',')
+                .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                .context("--synthetic takes POLICIES,PODS")?;
+            let spec = crate::synth::Spec {
+                namespaces: 100.min(pods / 10).max(1),
+                pods,
+                policies,
+                seed: 42,
+            };
+            eprintln!("generating a synthetic cluster: {policies} policies, {pods} pods");
+            state.publish(&crate::synth::load(&spec)?.store);
+            let checker = Checker::new(state.clone(), Settings::default());
+            let dst = 4.min(pods.saturating_sub(1));
+            (0..pods.min(5_000))
+                .map(|from| {
+                    descriptor::check_request_from_json(&crate::synth::request_json(
+                        from,
+                        dst,
+                        &spec,
+                        "GET",
+                        "/api/items",
+                        8080,
+                    ))
+                })
+                .filter_map(Result::ok)
+                .find(|r| checker.check(r).1.allowed())
+                .context("no allowed request in the synthetic cluster")?
+        }
+        None => {
+            let loaded = StateSource::from_args(&args.policy).load()?;
+            state.publish(&loaded.store);
+            let path = args
+                .request
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("policies/requests/frontend-get-product.json"));
+            descriptor::check_request_from_json(&read_request(&path)?)
+                .with_context(|| format!("{}: not a CheckRequest", path.display()))?
+        }
+    };
+    let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 3600.0));
+    let (alp, base) = runtime.block_on(crate::bench::compare(
+        Some(checker),
+        args.target,
+        Arc::new(request),
+        args.connections,
+        args.streams,
+        secs(args.warmup),
+        secs(args.seconds),
+    ))?;
+    println!(
+        "{} connections × {} streams, {:.1} s each",
+        args.connections, args.streams, args.seconds
+    );
+    println!("baseline  {base}");
+    println!("alp-authz {alp}");
+    println!(
+        "ratio     throughput {:.3}, p50 {:.2}×, p99 {:.2}×",
+        alp.throughput() / base.throughput().max(1e-9),
+        alp.quantiles_us.0 / base.quantiles_us.0.max(1e-9),
+        alp.quantiles_us.1 / base.quantiles_us.1.max(1e-9)
+    );
+    Ok(())
 }
 
 fn read_request(path: &Path) -> anyhow::Result<String> {

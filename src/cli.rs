@@ -25,10 +25,42 @@ pub enum Command {
     /// Like `check`, but print the whole trace: identity, endpoints, and every tier, policy and
     /// rule evaluated, with the criterion each non-matching rule failed on.
     Explain(CheckArgs),
+    /// Load-test the gRPC server over loopback and compare with a baseline that evaluates nothing.
+    Bench(BenchArgs),
     /// Run policy unit tests (YAML files of cases with expected decisions).
     ///
     /// Exit status: 0 all passed, 1 some failed, 2 error.
     Test(TestArgs),
+}
+
+/// `bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Policy and identity options (for the in-process server).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Measure a running server at this address instead of an in-process one.
+    #[arg(long, value_name = "ADDR")]
+    pub target: Option<SocketAddr>,
+    /// The CheckRequest to send (proto3 JSON). Default: the first file of
+    /// `policies/requests/` that the state allows.
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<PathBuf>,
+    /// A synthetic cluster instead of `--state`: POLICIES,PODS (e.g. 10000,100000).
+    #[arg(long, value_name = "POLICIES,PODS")]
+    pub synthetic: Option<String>,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Concurrent streams per connection.
+    #[arg(long, default_value_t = 8)]
+    pub streams: usize,
+    /// Seconds measured (per run).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
 }
 
 /// `test` options.

@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod authz;
+pub mod bench;
 pub mod cli;
 pub mod decision_log;
 pub mod identity;

@@ -141,3 +141,57 @@ fn explain_shows_the_deciding_rule() {
     assert_eq!(out["destination"], serde_json::Value::Null);
     assert_eq!(out["decision"]["reason"], "unknown destination");
 }
+
+#[test]
+fn bench_runs_and_compares_with_the_baseline() {
+    let out = Command::new(common::bin())
+        .current_dir(common::root())
+        .args([
+            "bench",
+            "--seconds",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--connections",
+            "2",
+            "--streams",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |p: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("no {p} line: {stdout}"))
+            .to_owned()
+    };
+    assert!(line("baseline").contains(" 0 errors)"), "{stdout}");
+    let alp = line("alp-authz");
+    assert!(alp.contains(" 0 errors)"), "{stdout}");
+    // Every answer to the worked example's allowed request is an allow.
+    let answers: u64 = alp
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        answers > 0 && alp.contains(&format!("{answers} answers, {answers} allowed")),
+        "{stdout}"
+    );
+    assert!(
+        line("ratio").starts_with("ratio     throughput 0.")
+            || line("ratio").starts_with("ratio     throughput 1."),
+        "{stdout}"
+    );
+}
