@@ -302,11 +302,14 @@ impl Snapshot {
             if service_account.len() < 63 {
                 labels.insert(LABEL_SERVICE_ACCOUNT.into(), service_account.clone());
             }
-            let labels = Arc::new(labels);
+            let key = (namespace.clone(), service_account.clone(), Arc::new(labels));
             let next = classes.len() as u32;
-            let class = *classes
-                .entry((namespace.clone(), service_account.clone(), labels.clone()))
-                .or_insert(next);
+            let class = *classes.entry(key.clone()).or_insert(next);
+            // Pods of one class share one label map (a Deployment's replicas have the same).
+            let labels = classes
+                .get_key_value(&key)
+                .map_or_else(|| key.2.clone(), |((_, _, l), _)| l.clone());
+            drop(key);
             let idx = snap.endpoints.len() as EndpointIdx;
             snap.endpoints.push(Endpoint {
                 namespace: namespace.clone(),
