@@ -312,17 +312,7 @@ async fn reload_on_change_and_keep_last_good_state() {
     // A broken file: the error is logged with file, document and line; the last good state
     // (deny) keeps serving.
     std::fs::write(&file, format!("{}\n---\nkind: [unclosed\n", STATE_ALLOW)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let line = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = server
-            .log
-            .recv_timeout(left)
-            .expect("a reload error in the log");
-        if line.contains("state not reloaded") {
-            break line;
-        }
-    };
+    let line = server.wait_for_log("state not reloaded");
     assert!(line.contains("state.yaml:"), "{line}");
     assert!(line.contains("document 3"), "{line}");
     assert!(line.contains("still serving generation 2"), "{line}");
@@ -340,18 +330,8 @@ async fn reload_on_change_and_keep_last_good_state() {
         ),
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = server
-            .log
-            .recv_timeout(left)
-            .expect("an invalid-policy warning");
-        if line.contains("is invalid and fails closed") {
-            assert!(line.contains("GlobalNetworkPolicy p"), "{line}");
-            break;
-        }
-    }
+    let line = server.wait_for_log("is invalid and fails closed");
+    assert!(line.contains("GlobalNetworkPolicy p"), "{line}");
     wait_for_code(&mut c, 7).await;
     std::fs::write(&file, STATE_ALLOW).unwrap();
     wait_for_code(&mut c, 0).await;
@@ -764,8 +744,14 @@ spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
     )
     .unwrap();
     let maddr = metrics_port();
-    let server =
-        common::Server::start(&["--state", dir.path().to_str().unwrap(), "--metrics", &maddr]);
+    let server = common::Server::start(&[
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--metrics",
+        &maddr,
+        "--reload-interval",
+        "0.05",
+    ]);
     let mut c = client(&server).await;
     for _ in 0..4 {
         // The staged Deny replaces the enforced Allow of the same name in the shadow set only.
@@ -780,12 +766,7 @@ spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
         "{m:?}"
     );
     assert_eq!(m[r#"alp_authz_policies{state="staged"}"#], 2.0);
-    let line = loop {
-        let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
-        if line.contains("staged policy would change the answer") {
-            break line;
-        }
-    };
+    let line = server.wait_for_log("staged policy would change the answer");
     assert!(
         line.contains("staged=denied by rule 0 of policy p in tier default"),
         "{line}"
@@ -838,16 +819,11 @@ async fn dry_run_allows_and_counts_what_policy_denies() {
         m[r#"alp_authz_checks_total{decision="deny",cause="rule",tier="default",policy="p"}"#],
         1.0
     );
-    loop {
-        let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
-        if line.contains("dry run: allowed a request that policy denies") {
-            assert!(
-                line.contains("denied by rule 0 of policy p in tier default"),
-                "{line}"
-            );
-            break;
-        }
-    }
+    let line = server.wait_for_log("dry run: allowed a request that policy denies");
+    assert!(
+        line.contains("denied by rule 0 of policy p in tier default"),
+        "{line}"
+    );
 }
 
 fn read_log_lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {

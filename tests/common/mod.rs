@@ -169,6 +169,19 @@ impl Server {
         }
     }
 
+    /// Waits (at most 15 s) for a log line containing `needle`, and returns it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {needle:?} within 15 s"),
+            }
+        }
+    }
+
     /// `http://127.0.0.1:PORT` for a tonic channel.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
