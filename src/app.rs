@@ -349,6 +349,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: args.request_timeout(),
             max_concurrent_streams: None,
             max_decoding_message_size: args.max_request_bytes,
+            max_in_flight: (args.max_in_flight > 0).then_some(args.max_in_flight),
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),

@@ -174,6 +174,10 @@ pub struct ServeArgs {
     /// (`allow; generation=G; tier=T; policy=P; rule=R`), e.g. `x-alp-authz-decision`.
     #[arg(long, value_name = "HEADER")]
     pub decision_header: Option<String>,
+    /// Requests in flight at once (all connections); more are refused at once with
+    /// RESOURCE_EXHAUSTED, so Envoy applies its failure mode instead of waiting. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_in_flight: usize,
     /// Largest CheckRequest accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,

@@ -1020,3 +1020,52 @@ async fn explain_header_returns_the_trace_on_a_denial() {
     );
     assert_eq!(header(&r, "content-type"), Some("application/json"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_with_resource_exhausted() {
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--max-in-flight",
+        "1",
+        "--max-request-bytes",
+        "8000000",
+    ]);
+    let mut req = example("frontend-get-product");
+    http_mut(&mut req)
+        .headers
+        .insert("x-big".into(), "v".repeat(3_000_000));
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let mut c = client(&server).await.max_encoding_message_size(64 << 20);
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            c.check(req).await.map(|r| code(&r.into_inner()))
+        }));
+    }
+    let (mut answered, mut shed) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(0) => answered += 1,
+            Ok(other) => panic!("unexpected answer code {other}"),
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => shed += 1,
+            Err(s) => panic!("unexpected error {s}"),
+        }
+    }
+    assert!(
+        answered >= 1 && shed >= 1,
+        "answered {answered}, shed {shed}"
+    );
+    // Once the burst is over, requests are answered again.
+    assert_eq!(
+        code(
+            &client(&server)
+                .await
+                .check(example("frontend-get-product"))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        0
+    );
+}

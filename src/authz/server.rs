@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub max_concurrent_streams: Option<u32>,
     /// Largest request message accepted, in bytes.
     pub max_decoding_message_size: usize,
+    /// Requests in flight at once, across all connections; beyond it, requests are refused at
+    /// once with `RESOURCE_EXHAUSTED` (Envoy then applies its failure mode) instead of queueing.
+    pub max_in_flight: Option<usize>,
     /// TLS (and mTLS) for the TCP listener; the Unix socket stays plaintext.
     pub tls: Option<TlsFiles>,
     /// How often the TLS files are checked for changes.
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(5),
             max_concurrent_streams: None,
             max_decoding_message_size: 4 * 1024 * 1024,
+            max_in_flight: None,
             tls: None,
             tls_reload_interval: Duration::from_secs(1),
         }
@@ -109,7 +113,15 @@ where
     let authz =
         AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
 
+    // Load shedding: tonic's LoadShed sits outside the layers given here, so when the global
+    // limit has no permit left the request is refused with RESOURCE_EXHAUSTED, not queued.
+    let limit = tower::util::option_layer(
+        cfg.max_in_flight
+            .map(tower::limit::GlobalConcurrencyLimitLayer::new),
+    );
     let router = Server::builder()
+        .load_shed(cfg.max_in_flight.is_some())
+        .layer(limit)
         .timeout(cfg.request_timeout)
         .max_concurrent_streams(cfg.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
