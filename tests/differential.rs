@@ -481,7 +481,12 @@ fn engine(tiers: &[Tier], policies: &[Policy], r: &Req) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    // 400 cases by default; `PROPTEST_CASES=20000 cargo test --release --test differential`
+    // for a longer run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn compiled_index_agrees_with_the_reference(tiers in tiers(), policies in policies(), reqs in prop::collection::vec(req(), 1..6)) {
