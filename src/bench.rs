@@ -58,15 +58,35 @@ impl std::fmt::Display for Stats {
     }
 }
 
-/// Drives `addr` with `connections` × `streams` callers for `duration` (after `warmup`).
-pub async fn load(
-    addr: SocketAddr,
-    request: &CheckRequest,
-    connections: usize,
-    streams: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> anyhow::Result<Stats> {
+/// The shape of a load run.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// HTTP/2 connections.
+    pub connections: usize,
+    /// Concurrent callers per connection.
+    pub streams: usize,
+    /// Time before measuring.
+    pub warmup: Duration,
+    /// Time measured.
+    pub duration: Duration,
+    /// Open loop at this many requests per second overall; `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+/// Drives `addr` with `connections` × `streams` callers for `duration` (after `warmup`):
+/// closed loop (each caller sends again as soon as it is answered) without `rate`, or open loop
+/// at `rate` requests per second overall, with latency measured from each request's scheduled
+/// time, so that queueing is not hidden (no coordinated omission).
+pub async fn load(addr: SocketAddr, request: &CheckRequest, shape: Shape) -> anyhow::Result<Stats> {
+    let Shape {
+        connections,
+        streams,
+        warmup,
+        duration,
+        rate,
+    } = shape;
+    let callers = (connections.max(1) * streams.max(1)) as f64;
+    let interval = rate.map(|r| Duration::from_secs_f64(callers / r.max(1e-3)));
     let mut tasks = Vec::new();
     let start = Instant::now() + warmup;
     let end = start + duration;
@@ -79,11 +99,21 @@ pub async fn load(
         for _ in 0..streams.max(1) {
             let mut client = AuthorizationClient::new(channel.clone());
             let req = request.clone();
+            let offset = interval.map(|i| i.mul_f64(tasks.len() as f64 / callers));
             tasks.push(tokio::spawn(async move {
                 let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
                 let (mut allowed, mut errors) = (0u64, 0u64);
+                let mut next = Instant::now() + offset.unwrap_or_default();
                 loop {
-                    let t = Instant::now();
+                    let t = match interval {
+                        Some(i) => {
+                            tokio::time::sleep_until(next.into()).await;
+                            let scheduled = next;
+                            next += i;
+                            scheduled
+                        }
+                        None => Instant::now(),
+                    };
                     if t >= end {
                         break;
                     }
@@ -154,15 +184,12 @@ pub async fn spawn_server<A: Authorization>(svc: A) -> anyhow::Result<SocketAddr
 }
 
 /// Runs alp-authz (in-process, over `checker`, or at `target`) and the baseline, one after the
-/// other, and prints both and the ratio.
+/// other, with the same shape; returns (alp-authz, baseline).
 pub async fn compare(
     checker: Option<Checker>,
     target: Option<SocketAddr>,
     request: Arc<CheckRequest>,
-    connections: usize,
-    streams: usize,
-    warmup: Duration,
-    duration: Duration,
+    shape: Shape,
 ) -> anyhow::Result<(Stats, Stats)> {
     let alp = match (target, checker) {
         (Some(t), _) => t,
@@ -170,7 +197,7 @@ pub async fn compare(
         (None, None) => anyhow::bail!("nothing to measure"),
     };
     let baseline = spawn_server(Baseline).await?;
-    let b = load(baseline, &request, connections, streams, warmup, duration).await?;
-    let a = load(alp, &request, connections, streams, warmup, duration).await?;
+    let b = load(baseline, &request, shape).await?;
+    let a = load(alp, &request, shape).await?;
     Ok((a, b))
 }

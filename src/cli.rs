@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// Seconds measured (per run).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Open loop at this many requests per second overall (latency from the scheduled time);
+    /// default: closed loop, as fast as answers come.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,

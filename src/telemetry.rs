@@ -83,6 +83,29 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The upper bound of the histogram bucket holding quantile `q` of Check durations
+    /// (`None` before any Check, infinity past the last bucket).
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self
+            .latency_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(BUCKETS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
     /// Decision counts: folded totals plus every snapshot still alive.
     fn decision_counts(&self) -> Folded {
         let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
@@ -264,7 +287,7 @@ impl Collector for Metrics {
         encoder
             .encode_descriptor(
                 "alp_authz_check_duration_seconds",
-                "Time to decide one Check, in the server (decode to answer).",
+                "Time to decide one Check in the server, from the decoded request to the answer.",
                 None,
                 MetricType::Histogram,
             )?
