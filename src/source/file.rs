@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::policy::{
     model::TypeMeta,
-    store::{DecodeError, DecodeFn, FromValue, Kind, Object, Store, decode_document},
+    store::{DecodeError, Kind, Object, Store, decode_document},
 };
 
 /// What a successful load produced.
@@ -163,26 +163,73 @@ impl Place<'_> {
     }
 }
 
-#[derive(Deserialize)]
-struct ListItems<T> {
-    #[serde(default = "Vec::new")]
-    items: Vec<T>,
-}
-
-/// A parsed document (YAML or JSON value).
+/// A parsed document (YAML or JSON value). Reading its type and taking a List's items work in
+/// place: a 100,000-object List is never copied whole.
 trait Doc: Clone + for<'de> serde::Deserializer<'de> + for<'de> Deserialize<'de> {
     fn is_null(&self) -> bool;
+    /// `apiVersion` and `kind`, or `None` when the document is not a mapping.
+    fn type_meta(&self) -> Option<TypeMeta>;
+    /// Moves a List's `items` out (absent: none; not a sequence: the value's description).
+    fn take_items(self) -> Result<Vec<Self>, &'static str>;
 }
 
 impl Doc for yaml_serde::Value {
     fn is_null(&self) -> bool {
         yaml_serde::Value::is_null(self)
     }
+
+    fn type_meta(&self) -> Option<TypeMeta> {
+        let field = |k: &str| {
+            self.get(k)
+                .and_then(yaml_serde::Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        self.is_mapping().then(|| TypeMeta {
+            api_version: field("apiVersion"),
+            kind: field("kind"),
+        })
+    }
+
+    fn take_items(self) -> Result<Vec<Self>, &'static str> {
+        match self {
+            yaml_serde::Value::Mapping(mut m) => match m.remove("items") {
+                None | Some(yaml_serde::Value::Null) => Ok(Vec::new()),
+                Some(yaml_serde::Value::Sequence(items)) => Ok(items),
+                Some(_) => Err("items: not a sequence"),
+            },
+            _ => Err("not a mapping"),
+        }
+    }
 }
 
 impl Doc for serde_json::Value {
     fn is_null(&self) -> bool {
         serde_json::Value::is_null(self)
+    }
+
+    fn type_meta(&self) -> Option<TypeMeta> {
+        let field = |k: &str| {
+            self.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        self.is_object().then(|| TypeMeta {
+            api_version: field("apiVersion"),
+            kind: field("kind"),
+        })
+    }
+
+    fn take_items(self) -> Result<Vec<Self>, &'static str> {
+        match self {
+            serde_json::Value::Object(mut m) => match m.remove("items") {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(serde_json::Value::Array(items)) => Ok(items),
+                Some(_) => Err("items: not a sequence"),
+            },
+            _ => Err("not a mapping"),
+        }
     }
 }
 
@@ -194,14 +241,12 @@ where
     if doc.is_null() {
         return Ok(()); // an empty document (e.g. a trailing `---`)
     }
-    let tm: TypeMeta = FromValue(doc.clone())
-        .decode()
-        .map_err(|e| at.error(format!("not a Kubernetes object: {e}")))?;
+    let tm = doc
+        .type_meta()
+        .ok_or_else(|| at.error("not a Kubernetes object: the document is not a mapping"))?;
     if Kind::of(&tm).map_err(|e| at.error(e.to_string()))? == Kind::List {
-        let items = FromValue(doc)
-            .decode::<ListItems<D>>()
-            .map_err(|e| at.error(e))?;
-        for (i, item) in items.items.into_iter().enumerate() {
+        let items = doc.take_items().map_err(|e| at.error(e))?;
+        for (i, item) in items.into_iter().enumerate() {
             load_object(item, at, Some(i), loaded)?;
         }
         return Ok(());
@@ -230,7 +275,10 @@ where
     if doc.is_null() {
         return Err(in_item("empty list item".into()));
     }
-    let tm: Option<TypeMeta> = FromValue(doc.clone()).decode().ok();
+    if doc.type_meta().is_none() {
+        return Err(in_item("not a Kubernetes object: not a mapping".into()));
+    }
+    let tm = doc.type_meta();
     match decode_document(doc) {
         Ok(None) => {
             let (api, kind) = tm.map(|t| (t.api_version, t.kind)).unwrap_or_default();
@@ -476,8 +524,10 @@ spec: {tier: security, ingress: [{action: Deny}]}
         let e = load_str("x.yaml", "apiVersion: v1\nkind: List\nitems: [1]\n").unwrap_err();
         assert_eq!(
             e.message,
-            "items[0]: document has no `apiVersion` and `kind`"
+            "items[0]: not a Kubernetes object: not a mapping"
         );
+        let e = load_str("x.yaml", "apiVersion: v1\nkind: List\nitems: 3\n").unwrap_err();
+        assert_eq!(e.message, "items: not a sequence");
     }
 
     #[test]
