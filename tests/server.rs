@@ -243,7 +243,7 @@ async fn health_reports_serving() {
         .await
         .unwrap();
     let mut h = HealthClient::new(channel);
-    for service in ["", "envoy.service.auth.v3.Authorization"] {
+    for service in ["", "envoy.service.auth.v3.Authorization", "liveness"] {
         let r = h
             .check(HealthCheckRequest {
                 service: service.into(),

@@ -23,6 +23,11 @@ use super::{
 
 /// The gRPC service name of Envoy's ext_authz API.
 pub const AUTHZ_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+/// A health service name that is always `SERVING` while the process answers: for a liveness
+/// probe, which must not restart a server that is only waiting for its first state.
+pub const LIVENESS_SERVICE: &str = "liveness";
+/// The default gRPC port (Dikastes and most Istio examples use 9191 for ext_authz).
+pub const DEFAULT_PORT: u16 = 9191;
 
 /// Listener and limit settings.
 #[derive(Debug, Clone)]
@@ -52,7 +57,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            tcp: Some(SocketAddr::from(([127, 0, 0, 1], 9191))),
+            tcp: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
             unix: None,
             unix_mode: 0o666,
             request_timeout: Duration::from_secs(5),
@@ -85,6 +90,9 @@ where
     }
 
     let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
     tokio::spawn(async move {
         loop {
             let status = if *ready.borrow_and_update() {
