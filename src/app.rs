@@ -288,13 +288,17 @@ fn read_request(path: &Path) -> anyhow::Result<String> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let kubernetes = args.kubernetes.kubernetes;
     let source = StateSource::from_args(&args.policy);
-    let loaded = source
-        .load()
-        .with_context(|| format!("cannot load {}", source.describe()))?;
     let state = Arc::new(Shared::new());
-    publish(&state, &loaded, &source);
+    if !kubernetes {
+        let loaded = source
+            .load()
+            .with_context(|| format!("cannot load {}", source.describe()))?;
+        publish(&state, &loaded, &source);
+    }
     let bundle = trust_bundle(&args.policy)?;
+    let k8s_status = Arc::new(crate::k8s::status::Status::new());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -302,7 +306,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        if let StateSource::Files(paths) = &source {
+        if kubernetes {
+            let k = &args.kubernetes;
+            let opts = crate::k8s::Options {
+                kubeconfig: k.kubeconfig.clone(),
+                calico_api: k.calico_api,
+                node: k.node.clone(),
+                namespace: k.namespace.clone(),
+                probe_interval: k.probe_interval(),
+            };
+            let (state, status) = (state.clone(), k8s_status.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::k8s::run(opts, state, status).await {
+                    // Without a usable configuration nothing can ever sync: stay NOT_SERVING
+                    // (Check answers UNAVAILABLE) and say why.
+                    tracing::error!(error = %format!("{e:#}"), "cannot watch the Kubernetes API");
+                }
+            });
+        } else if let StateSource::Files(paths) = &source {
             let state = state.clone();
             let src = source.clone();
             tokio::spawn(file::watch(
@@ -346,6 +367,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             decision_header: args.decision_header.clone(),
         };
         let metrics = Metrics::new(state.clone());
+        if kubernetes {
+            metrics.set_kubernetes(k8s_status.clone());
+        }
         if let Some(addr) = args.metrics {
             let listener = telemetry::bind_metrics(addr).await?;
             tokio::spawn(telemetry::serve_metrics(listener, metrics.clone()));

@@ -185,6 +185,67 @@ pub struct ServeArgs {
     /// Largest CheckRequest accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Kubernetes API options (`--kubernetes`).
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+/// Where `serve --kubernetes` finds the cluster and what it watches.
+#[derive(Debug, Clone, Args)]
+pub struct KubernetesArgs {
+    /// Take policy and cluster state from the Kubernetes API, watched live, instead of files:
+    /// the in-cluster service account, or `--kubeconfig` / `KUBECONFIG` / `~/.kube/config`.
+    #[arg(long, conflicts_with = "state")]
+    pub kubernetes: bool,
+    /// The kubeconfig file to use (its current context).
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Which API serves Calico policy: `projectcalico.org/v3` (the Calico API server, or
+    /// Calico 3.32+ v3 CRDs), `crd.projectcalico.org/v1` (the CRDs Calico stores them in), or
+    /// `auto` (v3 when discovery finds it, else the CRDs).
+    #[arg(
+        long,
+        value_name = "API",
+        default_value = "auto",
+        requires = "kubernetes"
+    )]
+    pub calico_api: CalicoApi,
+    /// Per-node deployment: watch only the Pods scheduled on this node (e.g. from the downward
+    /// API's `spec.nodeName`). Ignored without `--kubernetes`.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node: Option<String>,
+    /// Namespaced deployment: watch namespaced kinds (Pods, ServiceAccounts, NetworkPolicies)
+    /// only in this namespace. Cluster-scoped kinds (Tiers, GlobalNetworkPolicies, Namespaces)
+    /// are still watched.
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    pub namespace: Option<String>,
+    /// How often the API server's reachability is probed, in seconds (for the
+    /// `alp_authz_kubernetes_apiserver_*` metrics and the outage log).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        requires = "kubernetes"
+    )]
+    pub kube_probe_interval: f64,
+}
+
+impl KubernetesArgs {
+    /// The probe interval as a duration (at least 50 ms).
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.kube_probe_interval.clamp(0.05, 3600.0))
+    }
+}
+
+/// `--calico-api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalicoApi {
+    /// `projectcalico.org/v3` when discovery finds it, else `crd.projectcalico.org/v1`.
+    Auto,
+    /// `projectcalico.org/v3`.
+    V3,
+    /// `crd.projectcalico.org/v1`.
+    Crd,
 }
 
 /// `check` options.

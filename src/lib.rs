@@ -1,8 +1,9 @@
 //! alp-authz: Calico-style application-layer policy for Envoy's external authorization API.
 //!
 //! ```text
-//!  YAML / JSON files ─┐                          (Kubernetes API: later)
-//!                     ▼
+//!  YAML / JSON files (source::file)    Kubernetes API (k8s: watchers → one sync thread)
+//!                 └───────────────┬───────────────┘
+//!                                 ▼
 //!  step 1  policy::model      serde types shaped like the Calico / Kubernetes objects
 //!  step 2  policy::compile    selectors parsed, rules compiled, NetworkPolicies converted
 //!          policy::store      objects by key; apply / delete
@@ -13,7 +14,7 @@
 //!                             served over gRPC (tonic) and by `alp-authz check`
 //! ```
 //!
-//! Dependency direction: `policy` imports nothing of `authz`, `source` or tonic.
+//! Dependency direction: `policy` imports nothing of `authz`, `source`, `k8s` or tonic.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod bench;
 pub mod cli;
 pub mod decision_log;
 pub mod identity;
+pub mod k8s;
 pub mod policy;
 pub mod source;
 pub mod state;

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Instant,
 };
@@ -21,6 +21,8 @@ pub struct Shared {
     /// Serializes publishers so generations are strictly increasing (readers never take it).
     publish: Mutex<()>,
     ready: watch::Sender<bool>,
+    /// The same as `ready`, for `Check` (a `watch` borrow takes a read lock).
+    ready_flag: AtomicBool,
     generation: watch::Sender<u64>,
     /// Snapshots replaced by a newer one, kept until the metrics have folded their counters
     /// (and no request holds them any more). Cold path only.
@@ -44,6 +46,7 @@ impl Shared {
             current: ArcSwap::from_pointee(Snapshot::empty(0)),
             publish: Mutex::new(()),
             ready: watch::Sender::new(false),
+            ready_flag: AtomicBool::new(false),
             generation: watch::Sender::new(0),
             retired: Mutex::new(Vec::new()),
             published_at: Mutex::new(None),
@@ -70,6 +73,7 @@ impl Shared {
         lock(&self.retired).push(old);
         *lock(&self.published_at) = Some(Instant::now());
         self.generation.send_replace(generation);
+        self.ready_flag.store(true, Ordering::Release);
         self.ready.send_replace(true);
         snap
     }
@@ -104,9 +108,9 @@ impl Shared {
         self.reload_errors.load(Ordering::Relaxed)
     }
 
-    /// Whether a first state was published.
+    /// Whether a first state was published. Lock-free.
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
+        self.ready_flag.load(Ordering::Acquire)
     }
 
     /// Generation changes.

@@ -45,6 +45,7 @@ pub struct Metrics {
     /// Decision log events dropped because the log could not keep up.
     pub decision_log_dropped: Arc<AtomicU64>,
     folded: Mutex<Folded>,
+    kubernetes: std::sync::OnceLock<Arc<crate::k8s::status::Status>>,
 }
 
 /// Counts from snapshots that are gone.
@@ -65,7 +66,13 @@ impl Metrics {
             latency_count: AtomicU64::new(0),
             decision_log_dropped: Arc::new(AtomicU64::new(0)),
             folded: Mutex::new(Folded::default()),
+            kubernetes: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Also reports the Kubernetes source: watches and API server reachability.
+    pub fn set_kubernetes(&self, status: Arc<crate::k8s::status::Status>) {
+        let _ = self.kubernetes.set(status);
     }
 
     /// Records how long one Check took. Lock-free.
@@ -356,6 +363,9 @@ impl Collector for Metrics {
             "Workload endpoints (pods with an IP) in the served state.",
             snap.endpoints.len() as i64,
         )?;
+        if let Some(k) = self.kubernetes.get() {
+            encode_kubernetes(&mut encoder, k)?;
+        }
         ConstCounter::new(self.decision_log_dropped.load(Ordering::Relaxed)).encode(
             encoder.encode_descriptor(
                 "alp_authz_decision_log_dropped",
@@ -366,6 +376,82 @@ impl Collector for Metrics {
         )?;
         Ok(())
     }
+}
+
+/// The Kubernetes source's series: per watched resource, and for the API server.
+fn encode_kubernetes(
+    encoder: &mut DescriptorEncoder,
+    k: &crate::k8s::status::Status,
+) -> Result<(), std::fmt::Error> {
+    use crate::k8s::status::ResourceStatus;
+    type Read = fn(&ResourceStatus) -> u64;
+    let families: [(&str, &str, MetricType, Read); 5] = [
+        (
+            "alp_authz_kubernetes_watch_synced",
+            "1 once the resource has been listed completely (the state is served only when every resource has).",
+            MetricType::Gauge,
+            |r| u64::from(r.synced.load(Ordering::Relaxed)),
+        ),
+        (
+            "alp_authz_kubernetes_watch_events",
+            "Watch events received, list items included.",
+            MetricType::Counter,
+            |r| r.events.load(Ordering::Relaxed),
+        ),
+        (
+            "alp_authz_kubernetes_watch_errors",
+            "Failed list and watch attempts (retried with backoff).",
+            MetricType::Counter,
+            |r| r.errors.load(Ordering::Relaxed),
+        ),
+        (
+            "alp_authz_kubernetes_watch_lists",
+            "Complete lists: the first one, and relists after a watch expired (410 Gone).",
+            MetricType::Counter,
+            |r| r.lists.load(Ordering::Relaxed),
+        ),
+        (
+            "alp_authz_kubernetes_objects",
+            "Objects held, by resource.",
+            MetricType::Gauge,
+            |r| r.objects.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, kind, read) in families {
+        let mut m = encoder.encode_descriptor(name, help, None, kind)?;
+        for r in k.resources() {
+            let labels = [("resource", r.label.as_str())];
+            let v = read(r);
+            match kind {
+                MetricType::Counter => ConstCounter::new(v).encode(m.encode_family(&labels)?)?,
+                _ => ConstGauge::new(v as i64).encode(m.encode_family(&labels)?)?,
+            }
+        }
+    }
+    ConstGauge::new(i64::from(k.reachable())).encode(encoder.encode_descriptor(
+        "alp_authz_kubernetes_apiserver_up",
+        "1 when the API server answered the last probe.",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    let age = k.last_contact_age().map_or(-1.0, |a| a.as_secs_f64());
+    ConstGauge::new(age).encode(encoder.encode_descriptor(
+        "alp_authz_kubernetes_apiserver_last_contact_age_seconds",
+        "Seconds since the API server last answered (-1: never): how stale the served state may be.",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    ConstGauge::new(1).encode(
+        encoder
+            .encode_descriptor(
+                "alp_authz_kubernetes_calico_api",
+                "The Calico API in use (empty: none served).",
+                None,
+                MetricType::Info,
+            )?
+            .encode_family(&[("api_version", k.calico_api())])?,
+    )?;
+    Ok(())
 }
 
 /// Binds the metrics listener (so that a bad address stops startup).

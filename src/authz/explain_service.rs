@@ -46,6 +46,9 @@ impl pb::explainer_server::Explainer for ExplainService {
         &self,
         request: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
+        if !self.checker.state().is_ready() {
+            return Err(super::service::not_ready());
+        }
         let snap = self.checker.state().load_full();
         let check = match request.into_inner().request {
             Some(pb::explain_request::Request::CheckRequest(c)) => c,

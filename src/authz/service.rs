@@ -26,7 +26,16 @@ impl Authorization for AuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        if !self.checker.state().is_ready() {
+            return Err(not_ready());
+        }
         let (resp, _decision) = self.checker.check(request.get_ref());
         Ok(Response::new(resp))
     }
+}
+
+/// The answer before a first state is published: `UNAVAILABLE`, so that Envoy's configured
+/// failure mode (`failure_mode_allow`, `status_on_error`) decides, not an empty policy set.
+pub fn not_ready() -> Status {
+    Status::unavailable("no policy state yet: waiting for the first sync with the state source")
 }

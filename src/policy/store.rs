@@ -485,6 +485,21 @@ impl std::fmt::Display for Key {
     }
 }
 
+impl Object {
+    /// The key the object is stored under.
+    pub fn key(&self) -> Key {
+        match self {
+            Object::Tier { name, .. } => Key::Tier(name.clone()),
+            Object::Policy(p) => Key::Policy(p.id.clone()),
+            Object::Namespace { name, .. } => Key::Namespace(name.clone()),
+            Object::ServiceAccount {
+                namespace, name, ..
+            } => Key::ServiceAccount(namespace.clone(), name.clone()),
+            Object::Pod(p) => Key::Pod(p.namespace.clone(), p.name.clone()),
+        }
+    }
+}
+
 impl Store {
     /// An empty store.
     pub fn new() -> Self {

@@ -1,0 +1,276 @@
+//! The resources alp-authz watches, and how an object of each becomes a store [`Object`].
+
+use std::collections::BTreeMap;
+
+use kube::{api::DynamicObject, core::ApiResource};
+
+use crate::policy::{
+    model,
+    store::{self, DecodeError, Object},
+};
+
+/// A watched resource (a collection of the Kubernetes API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// Calico `Tier`.
+    Tiers,
+    /// Calico `GlobalNetworkPolicy`.
+    GlobalNetworkPolicies,
+    /// Calico `NetworkPolicy`.
+    NetworkPolicies,
+    /// Calico `StagedGlobalNetworkPolicy`.
+    StagedGlobalNetworkPolicies,
+    /// Calico `StagedNetworkPolicy`.
+    StagedNetworkPolicies,
+    /// Calico `StagedKubernetesNetworkPolicy`.
+    StagedKubernetesNetworkPolicies,
+    /// `networking.k8s.io/v1` `NetworkPolicy`.
+    KubernetesNetworkPolicies,
+    /// Core `Namespace` (metadata only).
+    Namespaces,
+    /// Core `ServiceAccount` (metadata only).
+    ServiceAccounts,
+    /// Core `Pod`.
+    Pods,
+}
+
+impl Resource {
+    /// The Calico resources, in the order they are watched.
+    pub const CALICO: [Resource; 6] = [
+        Resource::Tiers,
+        Resource::GlobalNetworkPolicies,
+        Resource::NetworkPolicies,
+        Resource::StagedGlobalNetworkPolicies,
+        Resource::StagedNetworkPolicies,
+        Resource::StagedKubernetesNetworkPolicies,
+    ];
+
+    /// The plural name, as in the API path.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Resource::Tiers => "tiers",
+            Resource::GlobalNetworkPolicies => "globalnetworkpolicies",
+            Resource::NetworkPolicies | Resource::KubernetesNetworkPolicies => "networkpolicies",
+            Resource::StagedGlobalNetworkPolicies => "stagedglobalnetworkpolicies",
+            Resource::StagedNetworkPolicies => "stagednetworkpolicies",
+            Resource::StagedKubernetesNetworkPolicies => "stagedkubernetesnetworkpolicies",
+            Resource::Namespaces => "namespaces",
+            Resource::ServiceAccounts => "serviceaccounts",
+            Resource::Pods => "pods",
+        }
+    }
+
+    /// The kind of its objects.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Resource::Tiers => "Tier",
+            Resource::GlobalNetworkPolicies => "GlobalNetworkPolicy",
+            Resource::NetworkPolicies | Resource::KubernetesNetworkPolicies => "NetworkPolicy",
+            Resource::StagedGlobalNetworkPolicies => "StagedGlobalNetworkPolicy",
+            Resource::StagedNetworkPolicies => "StagedNetworkPolicy",
+            Resource::StagedKubernetesNetworkPolicies => "StagedKubernetesNetworkPolicy",
+            Resource::Namespaces => "Namespace",
+            Resource::ServiceAccounts => "ServiceAccount",
+            Resource::Pods => "Pod",
+        }
+    }
+
+    /// Whether its objects live in namespaces.
+    pub fn namespaced(self) -> bool {
+        !matches!(
+            self,
+            Resource::Tiers
+                | Resource::GlobalNetworkPolicies
+                | Resource::StagedGlobalNetworkPolicies
+        )
+    }
+
+    /// Its API resource, with the Calico API version chosen by discovery for Calico kinds.
+    pub fn api_resource(self, calico_api_version: &str) -> ApiResource {
+        let api_version = match self {
+            Resource::KubernetesNetworkPolicies => model::NETWORKING_V1,
+            Resource::Namespaces | Resource::ServiceAccounts | Resource::Pods => model::CORE_V1,
+            _ => calico_api_version,
+        };
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: api_version.to_owned(),
+            kind: self.kind().to_owned(),
+            plural: self.plural().to_owned(),
+        }
+    }
+}
+
+/// A watched object's identity in the API: namespace (empty for cluster-scoped) and name.
+pub type ObjKey = (String, String);
+
+/// One object from a watch, decoded (or why it could not be).
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Its identity in the API.
+    pub key: ObjKey,
+    /// What it became.
+    pub decoded: Result<Object, DecodeError>,
+}
+
+/// The API identity of an object from its metadata.
+pub fn obj_key(meta: &kube::core::ObjectMeta) -> ObjKey {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Decodes a full object (policies, tiers, pods) through the same path as files.
+///
+/// List items come without `apiVersion` and `kind` for built-in kinds; they are set from
+/// `api` so the document is complete.
+pub fn decode_dynamic(api: &ApiResource, obj: DynamicObject) -> Item {
+    let key = obj_key(&obj.metadata);
+    let mut value = match serde_json::to_value(obj) {
+        Ok(v) => v,
+        Err(e) => {
+            return Item {
+                decoded: Err(invalid(api, &key, e.to_string())),
+                key,
+            };
+        }
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), api.api_version.clone().into());
+        map.insert("kind".into(), api.kind.clone().into());
+    }
+    let decoded = match store::decode_document(value) {
+        Ok(Some((_, obj))) => Ok(obj),
+        Ok(None) => Err(invalid(api, &key, "not a kind alp-authz reads".into())),
+        Err(e) => Err(e),
+    };
+    Item { key, decoded }
+}
+
+/// A Namespace or ServiceAccount from its metadata alone.
+pub fn decode_meta(resource: Resource, meta: &kube::core::ObjectMeta) -> Item {
+    let key = obj_key(meta);
+    let labels: BTreeMap<String, String> = meta.labels.clone().unwrap_or_default();
+    let decoded = if key.1.is_empty() {
+        Err(DecodeError::NoName {
+            kind: resource.kind().to_owned(),
+        })
+    } else {
+        match resource {
+            Resource::Namespaces => Ok(Object::Namespace {
+                name: key.1.clone(),
+                labels,
+            }),
+            _ => Ok(Object::ServiceAccount {
+                namespace: if key.0.is_empty() {
+                    "default".into()
+                } else {
+                    key.0.clone()
+                },
+                name: key.1.clone(),
+                labels,
+            }),
+        }
+    };
+    Item { key, decoded }
+}
+
+fn invalid(api: &ApiResource, key: &ObjKey, message: String) -> DecodeError {
+    DecodeError::Invalid {
+        kind: api.kind.clone(),
+        name: key.1.clone(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dynamic(v: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_crd_v1_policy_takes_its_name_from_the_metadata_annotation() {
+        let api = Resource::GlobalNetworkPolicies.api_resource(model::CALICO_CRD_V1);
+        let obj = dynamic(json!({
+            "apiVersion": "crd.projectcalico.org/v1",
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {
+                "name": "default.deny-legacy",
+                "resourceVersion": "7",
+                "annotations": {"projectcalico.org/metadata": "{\"name\":\"deny-legacy\",\"creationTimestamp\":null}"}
+            },
+            "spec": {"tier": "default", "selector": "all()", "types": ["Ingress"], "ingress": [{"action": "Deny"}]}
+        }));
+        let item = decode_dynamic(&api, obj);
+        assert_eq!(item.key, (String::new(), "default.deny-legacy".into()));
+        let Ok(Object::Policy(p)) = item.decoded else {
+            panic!("{:?}", item.decoded)
+        };
+        assert_eq!(&*p.id.name, "deny-legacy");
+        assert!(p.compiled.is_ok());
+    }
+
+    #[test]
+    fn list_items_without_type_fields_are_completed_from_the_resource() {
+        let api = Resource::Pods.api_resource(model::CALICO_V3);
+        let obj = dynamic(json!({
+            "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {"serviceAccountName": "web", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.7", "podIPs": [{"ip": "10.0.0.7"}]}
+        }));
+        let item = decode_dynamic(&api, obj);
+        let Ok(Object::Pod(p)) = item.decoded else {
+            panic!("{:?}", item.decoded)
+        };
+        assert_eq!(p.service_account, "web");
+        assert_eq!(p.ips.len(), 1);
+        assert_eq!(p.named_ports, vec![("http".into(), 8080, 6)]);
+    }
+
+    #[test]
+    fn a_malformed_policy_still_decodes_as_an_invalid_policy() {
+        let api = Resource::NetworkPolicies.api_resource(model::CALICO_V3);
+        let obj = dynamic(json!({
+            "metadata": {"name": "broken", "namespace": "shop"},
+            "spec": {"ingress": "not a list"}
+        }));
+        let Ok(Object::Policy(p)) = decode_dynamic(&api, obj).decoded else {
+            panic!("a malformed policy must still be stored, to fail closed")
+        };
+        assert!(p.compiled.is_err());
+        assert_eq!(p.id.namespace.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn a_pod_with_a_bad_ip_is_an_error_not_a_pod() {
+        let api = Resource::Pods.api_resource(model::CALICO_V3);
+        let obj = dynamic(json!({
+            "metadata": {"name": "p", "namespace": "shop"},
+            "status": {"phase": "Running", "podIP": "not-an-ip"}
+        }));
+        assert!(matches!(
+            decode_dynamic(&api, obj).decoded,
+            Err(DecodeError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn api_resources() {
+        let r = Resource::NetworkPolicies.api_resource(model::CALICO_V3);
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str()),
+            ("projectcalico.org", "v3")
+        );
+        let r = Resource::Pods.api_resource(model::CALICO_V3);
+        assert_eq!((r.group.as_str(), r.api_version.as_str()), ("", "v1"));
+        let r = Resource::KubernetesNetworkPolicies.api_resource(model::CALICO_CRD_V1);
+        assert_eq!(r.api_version, "networking.k8s.io/v1");
+    }
+}

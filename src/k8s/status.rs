@@ -1,0 +1,137 @@
+//! What the metrics and logs say about the Kubernetes source: per watched resource, whether it
+//! synced, its events, errors and relists; for the API server, whether it answers and when it
+//! last did. Written by the watchers and the sync thread, read by the metrics scrape.
+
+use std::{
+    sync::{
+        Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use super::resource::Resource;
+
+/// The state of the Kubernetes source.
+#[derive(Debug, Default)]
+pub struct Status {
+    resources: OnceLock<Vec<ResourceStatus>>,
+    calico_api: OnceLock<String>,
+    apiserver: Mutex<ApiServer>,
+}
+
+#[derive(Debug, Default)]
+struct ApiServer {
+    reachable: bool,
+    last_contact: Option<Instant>,
+    unreachable_since: Option<Instant>,
+}
+
+/// Counters of one watched resource.
+#[derive(Debug)]
+pub struct ResourceStatus {
+    /// Which resource.
+    pub resource: Resource,
+    /// `plural.group` (`pods` for the core group), as in `kubectl get`.
+    pub label: String,
+    /// Listed completely at least once.
+    pub synced: AtomicBool,
+    /// Whether the last watch attempt failed (cleared by the next event).
+    pub failing: AtomicBool,
+    /// Watch events received (list items included).
+    pub events: AtomicU64,
+    /// Watch and list errors.
+    pub errors: AtomicU64,
+    /// Complete lists (the first one and every relist).
+    pub lists: AtomicU64,
+    /// Objects held.
+    pub objects: AtomicU64,
+}
+
+impl Status {
+    /// A status with no resources yet (before discovery).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the watched resources, once, after discovery.
+    pub fn set_resources(&self, calico_api: Option<&str>, resources: Vec<(Resource, String)>) {
+        let _ = self.calico_api.set(calico_api.unwrap_or("").to_owned());
+        let _ = self.resources.set(
+            resources
+                .into_iter()
+                .map(|(resource, label)| ResourceStatus {
+                    resource,
+                    label,
+                    synced: AtomicBool::new(false),
+                    failing: AtomicBool::new(false),
+                    events: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                    lists: AtomicU64::new(0),
+                    objects: AtomicU64::new(0),
+                })
+                .collect(),
+        );
+    }
+
+    /// The watched resources (empty before discovery).
+    pub fn resources(&self) -> &[ResourceStatus] {
+        self.resources.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The Calico API version in use (empty: none found, or before discovery).
+    pub fn calico_api(&self) -> &str {
+        self.calico_api.get().map_or("", String::as_str)
+    }
+
+    /// The counters of one resource.
+    pub fn of(&self, resource: Resource) -> Option<&ResourceStatus> {
+        self.resources().iter().find(|r| r.resource == resource)
+    }
+
+    /// Records an answer from the API server. Returns how long it had been unreachable, when
+    /// this answer ends an outage.
+    pub fn contact(&self) -> Option<Duration> {
+        let mut a = lock(&self.apiserver);
+        a.reachable = true;
+        a.last_contact = Some(Instant::now());
+        a.unreachable_since.take().map(|t| t.elapsed())
+    }
+
+    /// Records a failed attempt to reach the API server. Returns whether this starts an outage.
+    pub fn unreachable(&self) -> bool {
+        let mut a = lock(&self.apiserver);
+        a.reachable = false;
+        if a.unreachable_since.is_none() {
+            a.unreachable_since = Some(Instant::now());
+            return true;
+        }
+        false
+    }
+
+    /// Whether the API server answered the last probe.
+    pub fn reachable(&self) -> bool {
+        lock(&self.apiserver).reachable
+    }
+
+    /// Time since the API server last answered (`None`: never).
+    pub fn last_contact_age(&self) -> Option<Duration> {
+        lock(&self.apiserver).last_contact.map(|t| t.elapsed())
+    }
+
+    /// Time since the outage began, while the API server is unreachable.
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        lock(&self.apiserver).unreachable_since.map(|t| t.elapsed())
+    }
+}
+
+impl ResourceStatus {
+    /// Counts one event.
+    pub fn event(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

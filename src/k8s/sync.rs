@@ -1,0 +1,472 @@
+//! The one place cluster state changes: watch updates from every resource go into a single sync
+//! thread, which owns the [`Store`], applies them, and publishes a new snapshot once every
+//! resource has been listed.
+//!
+//! - A relist (the first list, or after a watch expired with `410 Gone`) is buffered from
+//!   `Init` to `InitDone` and then replaces that resource's objects in one go, as kube's
+//!   reflector store does: objects deleted while the watch was down disappear, and no snapshot
+//!   ever holds half a list.
+//! - Updates that arrive while a snapshot is being built are applied together afterwards, so a
+//!   burst of changes costs one build, not one per change.
+//! - An object keeps the store key it was applied under, so a change of the name a `crd`
+//!   object maps to (its `projectcalico.org/metadata` annotation) or an object turning
+//!   undecodable removes what it replaced instead of leaving it behind.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+
+use super::{
+    resource::{Item, ObjKey, Resource},
+    status::Status,
+};
+use crate::{
+    policy::store::{Key, Object, Store},
+    state::Shared,
+};
+
+/// What a watcher saw.
+#[derive(Debug)]
+pub enum Change {
+    /// A (re)list begins.
+    Init,
+    /// An object of the list.
+    InitApply(Item),
+    /// The list is complete.
+    InitDone,
+    /// An object was added or modified.
+    Apply(Item),
+    /// An object was deleted.
+    Delete(ObjKey),
+}
+
+/// A change to one resource.
+#[derive(Debug)]
+pub struct Update {
+    /// Which resource.
+    pub resource: Resource,
+    /// What changed.
+    pub change: Change,
+}
+
+/// The store and what is needed to apply watch updates to it.
+#[derive(Debug)]
+pub struct Sync {
+    store: Store,
+    /// The store key each API object was applied under, by resource.
+    owners: HashMap<Resource, HashMap<ObjKey, Key>>,
+    /// Lists in progress: the objects seen since `Init`.
+    relists: HashMap<Resource, Vec<Item>>,
+    expected: HashSet<Resource>,
+    synced: HashSet<Resource>,
+    dirty: bool,
+}
+
+impl Sync {
+    /// A sync that becomes ready once each of `expected` has been listed.
+    pub fn new(expected: impl IntoIterator<Item = Resource>) -> Self {
+        Sync {
+            store: Store::new(),
+            owners: HashMap::new(),
+            relists: HashMap::new(),
+            expected: expected.into_iter().collect(),
+            synced: HashSet::new(),
+            dirty: false,
+        }
+    }
+
+    /// Whether every resource has been listed once.
+    pub fn ready(&self) -> bool {
+        self.expected.iter().all(|r| self.synced.contains(r))
+    }
+
+    /// Whether anything changed since the last [`Sync::take_dirty`].
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Objects held for a resource.
+    pub fn count(&self, resource: Resource) -> usize {
+        self.owners.get(&resource).map_or(0, HashMap::len)
+    }
+
+    /// Applies one update. Returns whether a list completed.
+    pub fn handle(&mut self, update: Update) -> bool {
+        let Update { resource, change } = update;
+        match change {
+            Change::Init => {
+                self.relists.insert(resource, Vec::new());
+            }
+            Change::InitApply(item) => match self.relists.get_mut(&resource) {
+                Some(buffer) => buffer.push(item),
+                // An item without `Init` (not something kube's watcher sends): apply it.
+                None => self.apply(resource, item),
+            },
+            Change::InitDone => {
+                let listed = self.relists.remove(&resource).unwrap_or_default();
+                self.replace(resource, listed);
+                self.synced.insert(resource);
+                return true;
+            }
+            Change::Apply(item) => self.apply(resource, item),
+            Change::Delete(key) => {
+                if let Some(old) = self.owners.entry(resource).or_default().remove(&key) {
+                    self.store.delete(&old);
+                    self.dirty = true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Replaces every object of `resource` with `listed`.
+    fn replace(&mut self, resource: Resource, listed: Vec<Item>) {
+        let listed_keys: HashSet<&ObjKey> = listed.iter().map(|i| &i.key).collect();
+        let owners = self.owners.entry(resource).or_default();
+        let mut gone = Vec::new();
+        owners.retain(|k, old| {
+            let keep = listed_keys.contains(k);
+            if !keep {
+                gone.push(old.clone());
+            }
+            keep
+        });
+        for old in gone {
+            tracing::debug!(resource = resource.plural(), object = %old, "gone after relist");
+            self.store.delete(&old);
+        }
+        for item in listed {
+            self.apply(resource, item);
+        }
+        self.dirty = true;
+    }
+
+    fn apply(&mut self, resource: Resource, item: Item) {
+        let Item { key, decoded } = item;
+        let owners = self.owners.entry(resource).or_default();
+        let previous = owners.remove(&key);
+        self.dirty = true;
+        match decoded {
+            Ok(obj) => {
+                report(&key, &obj);
+                let new = obj.key();
+                if let Some(prev) = previous.filter(|p| *p != new) {
+                    self.store.delete(&prev);
+                }
+                self.store.apply(obj);
+                owners.insert(key, new);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    resource = resource.plural(),
+                    namespace = %key.0,
+                    name = %key.1,
+                    %error,
+                    "object skipped"
+                );
+                if let Some(prev) = previous {
+                    self.store.delete(&prev);
+                }
+            }
+        }
+    }
+}
+
+/// Logs what is wrong with an object as it arrives (never again on every publish).
+fn report(key: &ObjKey, obj: &Object) {
+    match obj {
+        Object::Policy(p) => {
+            if let Err(e) = &p.compiled {
+                tracing::warn!(
+                    kind = p.id.kind.as_str(),
+                    policy = %p.id,
+                    object = %format_args!("{}/{}", key.0, key.1),
+                    error = %e.error,
+                    "invalid policy: it fails closed (every endpoint it could select is denied until it is fixed)"
+                );
+            }
+        }
+        Object::Tier { name, tier: Err(e) } => tracing::warn!(
+            tier = %name,
+            error = %e,
+            "invalid tier: its policies fail closed"
+        ),
+        _ => {}
+    }
+}
+
+/// How many updates at most are applied between two publications.
+const MAX_BATCH: usize = 100_000;
+
+/// Applies updates from `rx` until it closes; publishes into `state` once every resource has
+/// been listed, then after every batch of changes. Blocking: run it on its own thread.
+pub fn run(
+    mut sync: Sync,
+    mut rx: mpsc::Receiver<Update>,
+    state: Arc<Shared>,
+    status: Arc<Status>,
+) {
+    let started = Instant::now();
+    while let Some(first) = rx.blocking_recv() {
+        let batch_started = Instant::now();
+        let mut listed = Vec::new();
+        let mut n = 0;
+        let mut next = Some(first);
+        while let Some(update) = next {
+            let resource = update.resource;
+            if sync.handle(update) {
+                listed.push(resource);
+            }
+            n += 1;
+            next = if n < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        for r in &listed {
+            if let Some(s) = status.of(*r) {
+                s.lists.fetch_add(1, Ordering::Relaxed);
+                s.synced.store(true, Ordering::Relaxed);
+            }
+        }
+        for s in status.resources() {
+            s.objects
+                .store(sync.count(s.resource) as u64, Ordering::Relaxed);
+        }
+        if !sync.ready() {
+            continue;
+        }
+        let first_publish = !state.is_ready();
+        if !sync.take_dirty() && !first_publish {
+            continue;
+        }
+        let build = Instant::now();
+        let snap = state.publish(sync.store());
+        let (build, total) = (build.elapsed(), batch_started.elapsed());
+        if first_publish {
+            tracing::info!(
+                generation = snap.generation,
+                tiers = snap.tiers.len(),
+                policies = snap.policies.len(),
+                invalid_policies = snap.invalid.len(),
+                staged_policies = snap.staged.len(),
+                endpoints = snap.endpoints.len(),
+                build_ms = ms(build),
+                "synced with the Kubernetes API in {} ms: serving",
+                ms(started.elapsed())
+            );
+        } else {
+            tracing::info!(
+                generation = snap.generation,
+                changes = n,
+                policies = snap.policies.len(),
+                invalid_policies = snap.invalid.len(),
+                endpoints = snap.endpoints.len(),
+                build_ms = ms(build),
+                apply_ms = ms(total.saturating_sub(build)),
+                "published state from the Kubernetes API"
+            );
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::resource::{decode_dynamic, decode_meta};
+    use crate::policy::{model, store::DecodeError};
+    use serde_json::json;
+
+    fn item(resource: Resource, api: &str, v: serde_json::Value) -> Item {
+        decode_dynamic(
+            &resource.api_resource(api),
+            serde_json::from_value(v).unwrap(),
+        )
+    }
+
+    fn pod(name: &str, ip: &str, app: &str) -> Item {
+        item(
+            Resource::Pods,
+            model::CALICO_V3,
+            json!({"metadata": {"name": name, "namespace": "ns", "labels": {"app": app}},
+                   "spec": {"serviceAccountName": "sa"},
+                   "status": {"phase": "Running", "podIP": ip}}),
+        )
+    }
+
+    fn gnp(name: &str, annotation_name: Option<&str>) -> Item {
+        let mut meta = json!({"name": name});
+        if let Some(n) = annotation_name {
+            meta["annotations"] =
+                json!({"projectcalico.org/metadata": format!("{{\"name\":\"{n}\"}}")});
+        }
+        item(
+            Resource::GlobalNetworkPolicies,
+            model::CALICO_CRD_V1,
+            json!({"metadata": meta, "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]}}),
+        )
+    }
+
+    fn up(resource: Resource, change: Change) -> Update {
+        Update { resource, change }
+    }
+
+    fn list(sync: &mut Sync, resource: Resource, items: Vec<Item>) {
+        sync.handle(up(resource, Change::Init));
+        for i in items {
+            sync.handle(up(resource, Change::InitApply(i)));
+        }
+        sync.handle(up(resource, Change::InitDone));
+    }
+
+    fn policy_names(sync: &Sync) -> Vec<String> {
+        sync.store()
+            .policies
+            .keys()
+            .map(|id| id.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn ready_only_when_every_resource_listed() {
+        let mut sync = Sync::new([Resource::Pods, Resource::GlobalNetworkPolicies]);
+        assert!(!sync.ready());
+        list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
+        assert!(!sync.ready());
+        list(&mut sync, Resource::GlobalNetworkPolicies, vec![]);
+        assert!(sync.ready());
+        assert!(sync.take_dirty());
+        assert!(!sync.take_dirty());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_resource_and_drops_what_is_gone() {
+        let mut sync = Sync::new([Resource::Pods]);
+        list(
+            &mut sync,
+            Resource::Pods,
+            vec![pod("a", "10.0.0.1", "x"), pod("b", "10.0.0.2", "x")],
+        );
+        assert_eq!(sync.store().pods.len(), 2);
+        // The watch expired; meanwhile `a` was deleted, `b` relabelled and `c` added.
+        sync.handle(up(Resource::Pods, Change::Init));
+        sync.handle(up(
+            Resource::Pods,
+            Change::InitApply(pod("b", "10.0.0.2", "y")),
+        ));
+        sync.handle(up(
+            Resource::Pods,
+            Change::InitApply(pod("c", "10.0.0.3", "x")),
+        ));
+        // Until the list completes, the old contents stay.
+        assert_eq!(sync.store().pods.len(), 2);
+        assert!(sync.store().pods.contains_key(&("ns".into(), "a".into())));
+        sync.handle(up(Resource::Pods, Change::InitDone));
+        let pods = &sync.store().pods;
+        assert_eq!(pods.len(), 2);
+        assert!(!pods.contains_key(&("ns".into(), "a".into())));
+        assert_eq!(pods[&("ns".to_owned(), "b".to_owned())].labels["app"], "y");
+        assert_eq!(sync.count(Resource::Pods), 2);
+    }
+
+    #[test]
+    fn deletes_and_modifications() {
+        let mut sync = Sync::new([Resource::Pods]);
+        list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
+        sync.handle(up(Resource::Pods, Change::Apply(pod("a", "10.0.0.1", "z"))));
+        assert_eq!(
+            sync.store().pods[&("ns".to_owned(), "a".to_owned())].labels["app"],
+            "z"
+        );
+        sync.handle(up(
+            Resource::Pods,
+            Change::Delete(("ns".into(), "a".into())),
+        ));
+        assert!(sync.store().pods.is_empty());
+        // Deleting what is not there changes nothing.
+        sync.take_dirty();
+        sync.handle(up(
+            Resource::Pods,
+            Change::Delete(("ns".into(), "a".into())),
+        ));
+        assert!(!sync.take_dirty());
+    }
+
+    #[test]
+    fn a_pod_that_turns_undecodable_is_removed_not_kept_stale() {
+        let mut sync = Sync::new([Resource::Pods]);
+        list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
+        let bad = pod("a", "not-an-ip", "x");
+        assert!(matches!(bad.decoded, Err(DecodeError::Invalid { .. })));
+        sync.handle(up(Resource::Pods, Change::Apply(bad)));
+        assert!(sync.store().pods.is_empty());
+    }
+
+    #[test]
+    fn a_renamed_crd_policy_leaves_nothing_behind() {
+        let mut sync = Sync::new([Resource::GlobalNetworkPolicies]);
+        list(
+            &mut sync,
+            Resource::GlobalNetworkPolicies,
+            vec![gnp("default.p", None)],
+        );
+        assert_eq!(policy_names(&sync), ["p"]);
+        // The same CR now carries its v3 name in the metadata annotation.
+        sync.handle(up(
+            Resource::GlobalNetworkPolicies,
+            Change::Apply(gnp("default.p", Some("renamed"))),
+        ));
+        assert_eq!(policy_names(&sync), ["renamed"]);
+        sync.handle(up(
+            Resource::GlobalNetworkPolicies,
+            Change::Delete((String::new(), "default.p".into())),
+        ));
+        assert!(policy_names(&sync).is_empty());
+    }
+
+    #[test]
+    fn the_same_name_in_two_resources_are_two_objects() {
+        let mut sync = Sync::new([Resource::Namespaces, Resource::ServiceAccounts]);
+        let meta = kube::core::ObjectMeta {
+            name: Some("shop".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        };
+        list(
+            &mut sync,
+            Resource::Namespaces,
+            vec![decode_meta(
+                Resource::Namespaces,
+                &kube::core::ObjectMeta {
+                    namespace: None,
+                    ..meta.clone()
+                },
+            )],
+        );
+        list(
+            &mut sync,
+            Resource::ServiceAccounts,
+            vec![decode_meta(Resource::ServiceAccounts, &meta)],
+        );
+        sync.handle(up(
+            Resource::ServiceAccounts,
+            Change::Delete(("shop".into(), "shop".into())),
+        ));
+        assert_eq!(sync.store().namespaces.len(), 1);
+        assert!(sync.store().service_accounts.is_empty());
+    }
+}
