@@ -1,0 +1,913 @@
+//! `serve --kubernetes` against the in-process fake API server (`tests/fakeapi`), which speaks
+//! the real Kubernetes protocol to the real kube client: initial sync and readiness, changes
+//! flowing through, API-server outages, expired watches, malformed objects, both Calico APIs,
+//! per-node and per-namespace scoping, and the RBAC the manifests grant.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod fakeapi;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{Read as _, Write as _},
+    time::{Duration, Instant},
+};
+
+use alp_authz::authz::descriptor::check_request_from_json;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, authorization_client::AuthorizationClient,
+};
+use fakeapi::{Calico, FakeApi, yaml_docs};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// How long a change may take to reach decisions before a test fails.
+const BOUND: Duration = Duration::from_secs(20);
+
+// === the cluster ===
+
+/// A Pod as kube-apiserver returns it (the fields a real, scheduled, running Pod has).
+fn pod(ns: &str, name: &str, labels: Value, sa: &str, ip: &str, node: &str, ports: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "generateName": format!("{}-", name.rsplit_once('-').map_or(name, |(a, _)| a)),
+            "namespace": ns,
+            "labels": labels,
+            "annotations": {"kubectl.kubernetes.io/default-container": "app"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-rs"),
+                                 "uid": "3f1d2c4e-0000-4000-8000-000000000001", "controller": true, "blockOwnerDeletion": true}],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                               "time": "2026-12-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]
+        },
+        "spec": {
+            "containers": [{
+                "name": "app", "image": format!("registry.example/{name}:1"), "imagePullPolicy": "IfNotPresent",
+                "ports": ports,
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]
+            }],
+            "dnsPolicy": "ClusterFirst", "enableServiceLinks": true, "nodeName": node,
+            "preemptionPolicy": "PreemptLowerPriority", "priority": 0, "restartPolicy": "Always",
+            "schedulerName": "default-scheduler", "securityContext": {},
+            "serviceAccount": sa, "serviceAccountName": sa, "terminationGracePeriodSeconds": 30,
+            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+            "volumes": [{"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}]
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-12-01T00:00:05Z"}],
+            "hostIP": "192.168.0.10", "hostIPs": [{"ip": "192.168.0.10"}],
+            "podIP": ip, "podIPs": [{"ip": ip}],
+            "startTime": "2026-12-01T00:00:00Z", "qosClass": "Burstable",
+            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "started": true,
+                                   "image": format!("registry.example/{name}:1"), "imageID": "",
+                                   "containerID": "containerd://0123", "state": {"running": {"startedAt": "2026-12-01T00:00:04Z"}},
+                                   "lastState": {}}]
+        }
+    })
+}
+
+fn http_port(port: u16) -> Value {
+    json!([{"name": "http", "containerPort": port, "protocol": "TCP"}])
+}
+
+/// The shop of `policies/` as a cluster: its Namespaces, ServiceAccounts and policies from the
+/// files, and its Pods as the API server would return them.
+fn shop(api: &FakeApi) {
+    shop_as(api, |doc| doc);
+}
+
+/// The shop, with its Calico objects passed through `form` (e.g. [`to_crd_v1`]).
+fn shop_as(api: &FakeApi, form: fn(Value) -> Value) {
+    for file in ["tiers.yaml", "shop.yaml", "cluster.yaml"] {
+        let text = std::fs::read_to_string(common::root().join("policies").join(file)).unwrap();
+        for mut doc in yaml_docs(&text) {
+            if doc["kind"] == "Pod" {
+                continue;
+            }
+            if doc["kind"] == "Namespace" || doc["kind"] == "ServiceAccount" {
+                doc["metadata"]["uid"] = json!(format!("uid-{}", doc["metadata"]["name"]));
+            }
+            api.apply(form(doc));
+        }
+    }
+    for p in shop_pods() {
+        api.apply(p);
+    }
+}
+
+fn shop_pods() -> Vec<Value> {
+    vec![
+        pod(
+            "shop",
+            "frontend-7d4b9",
+            json!({"app": "frontend", "version": "v1"}),
+            "frontend",
+            "10.0.1.10",
+            "node-a",
+            http_port(8080),
+        ),
+        pod(
+            "shop",
+            "productpage-5f6c8",
+            json!({"app": "productpage", "version": "v1"}),
+            "productpage",
+            "10.0.1.20",
+            "node-a",
+            http_port(9080),
+        ),
+        pod(
+            "shop",
+            "reviews-9c2d1",
+            json!({"app": "reviews", "version": "v2"}),
+            "reviews",
+            "10.0.1.30",
+            "node-b",
+            http_port(9080),
+        ),
+        pod(
+            "shop",
+            "legacy-batch-28431",
+            json!({"app": "legacy-batch"}),
+            "legacy-batch",
+            "10.0.1.40",
+            "node-b",
+            json!([]),
+        ),
+        pod(
+            "ops",
+            "oncall-shell",
+            json!({"app": "oncall-shell"}),
+            "oncall",
+            "10.0.9.5",
+            "node-a",
+            json!([]),
+        ),
+    ]
+}
+
+/// The shop's objects in the `crd.projectcalico.org/v1` storage form of Calico 3.29–3.31:
+/// names prefixed with their tier, the v3 metadata in the `projectcalico.org/metadata`
+/// annotation, no `tier` defaulting by the CRD.
+fn to_crd_v1(mut obj: Value) -> Value {
+    let kind = obj["kind"].as_str().unwrap().to_owned();
+    if obj["apiVersion"] != "projectcalico.org/v3" {
+        return obj;
+    }
+    obj["apiVersion"] = json!("crd.projectcalico.org/v1");
+    if kind == "Tier" {
+        return obj;
+    }
+    let v3_meta = obj["metadata"].clone();
+    let name = v3_meta["name"].as_str().unwrap().to_owned();
+    let tier = obj["spec"]["tier"].as_str().unwrap_or("default").to_owned();
+    let stored = if name.starts_with(&format!("{tier}.")) {
+        name
+    } else {
+        format!("{tier}.{name}")
+    };
+    obj["metadata"]["name"] = json!(stored);
+    obj["metadata"]["annotations"] = json!({"projectcalico.org/metadata": json!({"name": v3_meta["name"], "creationTimestamp": null}).to_string()});
+    if tier == "default" {
+        // ≤3.31 CRDs do not default `tier`; the Calico API server would have.
+        obj["spec"].as_object_mut().unwrap().remove("tier");
+    }
+    obj
+}
+
+// === requests ===
+
+fn request(
+    src: &str,
+    principal: &str,
+    dst: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> CheckRequest {
+    let json = json!({"attributes": {
+        "source": {"address": {"socketAddress": {"address": src, "portValue": 40000}}, "principal": principal},
+        "destination": {"address": {"socketAddress": {"address": dst, "portValue": port}}},
+        "request": {"http": {"id": "1", "method": method, "path": path, "host": "svc", "scheme": "http", "protocol": "HTTP/1.1",
+                             "headers": {":method": method, ":path": path, ":authority": "svc"}}}
+    }});
+    check_request_from_json(&json.to_string()).unwrap()
+}
+
+fn spiffe(ns: &str, sa: &str) -> String {
+    format!("spiffe://cluster.local/ns/{ns}/sa/{sa}")
+}
+
+/// frontend → productpage GET /products/1 (allowed by the shop policy).
+fn frontend_get_product() -> CheckRequest {
+    request(
+        "10.0.1.10",
+        &spiffe("shop", "frontend"),
+        "10.0.1.20",
+        9080,
+        "GET",
+        "/products/1",
+    )
+}
+
+/// oncall → productpage GET /products/1 (denied at the end of the default tier).
+fn oncall_get_product() -> CheckRequest {
+    request(
+        "10.0.9.5",
+        &spiffe("ops", "oncall"),
+        "10.0.1.20",
+        9080,
+        "GET",
+        "/products/1",
+    )
+}
+
+/// frontend → reviews GET /reviews/1 (allowed).
+fn frontend_get_reviews() -> CheckRequest {
+    request(
+        "10.0.1.10",
+        &spiffe("shop", "frontend"),
+        "10.0.1.30",
+        9080,
+        "GET",
+        "/reviews/1",
+    )
+}
+
+/// productpage → oncall-shell (no policy selects it: allowed).
+fn to_oncall_shell() -> CheckRequest {
+    request(
+        "10.0.1.20",
+        &spiffe("shop", "productpage"),
+        "10.0.9.5",
+        8080,
+        "GET",
+        "/",
+    )
+}
+
+const OK: i32 = 0;
+const DENIED: i32 = 7;
+
+/// The real gRPC client, on a runtime of its own (the tests are synchronous so that the fake
+/// API server's own runtime can be driven from them).
+struct Client {
+    rt: tokio::runtime::Runtime,
+    authz: AuthorizationClient<Channel>,
+    health: HealthClient<Channel>,
+}
+
+impl Client {
+    fn connect(server: &common::Server) -> Client {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = rt
+            .block_on(Channel::from_shared(server.url()).unwrap().connect())
+            .unwrap();
+        Client {
+            rt,
+            authz: AuthorizationClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        }
+    }
+
+    /// The CheckResponse's status code, or the gRPC error code.
+    fn check(&mut self, req: &CheckRequest) -> Result<i32, tonic::Code> {
+        let r = self.rt.block_on(self.authz.check(req.clone()));
+        match r {
+            Ok(resp) => Ok(resp.into_inner().status.map_or(-1, |s| s.code)),
+            Err(status) => Err(status.code()),
+        }
+    }
+
+    fn health(&mut self, service: &str) -> i32 {
+        let r = self.rt.block_on(self.health.check(HealthCheckRequest {
+            service: service.into(),
+        }));
+        r.unwrap().into_inner().status
+    }
+
+    /// Polls until `req` gets `want`; returns how long that took.
+    fn wait_for(&mut self, req: &CheckRequest, want: i32, what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let got = self.check(req);
+            if got == Ok(want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < BOUND,
+                "{what}: still {got:?} after {BOUND:?}, want {want}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Starts `alp-authz serve --kubernetes` against `api`.
+fn serve(api: &FakeApi, dir: &tempfile::TempDir, extra: &[&str]) -> common::Server {
+    let kubeconfig = api.kubeconfig(dir.path());
+    let mut args = vec![
+        "--kubernetes",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--kube-probe-interval",
+        "0.2",
+    ];
+    args.extend_from_slice(extra);
+    common::Server::start(&args)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET /metrics over plain HTTP/1.1.
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+// === the tests ===
+
+#[test]
+fn not_serving_until_every_watch_synced_then_decides_like_file_mode() {
+    let api = FakeApi::start(Calico::V3);
+    api.stop(); // the API server is not there yet
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    let mut c = Client::connect(&server);
+    assert_eq!(c.health(""), 2, "NOT_SERVING before the first sync");
+    assert_eq!(c.health("envoy.service.auth.v3.Authorization"), 2);
+    assert_eq!(c.health("liveness"), 1, "liveness is SERVING all along");
+    assert_eq!(
+        c.check(&frontend_get_product()),
+        Err(tonic::Code::Unavailable),
+        "a Check before the first sync is UNAVAILABLE, for Envoy's failure mode to decide"
+    );
+
+    shop(&api);
+    api.restart();
+    server.wait_for_log("synced with the Kubernetes API");
+    assert_eq!(c.health(""), 1);
+    assert_eq!(c.health("envoy.service.auth.v3.Authorization"), 1);
+
+    // Every example request is decided as `alp-authz check` decides it from the files.
+    let mut compared = 0;
+    for entry in std::fs::read_dir(common::root().join("policies/requests")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (code, _, _) = common::check(&[
+            "--state",
+            common::root().join("policies").to_str().unwrap(),
+            "--request",
+            path.to_str().unwrap(),
+        ]);
+        let want = if code == 0 { OK } else { DENIED };
+        let got = c.check(&check_request_from_json(&text).unwrap());
+        assert_eq!(got, Ok(want), "{}", path.display());
+        compared += 1;
+    }
+    assert!(compared >= 10, "{compared} requests compared");
+}
+
+#[test]
+fn policy_added_modified_deleted_and_pod_relabelled() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    let req = frontend_get_product();
+    assert_eq!(c.check(&req), Ok(OK));
+
+    // Added: the security tier denies frontend on productpage's port.
+    let mut deny = json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "security.freeze-products"},
+        "spec": {"tier": "security", "order": 1, "selector": "app == \"productpage\"", "types": ["Ingress"],
+                 "ingress": [{"action": "Deny", "protocol": "TCP", "source": {"serviceAccounts": {"names": ["frontend"]}},
+                              "destination": {"ports": [9080]}}]}
+    });
+    api.apply(deny.clone());
+    c.wait_for(&req, DENIED, "policy added");
+    // Unrelated requests are unaffected.
+    assert_eq!(c.check(&frontend_get_reviews()), Ok(OK));
+
+    // Modified: now it only freezes another port.
+    deny["spec"]["ingress"][0]["destination"]["ports"] = json!([9443]);
+    api.apply(deny);
+    c.wait_for(&req, OK, "policy modified");
+
+    // Deleted: the shop's own policy decides again.
+    api.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "deny-all", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "reviews"}}, "policyTypes": ["Ingress"]}
+    }));
+    c.wait_for(
+        &frontend_get_reviews(),
+        OK,
+        "the reviews policy decides first",
+    );
+    assert!(api.delete(
+        "projectcalico.org/v3",
+        "GlobalNetworkPolicy",
+        "",
+        "security.freeze-products"
+    ));
+    assert!(api.delete("projectcalico.org/v3", "NetworkPolicy", "shop", "reviews"));
+    // Only the Kubernetes NetworkPolicy (no rules: deny all ingress) selects reviews now.
+    c.wait_for(&frontend_get_reviews(), DENIED, "policy deleted");
+
+    // A Pod relabelled: productpage stops matching `app == "productpage"`, so no default-tier
+    // policy selects it and the caller that was denied at the end of the tier gets through.
+    let oncall = oncall_get_product();
+    assert_eq!(c.check(&oncall), Ok(DENIED));
+    let mut pp = shop_pods()[1].clone();
+    pp["metadata"]["labels"]["app"] = json!("productpage-canary");
+    api.apply(pp.clone());
+    c.wait_for(&oncall, OK, "pod relabelled");
+    pp["metadata"]["labels"]["app"] = json!("productpage");
+    api.apply(pp);
+    c.wait_for(&oncall, DENIED, "pod relabelled back");
+
+    // A Pod deleted: its IP is an unknown destination.
+    api.delete("v1", "Pod", "shop", "productpage-5f6c8");
+    c.wait_for(&req, DENIED, "pod deleted");
+}
+
+#[test]
+fn an_api_server_outage_keeps_the_last_good_state_serving() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics}");
+    let server = serve(&api, &dir, &["--metrics", &metrics_addr]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    let before = [
+        c.check(&frontend_get_product()),
+        c.check(&oncall_get_product()),
+        c.check(&frontend_get_reviews()),
+        c.check(&to_oncall_shell()),
+    ];
+    assert_eq!(before, [Ok(OK), Ok(DENIED), Ok(OK), Ok(OK)]);
+    let m = scrape(metrics);
+    assert_eq!(
+        metric(&m, "alp_authz_kubernetes_apiserver_up"),
+        Some(1.0),
+        "{m}"
+    );
+
+    api.stop();
+    server.wait_for_log("API server unreachable");
+    for _ in 0..20 {
+        let now = [
+            c.check(&frontend_get_product()),
+            c.check(&oncall_get_product()),
+            c.check(&frontend_get_reviews()),
+            c.check(&to_oncall_shell()),
+        ];
+        assert_eq!(now, before, "decisions unchanged during the outage");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(c.health(""), 1, "still SERVING during the outage");
+    let m = scrape(metrics);
+    assert_eq!(
+        metric(&m, "alp_authz_kubernetes_apiserver_up"),
+        Some(0.0),
+        "{m}"
+    );
+    let age = metric(
+        &m,
+        "alp_authz_kubernetes_apiserver_last_contact_age_seconds",
+    )
+    .unwrap();
+    assert!(age > 0.0, "the age of the last contact is reported: {age}");
+
+    api.restart();
+    server.wait_for_log("API server reachable again");
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "lockdown", "namespace": "ops"},
+        "spec": {"selector": "all()", "ingress": [{"action": "Deny"}]}
+    }));
+    c.wait_for(&to_oncall_shell(), DENIED, "a change after the restart");
+    let m = scrape(metrics);
+    assert_eq!(
+        metric(&m, "alp_authz_kubernetes_apiserver_up"),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[test]
+fn an_expired_watch_relists_with_nothing_lost() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    assert_eq!(c.check(&frontend_get_reviews()), Ok(OK));
+    assert_eq!(c.check(&oncall_get_product()), Ok(DENIED));
+    assert_eq!(c.check(&to_oncall_shell()), Ok(OK));
+    let lists_before = pod_lists(&api);
+
+    // While the server is away, objects change and the history is compacted: the watches
+    // cannot resume from their resourceVersion and must relist.
+    api.stop();
+    api.delete("v1", "Pod", "shop", "reviews-9c2d1");
+    assert!(api.delete(
+        "projectcalico.org/v3",
+        "NetworkPolicy",
+        "shop",
+        "productpage"
+    ));
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "lockdown", "namespace": "ops"},
+        "spec": {"selector": "all()", "ingress": [{"action": "Deny"}]}
+    }));
+    api.compact();
+    api.restart();
+
+    c.wait_for(
+        &frontend_get_reviews(),
+        DENIED,
+        "a pod deleted while the watch was down",
+    );
+    c.wait_for(
+        &oncall_get_product(),
+        OK,
+        "a policy deleted while the watch was down",
+    );
+    c.wait_for(
+        &to_oncall_shell(),
+        DENIED,
+        "a policy added while the watch was down",
+    );
+    assert!(pod_lists(&api) > lists_before, "the pods were listed again");
+
+    // A watch expiring while connected (ERROR 410 on the stream) relists too.
+    let lists_before = pod_lists(&api);
+    api.apply(pod(
+        "ops",
+        "oncall-shell-2",
+        json!({"app": "oncall-shell"}),
+        "oncall",
+        "10.0.9.6",
+        "node-a",
+        json!([]),
+    ));
+    api.expire_watches();
+    let to_new = request(
+        "10.0.1.20",
+        &spiffe("shop", "productpage"),
+        "10.0.9.6",
+        8080,
+        "GET",
+        "/",
+    );
+    c.wait_for(
+        &to_new,
+        DENIED,
+        "an object added just before the watch expired",
+    );
+    let started = Instant::now();
+    while pod_lists(&api) == lists_before {
+        assert!(started.elapsed() < BOUND, "no relist after ERROR 410");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.check(&frontend_get_reviews()), Ok(DENIED));
+}
+
+/// List (not watch) requests for pods the fake has seen.
+fn pod_lists(api: &FakeApi) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| !r.watch && r.path.ends_with("/pods"))
+        .count()
+}
+
+#[test]
+fn malformed_objects_are_logged_fail_closed_and_isolated() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+
+    // An unknown action on a policy that selects reviews: reviews is denied, nothing else.
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "maybe"},
+        "spec": {"selector": "app == \"reviews\"", "ingress": [{"action": "Maybe"}]}
+    }));
+    let line = server.wait_for_log("invalid policy");
+    assert!(line.contains("maybe"), "the log names the policy: {line}");
+    c.wait_for(
+        &frontend_get_reviews(),
+        DENIED,
+        "invalid policy fails closed",
+    );
+    assert_eq!(
+        c.check(&frontend_get_product()),
+        Ok(OK),
+        "other policies keep working"
+    );
+    assert_eq!(c.check(&to_oncall_shell()), Ok(OK));
+
+    // A policy whose selector does not parse fails closed on its whole namespace.
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "typo", "namespace": "ops"},
+        "spec": {"selector": "app == ", "ingress": [{"action": "Allow"}]}
+    }));
+    let line = server.wait_for_log("invalid policy");
+    assert!(line.contains("ops/typo"), "{line}");
+    c.wait_for(
+        &to_oncall_shell(),
+        DENIED,
+        "unparsable selector fails closed",
+    );
+    assert_eq!(c.check(&frontend_get_product()), Ok(OK));
+
+    // A policy that is not even policy-shaped.
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "garbage", "namespace": "shop"},
+        "spec": {"ingress": "allow everything please", "selector": 42}
+    }));
+    let line = server.wait_for_log("invalid policy");
+    assert!(line.contains("shop/garbage"), "{line}");
+    c.wait_for(
+        &frontend_get_product(),
+        DENIED,
+        "a malformed policy fails closed",
+    );
+
+    // A Pod with a bad IP is skipped (logged); the others stay.
+    let mut bad = pod(
+        "ops",
+        "broken",
+        json!({"app": "x"}),
+        "oncall",
+        "10.0.9.7",
+        "node-a",
+        json!([]),
+    );
+    bad["status"]["podIP"] = json!("10.0.9.300");
+    bad["status"]["podIPs"] = json!([{"ip": "10.0.9.300"}]);
+    api.apply(bad);
+    let line = server.wait_for_log("object skipped");
+    assert!(line.contains("broken"), "{line}");
+
+    // Fixed, everything is back.
+    api.delete("projectcalico.org/v3", "GlobalNetworkPolicy", "", "maybe");
+    api.delete("projectcalico.org/v3", "NetworkPolicy", "ops", "typo");
+    api.delete("projectcalico.org/v3", "NetworkPolicy", "shop", "garbage");
+    c.wait_for(&frontend_get_reviews(), OK, "fixed");
+    c.wait_for(&to_oncall_shell(), OK, "fixed");
+    c.wait_for(&frontend_get_product(), OK, "fixed");
+}
+
+#[test]
+fn crd_v1_storage_objects_of_calico_3_31_decide_like_v3() {
+    let api = FakeApi::start(Calico::Crd);
+    let v3 = FakeApi::start(Calico::V3);
+    shop(&v3);
+    // The same objects in storage form.
+    shop_as(&api, to_crd_v1);
+    let dir = tempfile::tempdir().unwrap();
+    let crd_server = serve(&api, &dir, &["--decision-header", "x-decision"]);
+    crd_server.wait_for_log("synced with the Kubernetes API");
+    let dir3 = tempfile::tempdir().unwrap();
+    let v3_server = serve(&v3, &dir3, &[]);
+    v3_server.wait_for_log("synced with the Kubernetes API");
+    let mut crd = Client::connect(&crd_server);
+    let mut v3c = Client::connect(&v3_server);
+    for req in [
+        frontend_get_product(),
+        oncall_get_product(),
+        frontend_get_reviews(),
+        to_oncall_shell(),
+        request(
+            "10.0.1.40",
+            &spiffe("shop", "legacy-batch"),
+            "10.0.1.20",
+            9080,
+            "GET",
+            "/products/1",
+        ),
+        request(
+            "10.0.9.5",
+            &spiffe("ops", "oncall"),
+            "10.0.1.20",
+            9080,
+            "POST",
+            "/admin/flush",
+        ),
+    ] {
+        assert_eq!(crd.check(&req), v3c.check(&req), "{req:?}");
+    }
+    // The policy that decided is named by its v3 name, not the storage name.
+    let resp = crd
+        .rt
+        .block_on(crd.authz.check(frontend_get_product()))
+        .unwrap()
+        .into_inner();
+    let decision = format!("{resp:?}");
+    assert!(decision.contains("policy=shop/productpage"), "{decision}");
+    assert!(!decision.contains("default.productpage"), "{decision}");
+    // Only the v1 group was read.
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| !r.path.starts_with("/apis/projectcalico.org"))
+    );
+}
+
+#[test]
+fn auto_prefers_v3_and_the_flag_overrides_it() {
+    let api = FakeApi::start(Calico::Both);
+    shop(&api);
+    // A conflicting object only in the storage group: it must not be read when v3 is served.
+    api.apply(json!({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "default.deny-everything"},
+        "spec": {"selector": "all()", "ingress": [{"action": "Deny"}]}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let auto = serve(&api, &dir, &[]);
+    let line = auto.wait_for_log("watching the Kubernetes API");
+    assert!(line.contains("projectcalico.org/v3"), "{line}");
+    auto.wait_for_log("synced with the Kubernetes API");
+    assert_eq!(Client::connect(&auto).check(&to_oncall_shell()), Ok(OK));
+    drop(auto);
+
+    let forced = serve(&api, &dir, &["--calico-api", "crd"]);
+    let line = forced.wait_for_log("watching the Kubernetes API");
+    assert!(line.contains("crd.projectcalico.org/v1"), "{line}");
+    forced.wait_for_log("synced with the Kubernetes API");
+    assert_eq!(
+        Client::connect(&forced).check(&to_oncall_shell()),
+        Ok(DENIED)
+    );
+}
+
+#[test]
+fn per_node_and_per_namespace_deployments_watch_less() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(&api, &dir, &["--node", "node-a"]);
+    node.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&node);
+    assert_eq!(
+        c.check(&frontend_get_product()),
+        Ok(OK),
+        "productpage is on node-a"
+    );
+    assert_eq!(
+        c.check(&frontend_get_reviews()),
+        Ok(DENIED),
+        "reviews is on node-b: not a destination here (unknown destination)"
+    );
+    assert!(
+        api.requests().iter().any(|r| r.path == "/api/v1/pods"
+            && r.query.contains("fieldSelector=spec.nodeName%3Dnode-a")),
+        "pods are listed with a node field selector: {:?}",
+        api.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("pods"))
+            .collect::<Vec<_>>()
+    );
+    drop(node);
+
+    let before = api.requests().len();
+    let ns = serve(&api, &dir, &["--namespace", "shop"]);
+    ns.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&ns);
+    assert_eq!(c.check(&frontend_get_product()), Ok(OK));
+    assert_eq!(
+        c.check(&to_oncall_shell()),
+        Ok(DENIED),
+        "ops pods are not watched"
+    );
+    let paths: BTreeSet<String> = api.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    for namespaced in ["pods", "serviceaccounts", "networkpolicies"] {
+        assert!(
+            paths.iter().all(|p| !p.ends_with(&format!("/{namespaced}")) || p.contains("/namespaces/shop/")),
+            "{namespaced} only in shop: {paths:?}"
+        );
+    }
+    assert!(
+        paths.contains("/api/v1/namespaces"),
+        "namespaces are cluster-wide: {paths:?}"
+    );
+}
+
+#[test]
+fn the_cluster_role_grants_exactly_what_is_watched() {
+    // Every (group, resource) a server reads, with each Calico API.
+    let mut read: BTreeSet<(String, String)> = BTreeSet::new();
+    for calico in [Calico::V3, Calico::Crd] {
+        let api = FakeApi::start(calico);
+        shop_as(
+            &api,
+            if calico == Calico::Crd {
+                to_crd_v1
+            } else {
+                |d| d
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let server = serve(&api, &dir, &[]);
+        server.wait_for_log("synced with the Kubernetes API");
+        for r in api.requests() {
+            let seg: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+            let (group, resource) = match seg.as_slice() {
+                ["api", "v1", .., res] if seg.len() > 2 => ("", *res),
+                ["apis", g, _, .., res] if seg.len() > 3 => (*g, *res),
+                _ => continue, // discovery
+            };
+            read.insert((group.to_owned(), resource.to_owned()));
+        }
+    }
+    // What istio-config/rbac.yaml grants, and with which verbs.
+    let text = std::fs::read_to_string(common::root().join("istio-config/rbac.yaml"))
+        .expect("istio-config/rbac.yaml");
+    let mut granted: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for doc in yaml_docs(&text)
+        .into_iter()
+        .filter(|d| d["kind"] == "ClusterRole")
+    {
+        for rule in doc["rules"].as_array().unwrap() {
+            assert!(
+                rule.get("nonResourceURLs").is_none(),
+                "no non-resource URLs: {rule}"
+            );
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    let verbs = granted
+                        .entry((
+                            g.as_str().unwrap().to_owned(),
+                            r.as_str().unwrap().to_owned(),
+                        ))
+                        .or_default();
+                    for v in rule["verbs"].as_array().unwrap() {
+                        verbs.insert(v.as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let granted_keys: BTreeSet<_> = granted.keys().cloned().collect();
+    // The staged kinds are served by both groups; every watched one must be granted, and
+    // nothing else.
+    assert_eq!(
+        granted_keys, read,
+        "the ClusterRole must grant exactly what the server reads"
+    );
+    for (k, verbs) in &granted {
+        let want: BTreeSet<String> = ["get", "list", "watch"].map(String::from).into();
+        assert_eq!(verbs, &want, "{k:?}: read-only verbs");
+    }
+}
