@@ -812,6 +812,25 @@ fn the_shipped_objects_pass_before_the_negative_tests_break_them() {
 }
 
 #[test]
+fn calico_storage_objects_are_checked_against_every_crd_version() {
+    let reg = registry();
+    // The same policy in Calico's storage API: both the current and the v3.31.7 CRD apply.
+    let mut np = first_object("policies/shop.yaml", "NetworkPolicy");
+    np["apiVersion"] = json!("crd.projectcalico.org/v1");
+    assert_eq!(reg.validate(&np).unwrap(), 2);
+    np["spec"]["ingress"][0]["http"]["method"] = json!(["GET"]);
+    let e = errors_for(&reg, &np);
+    assert!(
+        e.contains("calico-v1-crd.projectcalico.org_networkpolicies.yaml"),
+        "{e}"
+    );
+    assert!(
+        e.contains("calico-v1-v3.31.7-crd.projectcalico.org_networkpolicies.yaml"),
+        "{e}"
+    );
+}
+
+#[test]
 fn rejects_an_unknown_field() {
     let reg = registry();
     // A misspelt Calico criterion (the real v3 CRD schema).
