@@ -171,15 +171,25 @@ impl Server {
 
     /// Waits (at most 15 s) for a log line containing `needle`, and returns it.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        self.wait_for_log_within(needle, Duration::from_secs(15))
+    }
+
+    /// Waits at most `within` for a log line containing `needle`, and returns it.
+    pub fn wait_for_log_within(&self, needle: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.log.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("no log line containing {needle:?} within 15 s"),
+                Err(_) => panic!("no log line containing {needle:?} within {within:?}"),
             }
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://127.0.0.1:PORT` for a tonic channel.

@@ -1,0 +1,168 @@
+//! Propagation latency: from a watch event (a policy modified in the API server) to the
+//! decision it changes, through the real kube client, the sync thread, the snapshot build and
+//! the gRPC server. `cargo bench --bench propagation` (add `-- --quick` for fewer rounds).
+//!
+//! The API server is the in-process fake of `tests/fakeapi`, loaded with a synthetic cluster
+//! (`alp_authz::synth`); the server is the release binary, started with `--kubernetes`. A probe
+//! tier in front of everything holds one GlobalNetworkPolicy that selects every pod; each round
+//! flips its one Deny rule between the probed request's port and another port, and polls Check
+//! until the answer follows. The smallest cluster is the baseline the others are compared to.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/fakeapi/mod.rs"]
+mod fakeapi;
+
+use std::time::{Duration, Instant};
+
+use alp_authz::{authz::descriptor::check_request_from_json, synth};
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, authorization_client::AuthorizationClient,
+};
+use fakeapi::{Calico, FakeApi};
+use serde_json::json;
+
+const PORT: u32 = 8080;
+
+fn probe_policy(port: u32) -> serde_json::Value {
+    json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "probe.flip"},
+        "spec": {"tier": "probe", "order": 1, "selector": "all()", "types": ["Ingress"],
+                 "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [port]}}]}
+    })
+}
+
+struct Run {
+    label: String,
+    sync: Duration,
+    rss_mb: f64,
+    rounds: Vec<Duration>,
+}
+
+impl Run {
+    fn quantile(&self, q: f64) -> Duration {
+        let mut v = self.rounds.clone();
+        v.sort();
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    }
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn measure(policies: usize, pods: usize, rounds: usize) -> Run {
+    let spec = synth::Spec {
+        namespaces: 100.min(pods / 10).max(1),
+        pods,
+        policies,
+        seed: 42,
+    };
+    let api = FakeApi::start(Calico::V3);
+    api.apply(
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "probe"},
+                     "spec": {"order": 1, "defaultAction": "Pass"}}),
+    );
+    api.apply(probe_policy(1));
+    for obj in synth::objects(&spec) {
+        api.apply(obj);
+    }
+    api.compact(); // the initial objects need no watch history
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let started = Instant::now();
+    let server =
+        common::Server::start(&["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    server.wait_for_log_within("synced with the Kubernetes API", Duration::from_secs(600));
+    let sync = started.elapsed();
+    let rss = rss_mb(server.pid());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt
+        .block_on(AuthorizationClient::connect(server.url()))
+        .unwrap();
+    let mut check = |req: &CheckRequest| -> i32 {
+        let resp = rt.block_on(client.check(req.clone())).unwrap().into_inner();
+        resp.status.map_or(-1, |s| s.code)
+    };
+    // A request the cluster allows.
+    let dst = 4.min(pods - 1);
+    let req = (0..pods.min(5_000))
+        .map(|from| {
+            check_request_from_json(&synth::request_json(
+                from,
+                dst,
+                &spec,
+                "GET",
+                "/api/items",
+                PORT,
+            ))
+            .unwrap()
+        })
+        .find(|r| check(r) == 0)
+        .expect("an allowed request in the synthetic cluster");
+
+    let mut times = Vec::new();
+    for round in 0..rounds * 2 {
+        let deny = round % 2 == 0;
+        let want = if deny { 7 } else { 0 };
+        let t = Instant::now();
+        api.apply(probe_policy(if deny { PORT } else { 1 }));
+        loop {
+            if check(&req) == want {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(120), "no propagation");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        times.push(t.elapsed());
+    }
+    Run {
+        label: format!("{policies} policies, {pods} pods"),
+        sync,
+        rss_mb: rss,
+        rounds: times,
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick { 5 } else { 20 };
+    let sizes: &[(usize, usize)] = &[(10, 100), (10, 1_000), (10_000, 1_000), (10_000, 100_000)];
+    let mut runs = Vec::new();
+    for &(policies, pods) in sizes {
+        let run = measure(policies, pods, rounds);
+        println!(
+            "{:>28}: sync {:>7.0} ms, RSS {:>6.0} MB, propagation p50 {:>7.1} ms, p90 {:>7.1} ms, max {:>7.1} ms ({} changes)",
+            run.label,
+            run.sync.as_secs_f64() * 1e3,
+            run.rss_mb,
+            run.quantile(0.5).as_secs_f64() * 1e3,
+            run.quantile(0.9).as_secs_f64() * 1e3,
+            run.quantile(1.0).as_secs_f64() * 1e3,
+            run.rounds.len()
+        );
+        runs.push(run);
+    }
+    let base = runs[0].quantile(0.5).as_secs_f64();
+    for r in &runs {
+        println!(
+            "{:>28}: p50 propagation {:.2}× the baseline ({})",
+            r.label,
+            r.quantile(0.5).as_secs_f64() / base,
+            runs[0].label
+        );
+    }
+}
