@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Instant,
@@ -24,9 +24,12 @@ pub struct Shared {
     /// The same as `ready`, for `Check` (a `watch` borrow takes a read lock).
     ready_flag: AtomicBool,
     generation: watch::Sender<u64>,
-    /// Snapshots replaced by a newer one, kept until the metrics have folded their counters
-    /// (and no request holds them any more). Cold path only.
+    /// Snapshots replaced by a newer one that a request still held when they were replaced,
+    /// kept until the metrics can fold their counters. Cold path only.
     retired: Mutex<Vec<Arc<Snapshot>>>,
+    /// Who folds a replaced snapshot's decision counters (the metrics); without one, a
+    /// replaced snapshot is simply dropped.
+    folder: std::sync::OnceLock<Weak<dyn Fold>>,
     /// When the current snapshot was published.
     published_at: Mutex<Option<Instant>>,
     /// Reloads that failed (the previous state kept serving).
@@ -49,6 +52,7 @@ impl Shared {
             ready_flag: AtomicBool::new(false),
             generation: watch::Sender::new(0),
             retired: Mutex::new(Vec::new()),
+            folder: std::sync::OnceLock::new(),
             published_at: Mutex::new(None),
             reload_errors: AtomicU64::new(0),
         }
@@ -70,7 +74,7 @@ impl Shared {
         let generation = self.current.load().generation + 1;
         let snap = Arc::new(Snapshot::build(store, generation));
         let old = self.current.swap(snap.clone());
-        lock(&self.retired).push(old);
+        self.retire(old);
         *lock(&self.published_at) = Some(Instant::now());
         self.generation.send_replace(generation);
         self.ready_flag.store(true, Ordering::Release);
@@ -81,6 +85,28 @@ impl Shared {
     /// Readiness (true once a first state was published).
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()
+    }
+
+    /// Has `folder` fold the counters of every snapshot this state replaces.
+    pub fn set_folder(&self, folder: Weak<dyn Fold>) {
+        let _ = self.folder.set(folder);
+    }
+
+    /// Folds a replaced snapshot, and any earlier one, once no request holds it; keeps the
+    /// others for later. Replaced snapshots never pile up: a state that changes every few
+    /// milliseconds would otherwise keep every generation alive until the next scrape.
+    fn retire(&self, old: Arc<Snapshot>) {
+        let Some(folder) = self.folder.get().and_then(Weak::upgrade) else {
+            return; // no metrics: nothing to fold, drop it
+        };
+        let mut pending = self.take_retired();
+        pending.push(old);
+        let (done, in_use): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|s| Arc::strong_count(s) == 1);
+        self.keep_retired(in_use);
+        for s in done {
+            folder.fold(&s);
+        }
     }
 
     /// Takes the retired snapshots (for the metrics to fold).
@@ -119,6 +145,59 @@ impl Shared {
     }
 }
 
+/// Takes the counters of a snapshot that is no longer served.
+pub trait Fold: Send + Sync + std::fmt::Debug {
+    /// Adds `snap`'s decision counts to the totals; called once per snapshot, when no request
+    /// holds it any more.
+    fn fold(&self, snap: &Snapshot);
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    impl Fold for Counting {
+        fn fold(&self, _: &Snapshot) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn replaced_snapshots_do_not_pile_up() {
+        let store = Store::new();
+        // Without a folder, a replaced snapshot is dropped at once.
+        let state = Shared::new();
+        for _ in 0..100 {
+            state.publish(&store);
+        }
+        assert!(state.take_retired().is_empty());
+
+        // With one, it is folded as soon as no request holds it, and kept until then.
+        let state = Shared::new();
+        let counting = Arc::new(Counting::default());
+        let folder: Arc<dyn Fold> = counting.clone();
+        state.set_folder(Arc::downgrade(&folder));
+        state.publish(&store);
+        let held = state.load_full(); // a request in flight on generation 1
+        for _ in 0..100 {
+            state.publish(&store);
+        }
+        let retired = state.take_retired();
+        assert_eq!(retired.len(), 1, "only the held snapshot waits");
+        assert_eq!(retired[0].generation, held.generation);
+        state.keep_retired(retired);
+        drop(held);
+        state.publish(&store);
+        assert!(state.take_retired().is_empty());
+        // Generation 0, the 99 never held, then the held one and the last replaced.
+        assert_eq!(counting.0.load(Ordering::Relaxed), 102);
+    }
 }

@@ -59,7 +59,7 @@ struct Folded {
 impl Metrics {
     /// Metrics over `state`.
     pub fn new(state: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Metrics {
+        let metrics = Arc::new(Metrics {
             state,
             latency_buckets: Default::default(),
             latency_sum_ns: AtomicU64::new(0),
@@ -67,7 +67,10 @@ impl Metrics {
             decision_log_dropped: Arc::new(AtomicU64::new(0)),
             folded: Mutex::new(Folded::default()),
             kubernetes: std::sync::OnceLock::new(),
-        })
+        });
+        let folder: Arc<dyn crate::state::Fold> = metrics.clone();
+        metrics.state.set_folder(Arc::downgrade(&folder));
+        metrics
     }
 
     /// Also reports the Kubernetes source: watches and API server reachability.
@@ -145,6 +148,13 @@ impl Metrics {
     }
 }
 
+impl crate::state::Fold for Metrics {
+    fn fold(&self, snap: &Snapshot) {
+        let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
+        add_counts(snap, &mut folded);
+    }
+}
+
 fn add_counts(snap: &Snapshot, folded: &mut Folded) {
     if let Some(shadow) = &snap.shadow {
         let d = &shadow.counters.disagreements;
@@ -168,6 +178,9 @@ fn add_counts(snap: &Snapshot, folded: &mut Folded) {
         }
     };
     for (i, [allow, deny]) in c.rule.iter().enumerate() {
+        if allow.load(Ordering::Relaxed) == 0 && deny.load(Ordering::Relaxed) == 0 {
+            continue; // most policies decide nothing: no names to build
+        }
         let (tier, policy) = (
             snap.tier_of(i as u32).name.to_string(),
             snap.policies[i].id.to_string(),
