@@ -25,7 +25,9 @@ fn main() {
             build.as_secs_f64() * 1e3,
             snap.plans.len()
         );
-        let store = loaded.store;
+        let mut store = loaded.store;
+        store.take_changes();
+        incremental(&spec, &mut store, &snap);
         drop(snap);
         latency(&spec, store);
         println!("    resident after: {}", rss());
@@ -101,5 +103,53 @@ fn latency(spec: &synth::Spec, store: alp_authz::policy::store::Store) {
             q(0.999),
             reqs.len()
         );
+    }
+}
+
+/// One policy changed (a namespaced one, then a global one, then a pod): the incremental
+/// update against the full rebuild of the same store.
+fn incremental(spec: &synth::Spec, store: &mut alp_authz::policy::store::Store, snap: &Snapshot) {
+    use alp_authz::policy::store::decode_document;
+    let np = serde_json::json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "p-0", "namespace": "ns-0"},
+        "spec": {"order": 50, "selector": "app == 'app-0'", "ingress": [{"action": "Deny", "source": {"serviceAccounts": {"names": ["app-3"]}}}]}
+    });
+    let gnp = serde_json::json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "security.g-0"},
+        "spec": {"tier": "security", "order": 0, "selector": "version == 'v1'", "ingress": [{"action": "Pass"}]}
+    });
+    let (ns, app) = synth::pod_identity(spec, 7);
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{app}-7"), "namespace": ns, "labels": {"app": app, "version": "v9"}},
+        "spec": {"serviceAccountName": app},
+        "status": {"phase": "Running", "podIP": synth::pod_ip(7)}
+    });
+    let mut prev: Option<Snapshot> = None;
+    for (what, doc) in [
+        ("namespaced policy", np),
+        ("global policy", gnp),
+        ("pod", pod),
+    ] {
+        let (_, obj) = decode_document(doc).unwrap().unwrap();
+        store.apply(obj);
+        let changes = store.take_changes();
+        let base = prev.as_ref().unwrap_or(snap);
+        let t = Instant::now();
+        let next = Snapshot::update(base, store, &changes, 2);
+        let update = t.elapsed();
+        let t = Instant::now();
+        let full = Snapshot::build(store, 2);
+        let build = t.elapsed();
+        drop(full);
+        println!(
+            "    one {what} changed: update {:>7.1} ms, full rebuild {:>7.1} ms ({:.3}×)",
+            update.as_secs_f64() * 1e3,
+            build.as_secs_f64() * 1e3,
+            update.as_secs_f64() / build.as_secs_f64()
+        );
+        prev = Some(next);
     }
 }

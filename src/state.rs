@@ -12,7 +12,10 @@ use std::{
 use arc_swap::{ArcSwap, Guard};
 use tokio::sync::watch;
 
-use crate::policy::{snapshot::Snapshot, store::Store};
+use crate::policy::{
+    snapshot::Snapshot,
+    store::{Changes, Store},
+};
 
 /// The current snapshot and its readiness.
 #[derive(Debug)]
@@ -70,9 +73,18 @@ impl Shared {
 
     /// Compiles `store` into the next generation, publishes it and marks the state ready.
     pub fn publish(&self, store: &Store) -> Arc<Snapshot> {
+        self.publish_changes(store, &Changes::everything())
+    }
+
+    /// Like [`Shared::publish`], for a store that the current snapshot was built from and that
+    /// has had only `changes` since: only what they affect is recomputed
+    /// ([`Snapshot::update`]).
+    pub fn publish_changes(&self, store: &Store, changes: &Changes) -> Arc<Snapshot> {
         let _guard = lock(&self.publish);
-        let generation = self.current.load().generation + 1;
-        let snap = Arc::new(Snapshot::build(store, generation));
+        let current = self.current.load_full();
+        let generation = current.generation + 1;
+        let snap = Arc::new(Snapshot::update(&current, store, changes, generation));
+        drop(current);
         let old = self.current.swap(snap.clone());
         self.retire(old);
         *lock(&self.published_at) = Some(Instant::now());

@@ -251,7 +251,8 @@ pub fn run(
             continue;
         }
         let build = Instant::now();
-        let snap = state.publish(sync.store());
+        let changes = sync.store.take_changes();
+        let snap = state.publish_changes(sync.store(), &changes);
         let (build, total) = (build.elapsed(), batch_started.elapsed());
         if first_publish {
             tracing::info!(

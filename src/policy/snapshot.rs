@@ -8,7 +8,7 @@
 
 use std::{
     cmp::Ordering as CmpOrdering,
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     sync::{
         Arc,
@@ -22,7 +22,7 @@ use super::{
         PolicyId, StagedAction, Tier, TierDefault,
     },
     decision::{Cause, Decision, Verdict},
-    store::Store,
+    store::{Changes, InvalidPolicy, Store},
 };
 
 /// Labels as the evaluator sees them.
@@ -105,6 +105,28 @@ enum IpEntry {
     Ambiguous,
 }
 
+/// The endpoint side of a snapshot: everything that depends only on Pods, Namespaces and
+/// ServiceAccounts. Dereferences to the endpoints.
+#[derive(Debug, Default)]
+pub struct Endpoints {
+    list: Vec<Endpoint>,
+    /// Each class's key (namespace, service account, labels); the index is the class number.
+    classes: Vec<ClassKey>,
+    by_ip: HashMap<IpAddr, IpEntry>,
+    by_name: HashMap<Arc<str>, HashMap<Arc<str>, EndpointIdx>>,
+    namespaces: HashMap<Arc<str>, Arc<LabelMap>>,
+    service_accounts: HashMap<Arc<str>, HashMap<Arc<str>, Arc<LabelMap>>>,
+    empty: Arc<LabelMap>,
+}
+
+impl std::ops::Deref for Endpoints {
+    type Target = [Endpoint];
+
+    fn deref(&self) -> &[Endpoint] {
+        &self.list
+    }
+}
+
 /// The compiled, immutable policy index.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -114,22 +136,20 @@ pub struct Snapshot {
     pub tiers: Vec<Tier>,
     /// Enforced, valid policies in evaluation order: by tier, then order, name, namespace, kind.
     // INVARIANT: sorted by (tier position, order, name, namespace, kind); `Plan` lists rely on it.
-    pub policies: Vec<Policy>,
+    pub policies: Vec<Arc<Policy>>,
     /// Tier of each policy.
     pub policy_tier: Vec<TierIdx>,
     /// Staged policies that compiled (never enforced).
-    pub staged: Vec<Policy>,
+    pub staged: Vec<Arc<Policy>>,
     /// Invalid enforced policies.
     pub invalid: Vec<Invalid>,
-    /// Workload endpoints.
-    pub endpoints: Vec<Endpoint>,
+    /// Workload endpoints (indexable as a slice) and the cluster's labels. Shared with the
+    /// previous generation when no Pod, Namespace or ServiceAccount changed.
+    pub endpoints: Arc<Endpoints>,
     /// Plans, one per endpoint class.
     pub plans: Vec<Plan>,
-    by_ip: HashMap<IpAddr, IpEntry>,
-    by_name: HashMap<Arc<str>, HashMap<Arc<str>, EndpointIdx>>,
-    namespaces: HashMap<Arc<str>, Arc<LabelMap>>,
-    service_accounts: HashMap<Arc<str>, HashMap<Arc<str>, Arc<LabelMap>>>,
-    empty: Arc<LabelMap>,
+    /// The store this was built from (see [`Snapshot::update`]).
+    lineage: u64,
     /// Decision counters for this generation (lock-free; read by the metrics scrape).
     pub counters: Counters,
     /// The enforced set with the staged policies applied (Calico's "staged as enforced"), when
@@ -214,8 +234,143 @@ impl Snapshot {
 
     /// Builds the index from everything in `store`.
     pub fn build(store: &Store, generation: u64) -> Snapshot {
-        let mut snap = Snapshot::empty(generation);
+        let endpoints = Arc::new(Endpoints::build(store));
+        let set = PolicySet::build(store, &store.policies);
+        let plans = set.plans(&endpoints);
+        let mut snap = set.into_snapshot(generation, endpoints, plans, store.lineage);
+        snap.shadow = shadow_policies(store).map(|policies| {
+            let set = PolicySet::build(store, &policies);
+            let plans = set.plans(&snap.endpoints);
+            Box::new(set.into_snapshot(generation, snap.endpoints.clone(), plans, 0))
+        });
+        snap
+    }
 
+    /// The next generation from `prev`, built from the same `store` after `changes`: only
+    /// what the changes affect is recomputed.
+    ///
+    /// - The endpoint side is rebuilt only when a Pod, Namespace or ServiceAccount changed;
+    ///   otherwise it is shared with `prev`.
+    /// - When only policies changed (the common case: one policy edited), each class's plan is
+    ///   `prev`'s with the indexes renumbered, the changed policies taken out and put back
+    ///   where they now select. No other policy is matched again.
+    /// - Anything else (tiers, endpoints, a different store) computes the plans afresh.
+    pub fn update(prev: &Snapshot, store: &Store, changes: &Changes, generation: u64) -> Snapshot {
+        if changes.all || prev.lineage != store.lineage {
+            return Snapshot::build(store, generation);
+        }
+        let endpoints = if changes.endpoints {
+            Arc::new(Endpoints::build(store))
+        } else {
+            prev.endpoints.clone()
+        };
+        let set = PolicySet::build(store, &store.policies);
+        let plans = if changes.endpoints || changes.tiers {
+            set.plans(&endpoints)
+        } else {
+            set.updated_plans(prev, &endpoints, &changes.policies)
+        };
+        let mut snap = set.into_snapshot(generation, endpoints, plans, store.lineage);
+        snap.shadow = shadow_policies(store).map(|policies| {
+            let set = PolicySet::build(store, &policies);
+            let plans = set.plans(&snap.endpoints);
+            Box::new(set.into_snapshot(generation, snap.endpoints.clone(), plans, 0))
+        });
+        snap
+    }
+
+    /// The endpoint with this IP, if exactly one live pod has it.
+    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<EndpointIdx> {
+        match self.endpoints.by_ip.get(&ip.to_canonical()) {
+            Some(IpEntry::One(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The endpoint for a pod name.
+    pub fn endpoint_by_name(&self, namespace: &str, name: &str) -> Option<EndpointIdx> {
+        self.endpoints.by_name.get(namespace)?.get(name).copied()
+    }
+
+    /// A namespace's labels (empty when the Namespace object is unknown, as in Dikastes).
+    pub fn namespace_labels(&self, ns: &str) -> &Arc<LabelMap> {
+        self.endpoints.namespace_labels(ns)
+    }
+
+    /// A service account's labels (empty when the ServiceAccount object is unknown).
+    pub fn service_account_labels(&self, ns: &str, sa: &str) -> &Arc<LabelMap> {
+        self.endpoints.service_account_labels(ns, sa)
+    }
+
+    /// The tier of a policy.
+    pub fn tier_of(&self, policy: PolicyIdx) -> &Tier {
+        &self.tiers[self.policy_tier[policy as usize] as usize]
+    }
+
+    /// Whether a tier passes when none of its policies decided.
+    pub fn tier_passes(&self, tier: TierIdx) -> bool {
+        self.tiers[tier as usize].default_action == TierDefault::Pass
+    }
+}
+
+/// The enforced policies with the staged ones applied as Calico's `stagedAction` says, and no
+/// staged policies left; `None` when no staged policy would change anything.
+fn shadow_policies(store: &Store) -> Option<PolicyMap> {
+    let staged: Vec<&Arc<Policy>> = store
+        .policies
+        .iter()
+        .filter(|(id, _)| id.kind.is_staged())
+        .filter_map(|(_, p)| p.as_ref().ok())
+        .filter(|p| {
+            matches!(
+                p.staged_action,
+                Some(StagedAction::Set | StagedAction::Delete)
+            )
+        })
+        .collect();
+    if staged.is_empty() {
+        return None;
+    }
+    let mut shadow: PolicyMap = store
+        .policies
+        .iter()
+        .filter(|(id, _)| !id.kind.is_staged())
+        .map(|(id, p)| (id.clone(), p.clone()))
+        .collect();
+    for p in staged {
+        // The policy it stands in for: same name and namespace, the enforced kind. (It keeps its
+        // own id, so that metrics and logs can tell a staged policy from an enforced one.)
+        let target = PolicyId {
+            kind: p.id.kind.enforced(),
+            ..p.id.clone()
+        };
+        match p.staged_action {
+            Some(StagedAction::Delete) => {
+                shadow.remove(&target);
+            }
+            _ => {
+                shadow.insert(target, Ok(p.clone()));
+            }
+        }
+    }
+    Some(shadow)
+}
+
+/// Policies as a store keeps them.
+type PolicyMap = BTreeMap<PolicyId, Result<Arc<Policy>, InvalidPolicy>>;
+
+/// The policy side of a snapshot: tiers and policies in evaluation order.
+struct PolicySet {
+    tiers: Vec<Tier>,
+    policies: Vec<Arc<Policy>>,
+    policy_tier: Vec<TierIdx>,
+    staged: Vec<Arc<Policy>>,
+    invalid: Vec<Invalid>,
+}
+
+impl PolicySet {
+    /// Tiers from `store` (the built-ins unless overridden) and the given policies, sorted.
+    fn build(store: &Store, policies: &PolicyMap) -> PolicySet {
         // Tiers: the built-ins unless overridden, then by order (absent last), then name.
         let mut tiers: BTreeMap<Arc<str>, Result<Tier, String>> = Tier::builtins()
             .into_iter()
@@ -231,29 +386,35 @@ impl Snapshot {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i as TierIdx))
             .collect();
-        snap.tiers = valid_tiers;
 
         // Policies: staged ones aside; enforced ones sorted; invalid ones kept with their scope.
-        let mut enforced: Vec<(TierIdx, Policy)> = Vec::new();
-        for (id, p) in &store.policies {
+        let mut set = PolicySet {
+            tiers: valid_tiers,
+            policies: Vec::new(),
+            policy_tier: Vec::new(),
+            staged: Vec::new(),
+            invalid: Vec::new(),
+        };
+        let mut enforced: Vec<(TierIdx, Arc<Policy>)> = Vec::with_capacity(policies.len());
+        for (id, p) in policies {
             let staged = id.kind.is_staged();
             match p {
-                Ok(p) if staged => snap.staged.push(p.clone()),
+                Ok(p) if staged => set.staged.push(p.clone()),
                 Ok(p) => match (tier_pos.get(&p.tier), tiers.get(&p.tier)) {
                     (Some(pos), _) => enforced.push((*pos, p.clone())),
-                    (None, Some(Err(e))) => snap.invalid.push(Invalid {
+                    (None, Some(Err(e))) => set.invalid.push(Invalid {
                         id: id.clone(),
                         error: format!("tier `{}` is invalid: {e}", p.tier),
                         scope: Some(p.applies.clone()),
                     }),
-                    (None, _) => snap.invalid.push(Invalid {
+                    (None, _) => set.invalid.push(Invalid {
                         id: id.clone(),
                         error: format!("tier `{}` does not exist", p.tier),
                         scope: Some(p.applies.clone()),
                     }),
                 },
                 Err(_) if staged => {}
-                Err(e) => snap.invalid.push(Invalid {
+                Err(e) => set.invalid.push(Invalid {
                     id: id.clone(),
                     error: e.error.clone(),
                     scope: e.scope.clone(),
@@ -267,20 +428,180 @@ impl Snapshot {
                 .then_with(|| a.id.namespace.cmp(&b.id.namespace))
                 .then_with(|| a.id.kind.cmp(&b.id.kind))
         });
-        let (policy_tier, policies) = enforced.into_iter().unzip();
-        snap.policy_tier = policy_tier;
-        snap.policies = policies;
+        (set.policy_tier, set.policies) = enforced.into_iter().unzip();
+        set
+    }
 
+    fn into_snapshot(
+        self,
+        generation: u64,
+        endpoints: Arc<Endpoints>,
+        plans: Vec<Plan>,
+        lineage: u64,
+    ) -> Snapshot {
+        let counters = Counters::sized(self.policies.len(), self.tiers.len(), self.invalid.len());
+        Snapshot {
+            generation,
+            tiers: self.tiers,
+            policies: self.policies,
+            policy_tier: self.policy_tier,
+            staged: self.staged,
+            invalid: self.invalid,
+            endpoints,
+            plans,
+            lineage,
+            counters,
+            shadow: None,
+        }
+    }
+
+    /// The first invalid policy that could select the class.
+    fn invalid_for(&self, subject: &Subject<'_>) -> Option<InvalidIdx> {
+        self.invalid
+            .iter()
+            .position(|inv| match &inv.scope {
+                Some(a) => subject.selected_by(a),
+                None => inv
+                    .id
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|n| &**n == subject.namespace),
+            })
+            .map(|i| i as InvalidIdx)
+    }
+
+    /// Groups a class's policies (in evaluation order) into tiers.
+    fn plan(
+        &self,
+        policies: impl IntoIterator<Item = PolicyIdx>,
+        invalid: Option<InvalidIdx>,
+    ) -> Plan {
+        let mut plan = Plan {
+            tiers: Vec::new(),
+            invalid,
+        };
+        for i in policies {
+            let tier = self.policy_tier[i as usize];
+            match plan.tiers.last_mut() {
+                Some(tp) if tp.tier == tier => tp.policies.push(i),
+                _ => plan.tiers.push(TierPlan {
+                    tier,
+                    policies: vec![i],
+                }),
+            }
+        }
+        plan
+    }
+
+    /// Every class's plan, computed afresh.
+    fn plans(&self, eps: &Endpoints) -> Vec<Plan> {
+        // Namespaced policies can only select endpoints of their own namespace: a class looks at
+        // the global policies and its namespace's, not at every policy.
+        let mut by_namespace: HashMap<Option<&str>, Vec<PolicyIdx>> = HashMap::new();
+        for (i, p) in self.policies.iter().enumerate() {
+            if p.ingress.is_some() {
+                by_namespace
+                    .entry(p.applies.namespace.as_deref())
+                    .or_default()
+                    .push(i as PolicyIdx);
+            }
+        }
+        let no_policies = Vec::new();
+        let globals = by_namespace.get(&None).unwrap_or(&no_policies);
+        let mut candidates: Vec<PolicyIdx> = Vec::new();
+        eps.classes
+            .iter()
+            .map(|key| {
+                let subject = eps.subject(key);
+                candidates.clear();
+                candidates.extend(globals);
+                candidates.extend(by_namespace.get(&Some(&*key.0)).unwrap_or(&no_policies));
+                // INVARIANT: plans follow the evaluation order, which is the policy index order.
+                candidates.sort_unstable();
+                let selected = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| subject.selected_by(&self.policies[i as usize].applies));
+                self.plan(selected, self.invalid_for(&subject))
+            })
+            .collect()
+    }
+
+    /// Every class's plan, from `prev`'s (built on the same endpoint classes) after the
+    /// policies in `changed` were added, modified or deleted.
+    fn updated_plans(
+        &self,
+        prev: &Snapshot,
+        eps: &Endpoints,
+        changed: &BTreeSet<PolicyId>,
+    ) -> Vec<Plan> {
+        let position: HashMap<&PolicyId, PolicyIdx> = self
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p.id, i as PolicyIdx))
+            .collect();
+        // Where each of prev's policies is now; `None` for the changed and the deleted ones.
+        let renumber: Vec<Option<PolicyIdx>> = prev
+            .policies
+            .iter()
+            .map(|p| {
+                (!changed.contains(&p.id))
+                    .then(|| position.get(&p.id).copied())
+                    .flatten()
+            })
+            .collect();
+        let fresh: Vec<PolicyIdx> = changed
+            .iter()
+            .filter_map(|id| position.get(id).copied())
+            .filter(|&i| self.policies[i as usize].ingress.is_some())
+            .collect();
+        let mut list: Vec<PolicyIdx> = Vec::new();
+        eps.classes
+            .iter()
+            .zip(&prev.plans)
+            .map(|(key, old)| {
+                let subject = eps.subject(key);
+                list.clear();
+                // Unchanged policies keep their relative order: renumbering keeps the list sorted.
+                list.extend(
+                    old.tiers
+                        .iter()
+                        .flat_map(|tp| &tp.policies)
+                        .filter_map(|&i| renumber.get(i as usize).copied().flatten()),
+                );
+                let before = list.len();
+                list.extend(
+                    fresh
+                        .iter()
+                        .copied()
+                        .filter(|&i| subject.selected_by(&self.policies[i as usize].applies)),
+                );
+                if list.len() != before {
+                    // INVARIANT: plans follow the evaluation order, the policy index order.
+                    list.sort_unstable();
+                }
+                self.plan(list.iter().copied(), self.invalid_for(&subject))
+            })
+            .collect()
+    }
+}
+
+impl Endpoints {
+    /// Endpoints, classes and label maps from the Pods, Namespaces and ServiceAccounts of
+    /// `store`.
+    fn build(store: &Store) -> Endpoints {
+        let mut eps = Endpoints::default();
         // Namespace and service-account labels, plus Calico's `projectcalico.org/name`.
         for (name, labels) in &store.namespaces {
             let mut l = to_label_map(labels);
             l.insert(LABEL_NAME.into(), name.as_str().into());
-            snap.namespaces.insert(name.as_str().into(), Arc::new(l));
+            eps.namespaces.insert(name.as_str().into(), Arc::new(l));
         }
         for ((ns, name), labels) in &store.service_accounts {
             let mut l = to_label_map(labels);
             l.insert(LABEL_NAME.into(), name.as_str().into());
-            snap.service_accounts
+            eps.service_accounts
                 .entry(ns.as_str().into())
                 .or_default()
                 .insert(name.as_str().into(), Arc::new(l));
@@ -304,14 +625,15 @@ impl Snapshot {
             }
             let key = (namespace.clone(), service_account.clone(), Arc::new(labels));
             let next = classes.len() as u32;
-            let class = *classes.entry(key.clone()).or_insert(next);
+            let class = *classes.entry(key.clone()).or_insert_with(|| {
+                eps.classes.push(key.clone());
+                next
+            });
             // Pods of one class share one label map (a Deployment's replicas have the same).
-            let labels = classes
-                .get_key_value(&key)
-                .map_or_else(|| key.2.clone(), |((_, _, l), _)| l.clone());
+            let labels = eps.classes[class as usize].2.clone();
             drop(key);
-            let idx = snap.endpoints.len() as EndpointIdx;
-            snap.endpoints.push(Endpoint {
+            let idx = eps.list.len() as EndpointIdx;
+            eps.list.push(Endpoint {
                 namespace: namespace.clone(),
                 name: pod.name.as_str().into(),
                 service_account,
@@ -325,88 +647,17 @@ impl Snapshot {
                 class,
             });
             for ip in &pod.ips {
-                snap.by_ip
+                eps.by_ip
                     .entry(*ip)
                     .and_modify(|e| *e = IpEntry::Ambiguous)
                     .or_insert(IpEntry::One(idx));
             }
-            snap.by_name
+            eps.by_name
                 .entry(namespace)
                 .or_default()
                 .insert(pod.name.as_str().into(), idx);
         }
-
-        // Namespaced policies can only select endpoints of their own namespace: a class looks at
-        // the global policies and its namespace's, not at every policy.
-        let mut by_namespace: HashMap<Option<&str>, Vec<PolicyIdx>> = HashMap::new();
-        for (i, p) in snap.policies.iter().enumerate() {
-            if p.ingress.is_some() {
-                by_namespace
-                    .entry(p.applies.namespace.as_deref())
-                    .or_default()
-                    .push(i as PolicyIdx);
-            }
-        }
-        let no_policies = Vec::new();
-        let globals = by_namespace.get(&None).unwrap_or(&no_policies);
-        let mut candidates: Vec<PolicyIdx> = Vec::new();
-        let mut plans = vec![Plan::default(); classes.len()];
-        for ((ns, sa, labels), class) in &classes {
-            let ns_labels = snap.namespace_labels(ns).clone();
-            let sa_labels = snap.service_account_labels(ns, sa).clone();
-            let subject = Subject {
-                namespace: ns,
-                labels,
-                ns_labels: &ns_labels,
-                sa_labels: &sa_labels,
-            };
-            let plan = &mut plans[*class as usize];
-            plan.invalid = snap
-                .invalid
-                .iter()
-                .position(|inv| match &inv.scope {
-                    Some(a) => subject.selected_by(a),
-                    None => inv.id.namespace.as_ref().is_none_or(|n| n == ns),
-                })
-                .map(|i| i as InvalidIdx);
-            candidates.clear();
-            candidates.extend(globals);
-            candidates.extend(by_namespace.get(&Some(&**ns)).unwrap_or(&no_policies));
-            // INVARIANT: plans follow the evaluation order, which is the policy index order.
-            candidates.sort_unstable();
-            for &i in &candidates {
-                let i = i as usize;
-                let p = &snap.policies[i];
-                if !subject.selected_by(&p.applies) {
-                    continue;
-                }
-                let tier = snap.policy_tier[i];
-                match plan.tiers.last_mut() {
-                    Some(tp) if tp.tier == tier => tp.policies.push(i as PolicyIdx),
-                    _ => plan.tiers.push(TierPlan {
-                        tier,
-                        policies: vec![i as PolicyIdx],
-                    }),
-                }
-            }
-        }
-        snap.plans = plans;
-        snap.counters = Counters::sized(snap.policies.len(), snap.tiers.len(), snap.invalid.len());
-        snap.shadow = shadow_store(store).map(|s| Box::new(Snapshot::build(&s, generation)));
-        snap
-    }
-
-    /// The endpoint with this IP, if exactly one live pod has it.
-    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<EndpointIdx> {
-        match self.by_ip.get(&ip.to_canonical()) {
-            Some(IpEntry::One(i)) => Some(*i),
-            _ => None,
-        }
-    }
-
-    /// The endpoint for a pod name.
-    pub fn endpoint_by_name(&self, namespace: &str, name: &str) -> Option<EndpointIdx> {
-        self.by_name.get(namespace)?.get(name).copied()
+        eps
     }
 
     /// A namespace's labels (empty when the Namespace object is unknown, as in Dikastes).
@@ -422,54 +673,19 @@ impl Snapshot {
             .unwrap_or(&self.empty)
     }
 
-    /// The tier of a policy.
-    pub fn tier_of(&self, policy: PolicyIdx) -> &Tier {
-        &self.tiers[self.policy_tier[policy as usize] as usize]
+    /// Endpoint classes.
+    pub fn classes(&self) -> usize {
+        self.classes.len()
     }
 
-    /// Whether a tier passes when none of its policies decided.
-    pub fn tier_passes(&self, tier: TierIdx) -> bool {
-        self.tiers[tier as usize].default_action == TierDefault::Pass
-    }
-}
-
-/// The store with the staged policies applied as Calico's `stagedAction` says, and no staged
-/// policies left; `None` when no staged policy would change anything.
-fn shadow_store(store: &Store) -> Option<Store> {
-    let staged: Vec<&Policy> = store
-        .policies
-        .iter()
-        .filter(|(id, _)| id.kind.is_staged())
-        .filter_map(|(_, p)| p.as_ref().ok())
-        .filter(|p| {
-            matches!(
-                p.staged_action,
-                Some(StagedAction::Set | StagedAction::Delete)
-            )
-        })
-        .collect();
-    if staged.is_empty() {
-        return None;
-    }
-    let mut shadow = store.clone();
-    shadow.policies.retain(|id, _| !id.kind.is_staged());
-    for p in staged {
-        // The policy it stands in for: same name and namespace, the enforced kind. (It keeps its
-        // own id, so that metrics and logs can tell a staged policy from an enforced one.)
-        let target = PolicyId {
-            kind: p.id.kind.enforced(),
-            ..p.id.clone()
-        };
-        match p.staged_action {
-            Some(StagedAction::Delete) => {
-                shadow.policies.remove(&target);
-            }
-            _ => {
-                shadow.policies.insert(target, Ok(p.clone()));
-            }
+    fn subject<'a>(&'a self, key: &'a ClassKey) -> Subject<'a> {
+        Subject {
+            namespace: &key.0,
+            labels: &key.2,
+            ns_labels: self.namespace_labels(&key.0),
+            sa_labels: self.service_account_labels(&key.0, &key.1),
         }
     }
-    Some(shadow)
 }
 
 /// An endpoint class, as policy applicability sees it.

@@ -449,13 +449,71 @@ impl TryFrom<&model::Pod> for PodInfo {
 }
 
 /// Every object a state source has given us, keyed as the API server keys them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Store {
     pub(crate) tiers: BTreeMap<String, Result<compile::Tier, compile::Error>>,
-    pub(crate) policies: BTreeMap<PolicyId, Result<Policy, InvalidPolicy>>,
+    /// Compiled policies are shared with every snapshot built from them (never copied).
+    pub(crate) policies: BTreeMap<PolicyId, Result<Arc<Policy>, InvalidPolicy>>,
     pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub(crate) pods: BTreeMap<(String, String), PodInfo>,
+    /// Identifies this store, so that a snapshot built from it can be updated from it.
+    pub(crate) lineage: u64,
+    changes: Changes,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Store {
+            tiers: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+            service_accounts: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            lineage: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            changes: Changes::everything(),
+        }
+    }
+}
+
+/// What changed in a [`Store`] since the last [`Store::take_changes`]: what a snapshot built
+/// before needs to be brought up to date.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Everything may have changed (a new store).
+    pub all: bool,
+    /// Pods, Namespaces or ServiceAccounts.
+    pub endpoints: bool,
+    /// Tiers.
+    pub tiers: bool,
+    /// Policies added, modified or deleted.
+    pub policies: BTreeSet<PolicyId>,
+}
+
+impl Changes {
+    /// Everything changed.
+    pub fn everything() -> Self {
+        Changes {
+            all: true,
+            ..Changes::default()
+        }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.all && !self.endpoints && !self.tiers && self.policies.is_empty()
+    }
+
+    fn key(&mut self, key: &Key) {
+        match key {
+            Key::Tier(_) => self.tiers = true,
+            Key::Policy(id) => {
+                self.policies.insert(id.clone());
+            }
+            Key::Namespace(_) | Key::ServiceAccount(..) | Key::Pod(..) => self.endpoints = true,
+        }
+    }
 }
 
 /// The key of an object, for [`Store::delete`].
@@ -509,6 +567,7 @@ impl Store {
     /// Adds or replaces an object. Returns the key of an object of the same identity that it
     /// replaced, if any (a file source uses this to report duplicates).
     pub fn apply(&mut self, obj: Object) -> Option<Key> {
+        self.changes.key(&obj.key());
         match obj {
             Object::Tier { name, tier } => self
                 .tiers
@@ -517,7 +576,7 @@ impl Store {
             Object::Policy(p) => {
                 let id = p.id.clone();
                 self.policies
-                    .insert(p.id, p.compiled)
+                    .insert(p.id, p.compiled.map(Arc::new))
                     .map(|_| Key::Policy(id))
             }
             Object::Namespace { name, labels } => self
@@ -543,6 +602,14 @@ impl Store {
 
     /// Removes an object; returns whether it was there.
     pub fn delete(&mut self, key: &Key) -> bool {
+        let removed = self.remove(key);
+        if removed {
+            self.changes.key(key);
+        }
+        removed
+    }
+
+    fn remove(&mut self, key: &Key) -> bool {
         match key {
             Key::Tier(n) => self.tiers.remove(n).is_some(),
             Key::Policy(id) => self.policies.remove(id).is_some(),
@@ -553,6 +620,11 @@ impl Store {
                 .is_some(),
             Key::Pod(ns, n) => self.pods.remove(&(ns.clone(), n.clone())).is_some(),
         }
+    }
+
+    /// What changed since the last call (everything, for a new store).
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
 
     /// Counts of what the store holds: (tiers, policies, invalid policies, pods).

@@ -1,0 +1,302 @@
+//! The incremental snapshot update (`Snapshot::update`) against a rebuild from scratch
+//! (`Snapshot::build`): after any sequence of applies and deletes, both must give every
+//! endpoint the same tiers, policies (in order) and invalid-policy verdict.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use alp_authz::policy::{
+    snapshot::Snapshot,
+    store::{Key, Object, Store, decode_document},
+};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// What a request could observe of a snapshot, by name rather than by index.
+fn view(s: &Snapshot) -> Vec<String> {
+    let mut out: Vec<String> = s
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let plan = &s.plans[ep.class as usize];
+            let tiers: Vec<String> = plan
+                .tiers
+                .iter()
+                .map(|tp| {
+                    let names: Vec<String> = tp
+                        .policies
+                        .iter()
+                        .map(|&p| s.policies[p as usize].id.to_string())
+                        .collect();
+                    format!("{}[{}]", s.tiers[tp.tier as usize].name, names.join(","))
+                })
+                .collect();
+            let invalid = plan
+                .invalid
+                .map(|i| s.invalid[i as usize].id.to_string())
+                .unwrap_or_default();
+            format!(
+                "{}/{}: {} !{invalid}",
+                ep.namespace,
+                ep.name,
+                tiers.join(" ")
+            )
+        })
+        .collect();
+    out.sort();
+    out.push(format!(
+        "policies {:?}",
+        s.policies
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect::<Vec<_>>()
+    ));
+    out.push(format!(
+        "tiers {:?}",
+        s.tiers
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+    ));
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Policy {
+        global: bool,
+        ns: u8,
+        name: u8,
+        tier: u8,
+        order: u8,
+        selector: u8,
+        egress_only: bool,
+    },
+    DeletePolicy {
+        global: bool,
+        ns: u8,
+        name: u8,
+    },
+    Pod {
+        ns: u8,
+        name: u8,
+        app: u8,
+        sa: u8,
+    },
+    DeletePod {
+        ns: u8,
+        name: u8,
+    },
+    Namespace {
+        ns: u8,
+        env: u8,
+    },
+    Tier {
+        tier: u8,
+        order: u8,
+    },
+    DeleteTier {
+        tier: u8,
+    },
+    Publish,
+}
+
+const SELECTORS: [&str; 6] = [
+    "all()",
+    "app == 'a'",
+    "app in {'a', 'b'}",
+    "!has(app)",
+    "app == ", // invalid: fails closed over the namespace
+    "app == 'c' && projectcalico.org/serviceaccount == 's1'",
+];
+const TIERS: [&str; 4] = ["default", "security", "platform", "missing"];
+
+fn ns(n: u8) -> String {
+    format!("ns{}", n % 3)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<bool>(), 0..3u8, 0..6u8, 0..4u8, 0..4u8, 0..6u8, prop::bool::weighted(0.1)).prop_map(
+            |(global, ns, name, tier, order, selector, egress_only)| Op::Policy { global, ns, name, tier, order, selector, egress_only }
+        ),
+        2 => (any::<bool>(), 0..3u8, 0..6u8).prop_map(|(global, ns, name)| Op::DeletePolicy { global, ns, name }),
+        2 => (0..3u8, 0..5u8, 0..4u8, 0..2u8).prop_map(|(ns, name, app, sa)| Op::Pod { ns, name, app, sa }),
+        1 => (0..3u8, 0..5u8).prop_map(|(ns, name)| Op::DeletePod { ns, name }),
+        1 => (0..3u8, 0..2u8).prop_map(|(ns, env)| Op::Namespace { ns, env }),
+        1 => (1..3u8, 0..4u8).prop_map(|(tier, order)| Op::Tier { tier, order }),
+        1 => (1..3u8).prop_map(|tier| Op::DeleteTier { tier }),
+        3 => Just(Op::Publish),
+    ]
+}
+
+fn object(v: Value) -> Object {
+    decode_document(v).unwrap().unwrap().1
+}
+
+fn policy_key(global: bool, n: u8, name: u8) -> Key {
+    let doc = if global {
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": format!("g{name}")}})
+    } else {
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy", "metadata": {"name": format!("p{name}"), "namespace": ns(n)}})
+    };
+    object(doc).key()
+}
+
+fn apply(store: &mut Store, op: &Op) {
+    match *op {
+        Op::Policy {
+            global,
+            ns: n,
+            name,
+            tier,
+            order,
+            selector,
+            egress_only,
+        } => {
+            let tier = TIERS[tier as usize];
+            let action = ["Allow", "Deny", "Pass", "Log"][(name % 4) as usize];
+            let mut spec = json!({
+                "order": order, "selector": SELECTORS[selector as usize],
+                "ingress": [{"action": action}]
+            });
+            if tier != "default" {
+                spec["tier"] = json!(tier);
+            }
+            if egress_only {
+                spec["types"] = json!(["Egress"]);
+                spec["egress"] = json!([{"action": "Allow"}]);
+                spec.as_object_mut().unwrap().remove("ingress");
+            }
+            let (kind, meta) = if global {
+                ("GlobalNetworkPolicy", json!({"name": format!("g{name}")}))
+            } else {
+                (
+                    "NetworkPolicy",
+                    json!({"name": format!("p{name}"), "namespace": ns(n)}),
+                )
+            };
+            store.apply(object(json!({"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec})));
+        }
+        Op::DeletePolicy {
+            global,
+            ns: n,
+            name,
+        } => {
+            store.delete(&policy_key(global, n, name));
+        }
+        Op::Pod {
+            ns: n,
+            name,
+            app,
+            sa,
+        } => {
+            let ip = format!("10.0.{n}.{name}");
+            let mut labels = json!({});
+            if app < 3 {
+                labels["app"] = json!(["a", "b", "c"][app as usize]);
+            }
+            store.apply(object(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("pod{name}"), "namespace": ns(n), "labels": labels},
+                "spec": {"serviceAccountName": format!("s{sa}")},
+                "status": {"phase": "Running", "podIP": ip}
+            })));
+        }
+        Op::DeletePod { ns: n, name } => {
+            store.delete(&Key::Pod(ns(n), format!("pod{name}")));
+        }
+        Op::Namespace { ns: n, env } => {
+            let env = ["prod", "dev"][env as usize];
+            store.apply(object(json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns(n), "labels": {"env": env}}
+            })));
+        }
+        Op::Tier { tier, order } => {
+            store.apply(object(json!({
+                "apiVersion": "projectcalico.org/v3", "kind": "Tier",
+                "metadata": {"name": TIERS[tier as usize]},
+                "spec": {"order": 100 * u32::from(order), "defaultAction": if order % 2 == 0 { "Pass" } else { "Deny" }}
+            })));
+        }
+        Op::DeleteTier { tier } => {
+            store.delete(&Key::Tier(TIERS[tier as usize].into()));
+        }
+        Op::Publish => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(300),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn incremental_updates_equal_a_rebuild(ops in prop::collection::vec(op(), 1..60)) {
+        let mut store = Store::new();
+        let mut snap = Snapshot::build(&store, 1);
+        store.take_changes();
+        let mut generation = 1;
+        for op in ops.iter().chain([&Op::Publish]) {
+            apply(&mut store, op);
+            if matches!(op, Op::Publish) {
+                generation += 1;
+                let changes = store.take_changes();
+                let updated = Snapshot::update(&snap, &store, &changes, generation);
+                let rebuilt = Snapshot::build(&store, generation);
+                prop_assert_eq!(view(&updated), view(&rebuilt), "after {:?}", changes);
+                snap = updated;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_policy_change_alone_shares_the_endpoint_side() {
+    let mut store = Store::new();
+    apply(
+        &mut store,
+        &Op::Pod {
+            ns: 0,
+            name: 1,
+            app: 0,
+            sa: 0,
+        },
+    );
+    let first = Snapshot::build(&store, 1);
+    store.take_changes();
+    apply(
+        &mut store,
+        &Op::Policy {
+            global: true,
+            ns: 0,
+            name: 1,
+            tier: 0,
+            order: 1,
+            selector: 1,
+            egress_only: false,
+        },
+    );
+    let changes = store.take_changes();
+    assert!(
+        !changes.endpoints && changes.policies.len() == 1,
+        "{changes:?}"
+    );
+    let next = Snapshot::update(&first, &store, &changes, 2);
+    assert!(std::sync::Arc::ptr_eq(&first.endpoints, &next.endpoints));
+    assert_eq!(next.plans[0].tiers.len(), 1);
+    // A pod change rebuilds the endpoint side.
+    apply(
+        &mut store,
+        &Op::Pod {
+            ns: 0,
+            name: 2,
+            app: 1,
+            sa: 0,
+        },
+    );
+    let changes = store.take_changes();
+    let third = Snapshot::update(&next, &store, &changes, 3);
+    assert!(!std::sync::Arc::ptr_eq(&next.endpoints, &third.endpoints));
+    assert_eq!(third.endpoints.len(), 2);
+}
