@@ -458,9 +458,9 @@ fn encode_kubernetes(
         encoder
             .encode_descriptor(
                 "alp_authz_kubernetes_calico_api",
-                "The Calico API in use (empty: none served).",
+                "1, labelled with the Calico API in use (empty: none served).",
                 None,
-                MetricType::Info,
+                MetricType::Gauge,
             )?
             .encode_family(&[("api_version", k.calico_api())])?,
     )?;

@@ -490,6 +490,28 @@ fn an_api_server_outage_keeps_the_last_good_state_serving() {
         Some(1.0),
         "{m}"
     );
+    assert_eq!(
+        metric(
+            &m,
+            "alp_authz_kubernetes_calico_api{api_version=\"projectcalico.org/v3\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    for resource in [
+        "pods",
+        "namespaces",
+        "tiers.projectcalico.org",
+        "networkpolicies.networking.k8s.io",
+    ] {
+        let synced = format!("alp_authz_kubernetes_watch_synced{{resource=\"{resource}\"}}");
+        assert_eq!(metric(&m, &synced), Some(1.0), "{synced}\n{m}");
+    }
+    assert_eq!(
+        metric(&m, "alp_authz_kubernetes_objects{resource=\"pods\"}"),
+        Some(5.0),
+        "{m}"
+    );
 
     api.stop();
     server.wait_for_log("API server unreachable");
