@@ -68,6 +68,8 @@ enum Op {
         tier: u8,
         order: u8,
         selector: u8,
+        /// 0: none; else a namespace selector (global policies) and a service-account selector.
+        scope: u8,
         egress_only: bool,
     },
     DeletePolicy {
@@ -88,6 +90,11 @@ enum Op {
     Namespace {
         ns: u8,
         env: u8,
+    },
+    ServiceAccount {
+        ns: u8,
+        sa: u8,
+        role: u8,
     },
     Tier {
         tier: u8,
@@ -115,13 +122,14 @@ fn ns(n: u8) -> String {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (any::<bool>(), 0..3u8, 0..6u8, 0..4u8, 0..4u8, 0..6u8, prop::bool::weighted(0.1)).prop_map(
-            |(global, ns, name, tier, order, selector, egress_only)| Op::Policy { global, ns, name, tier, order, selector, egress_only }
+        4 => (any::<bool>(), 0..3u8, 0..6u8, 0..4u8, 0..4u8, 0..6u8, 0..3u8, prop::bool::weighted(0.1)).prop_map(
+            |(global, ns, name, tier, order, selector, scope, egress_only)| Op::Policy { global, ns, name, tier, order, selector, scope, egress_only }
         ),
         2 => (any::<bool>(), 0..3u8, 0..6u8).prop_map(|(global, ns, name)| Op::DeletePolicy { global, ns, name }),
         2 => (0..3u8, 0..5u8, 0..4u8, 0..2u8).prop_map(|(ns, name, app, sa)| Op::Pod { ns, name, app, sa }),
         1 => (0..3u8, 0..5u8).prop_map(|(ns, name)| Op::DeletePod { ns, name }),
         1 => (0..3u8, 0..2u8).prop_map(|(ns, env)| Op::Namespace { ns, env }),
+        1 => (0..3u8, 0..2u8, 0..2u8).prop_map(|(ns, sa, role)| Op::ServiceAccount { ns, sa, role }),
         1 => (1..3u8, 0..4u8).prop_map(|(tier, order)| Op::Tier { tier, order }),
         1 => (1..3u8).prop_map(|tier| Op::DeleteTier { tier }),
         3 => Just(Op::Publish),
@@ -150,6 +158,7 @@ fn apply(store: &mut Store, op: &Op) {
             tier,
             order,
             selector,
+            scope,
             egress_only,
         } => {
             let tier = TIERS[tier as usize];
@@ -160,6 +169,13 @@ fn apply(store: &mut Store, op: &Op) {
             });
             if tier != "default" {
                 spec["tier"] = json!(tier);
+            }
+            if scope > 0 {
+                let env = ["prod", "dev"][(scope - 1) as usize];
+                if global {
+                    spec["namespaceSelector"] = json!(format!("env == '{env}'"));
+                }
+                spec["serviceAccountSelector"] = json!(format!("role == '{}'", scope - 1));
             }
             if egress_only {
                 spec["types"] = json!(["Egress"]);
@@ -209,6 +225,12 @@ fn apply(store: &mut Store, op: &Op) {
             store.apply(object(json!({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns(n), "labels": {"env": env}}
+            })));
+        }
+        Op::ServiceAccount { ns: n, sa, role } => {
+            store.apply(object(json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": format!("s{sa}"), "namespace": ns(n), "labels": {"role": role.to_string()}}
             })));
         }
         Op::Tier { tier, order } => {
@@ -274,6 +296,7 @@ fn a_policy_change_alone_shares_the_endpoint_side() {
             tier: 0,
             order: 1,
             selector: 1,
+            scope: 0,
             egress_only: false,
         },
     );

@@ -380,7 +380,10 @@ mod tests {
         let pods = &sync.store().pods;
         assert_eq!(pods.len(), 2);
         assert!(!pods.contains_key(&("ns".into(), "a".into())));
-        assert_eq!(pods[&("ns".to_owned(), "b".to_owned())].labels["app"], "y");
+        assert_eq!(
+            &*pods[&("ns".to_owned(), "b".to_owned())].labels["app"],
+            "y"
+        );
         assert_eq!(sync.count(Resource::Pods), 2);
     }
 
@@ -390,7 +393,7 @@ mod tests {
         list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
         sync.handle(up(Resource::Pods, Change::Apply(pod("a", "10.0.0.1", "z"))));
         assert_eq!(
-            sync.store().pods[&("ns".to_owned(), "a".to_owned())].labels["app"],
+            &*sync.store().pods[&("ns".to_owned(), "a".to_owned())].labels["app"],
             "z"
         );
         sync.handle(up(

@@ -17,16 +17,12 @@ use std::{
 };
 
 use super::{
-    compile::{
-        Applies, LABEL_NAME, LABEL_NAMESPACE, LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT, Policy,
-        PolicyId, StagedAction, Tier, TierDefault,
-    },
+    compile::{Applies, LABEL_NAME, Policy, PolicyId, StagedAction, Tier, TierDefault},
     decision::{Cause, Decision, Verdict},
     store::{Changes, InvalidPolicy, Store},
 };
 
-/// Labels as the evaluator sees them.
-pub type LabelMap = BTreeMap<Arc<str>, Arc<str>>;
+pub use super::store::LabelMap;
 
 /// What makes two pods share a plan: namespace, service account and endpoint labels.
 type ClassKey = (Arc<str>, Arc<str>, Arc<LabelMap>);
@@ -112,12 +108,19 @@ pub struct Endpoints {
     list: Vec<Endpoint>,
     /// Each class's key (namespace, service account, labels); the index is the class number.
     classes: Vec<ClassKey>,
-    by_ip: HashMap<IpAddr, IpEntry>,
-    by_name: HashMap<Arc<str>, HashMap<Arc<str>, EndpointIdx>>,
-    namespaces: HashMap<Arc<str>, Arc<LabelMap>>,
-    service_accounts: HashMap<Arc<str>, HashMap<Arc<str>, Arc<LabelMap>>>,
+    /// The class of an (interned label set, service account). The label set's address is
+    /// stable while this index holds it.
+    class_of: FastMap<(usize, Arc<str>), u32>,
+    by_ip: FastMap<IpAddr, IpEntry>,
+    by_name: FastMap<Arc<str>, FastMap<Arc<str>, EndpointIdx>>,
+    namespaces: FastMap<Arc<str>, Arc<LabelMap>>,
+    service_accounts: FastMap<Arc<str>, FastMap<Arc<str>, Arc<LabelMap>>>,
     empty: Arc<LabelMap>,
 }
+
+/// Maps built from cluster state (trusted) and read per request: a fast hash rather than
+/// SipHash. Request data only ever looks keys up.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl std::ops::Deref for Endpoints {
     type Target = [Endpoint];
@@ -254,7 +257,11 @@ impl Snapshot {
     /// - When only policies changed (the common case: one policy edited), each class's plan is
     ///   `prev`'s with the indexes renumbered, the changed policies taken out and put back
     ///   where they now select. No other policy is matched again.
-    /// - Anything else (tiers, endpoints, a different store) computes the plans afresh.
+    /// - When only Pods changed, a class that existed before keeps its plan; only new classes
+    ///   (a new label set) are matched. A Namespace or ServiceAccount change re-matches the
+    ///   classes of its namespace.
+    /// - Anything else (tiers, a different store, policies and endpoints at once) computes the
+    ///   plans afresh.
     pub fn update(prev: &Snapshot, store: &Store, changes: &Changes, generation: u64) -> Snapshot {
         if changes.all || prev.lineage != store.lineage {
             return Snapshot::build(store, generation);
@@ -265,8 +272,10 @@ impl Snapshot {
             prev.endpoints.clone()
         };
         let set = PolicySet::build(store, &store.policies);
-        let plans = if changes.endpoints || changes.tiers {
+        let plans = if changes.tiers || (changes.endpoints && !changes.policies.is_empty()) {
             set.plans(&endpoints)
+        } else if changes.endpoints {
+            set.reused_plans(prev, &endpoints, &changes.namespaces)
         } else {
             set.updated_plans(prev, &endpoints, &changes.policies)
         };
@@ -497,6 +506,16 @@ impl PolicySet {
     fn plans(&self, eps: &Endpoints) -> Vec<Plan> {
         // Namespaced policies can only select endpoints of their own namespace: a class looks at
         // the global policies and its namespace's, not at every policy.
+        let by_namespace = self.by_namespace();
+        let mut candidates: Vec<PolicyIdx> = Vec::new();
+        eps.classes
+            .iter()
+            .map(|key| self.fresh_plan(&by_namespace, &mut candidates, eps, key))
+            .collect()
+    }
+
+    /// Ingress policies by namespace (`None`: global), for [`PolicySet::fresh_plan`].
+    fn by_namespace(&self) -> HashMap<Option<&str>, Vec<PolicyIdx>> {
         let mut by_namespace: HashMap<Option<&str>, Vec<PolicyIdx>> = HashMap::new();
         for (i, p) in self.policies.iter().enumerate() {
             if p.ingress.is_some() {
@@ -506,23 +525,55 @@ impl PolicySet {
                     .push(i as PolicyIdx);
             }
         }
-        let no_policies = Vec::new();
-        let globals = by_namespace.get(&None).unwrap_or(&no_policies);
+        by_namespace
+    }
+
+    /// One class's plan, matched against the global policies and its namespace's.
+    fn fresh_plan(
+        &self,
+        by_namespace: &HashMap<Option<&str>, Vec<PolicyIdx>>,
+        candidates: &mut Vec<PolicyIdx>,
+        eps: &Endpoints,
+        key: &ClassKey,
+    ) -> Plan {
+        let subject = eps.subject(key);
+        candidates.clear();
+        candidates.extend(by_namespace.get(&None).into_iter().flatten());
+        candidates.extend(by_namespace.get(&Some(&*key.0)).into_iter().flatten());
+        // INVARIANT: plans follow the evaluation order, which is the policy index order.
+        candidates.sort_unstable();
+        let selected = candidates
+            .iter()
+            .copied()
+            .filter(|&i| subject.selected_by(&self.policies[i as usize].applies));
+        self.plan(selected, self.invalid_for(&subject))
+    }
+
+    /// Every class's plan after only endpoints changed (the policies are `prev`'s): a class
+    /// `prev` had keeps its plan unless its namespace's labels (or service accounts') changed.
+    fn reused_plans(
+        &self,
+        prev: &Snapshot,
+        eps: &Endpoints,
+        namespaces: &BTreeSet<String>,
+    ) -> Vec<Plan> {
+        let by_namespace = self.by_namespace();
         let mut candidates: Vec<PolicyIdx> = Vec::new();
         eps.classes
             .iter()
             .map(|key| {
-                let subject = eps.subject(key);
-                candidates.clear();
-                candidates.extend(globals);
-                candidates.extend(by_namespace.get(&Some(&*key.0)).unwrap_or(&no_policies));
-                // INVARIANT: plans follow the evaluation order, which is the policy index order.
-                candidates.sort_unstable();
-                let selected = candidates
-                    .iter()
-                    .copied()
-                    .filter(|&i| subject.selected_by(&self.policies[i as usize].applies));
-                self.plan(selected, self.invalid_for(&subject))
+                let known = (!namespaces.contains(&*key.0))
+                    .then(|| {
+                        prev.endpoints
+                            .class_of
+                            .get(&(Arc::as_ptr(&key.2) as usize, key.1.clone()))
+                    })
+                    .flatten()
+                    .and_then(|&c| prev.plans.get(c as usize));
+                match known {
+                    Some(plan) => plan.clone(),
+                    None => self.fresh_plan(&by_namespace, &mut candidates, eps, key),
+                }
             })
             .collect()
     }
@@ -607,55 +658,46 @@ impl Endpoints {
                 .insert(name.as_str().into(), Arc::new(l));
         }
 
-        // Endpoints, grouped into classes that share a plan.
-        let mut classes: HashMap<ClassKey, u32> = HashMap::new();
-        for pod in store.pods.values() {
-            if pod.ips.is_empty() {
+        // Endpoints, grouped into classes that share a plan. Label sets are interned by the
+        // store: a class is a label set (which names the namespace) and a service account.
+        eps.list.reserve(store.pods.len());
+        eps.by_ip.reserve(store.pods.len());
+        for w in store.pods.values() {
+            if w.ips.is_empty() {
                 continue;
             }
-            let namespace: Arc<str> = pod.namespace.as_str().into();
-            let service_account: Arc<str> = pod.service_account.as_str().into();
-            let mut labels = to_label_map(&pod.labels);
-            labels.insert(LABEL_NAMESPACE.into(), namespace.clone());
-            labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
-            // "projectcalico.org/serviceaccount … only if the SA name is shorter than 63
-            // characters" (reference/calico-selectors.md §5).
-            if service_account.len() < 63 {
-                labels.insert(LABEL_SERVICE_ACCOUNT.into(), service_account.clone());
-            }
-            let key = (namespace.clone(), service_account.clone(), Arc::new(labels));
-            let next = classes.len() as u32;
-            let class = *classes.entry(key.clone()).or_insert_with(|| {
-                eps.classes.push(key.clone());
-                next
-            });
-            // Pods of one class share one label map (a Deployment's replicas have the same).
-            let labels = eps.classes[class as usize].2.clone();
-            drop(key);
+            let next = eps.classes.len() as u32;
+            let class = *eps
+                .class_of
+                .entry((Arc::as_ptr(&w.labels) as usize, w.service_account.clone()))
+                .or_insert_with(|| {
+                    eps.classes.push((
+                        w.namespace.clone(),
+                        w.service_account.clone(),
+                        w.labels.clone(),
+                    ));
+                    next
+                });
             let idx = eps.list.len() as EndpointIdx;
             eps.list.push(Endpoint {
-                namespace: namespace.clone(),
-                name: pod.name.as_str().into(),
-                service_account,
-                labels,
-                named_ports: pod
-                    .named_ports
-                    .iter()
-                    .map(|(n, p, proto)| (Arc::from(n.as_str()), *p, *proto))
-                    .collect(),
-                ip: pod.ips.first().copied(),
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                service_account: w.service_account.clone(),
+                labels: w.labels.clone(),
+                named_ports: w.named_ports.clone(),
+                ip: w.ips.first().copied(),
                 class,
             });
-            for ip in &pod.ips {
+            for ip in &w.ips {
                 eps.by_ip
                     .entry(*ip)
                     .and_modify(|e| *e = IpEntry::Ambiguous)
                     .or_insert(IpEntry::One(idx));
             }
             eps.by_name
-                .entry(namespace)
+                .entry(w.namespace.clone())
                 .or_default()
-                .insert(pod.name.as_str().into(), idx);
+                .insert(w.name.clone(), idx);
         }
         eps
     }

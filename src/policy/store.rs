@@ -87,6 +87,29 @@ pub struct PodInfo {
     pub named_ports: Vec<(String, u16, u8)>,
 }
 
+/// A pod as the endpoint index uses it, prepared once when it arrives: its strings shared, its
+/// labels as selectors see them (with Calico's `projectcalico.org/namespace`,
+/// `…/serviceaccount` and `…/orchestrator`), and identical label sets interned, so that the
+/// replicas of a Deployment share one map and a snapshot build only copies pointers.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Name.
+    pub name: Arc<str>,
+    /// Service account name.
+    pub service_account: Arc<str>,
+    /// Endpoint labels.
+    pub labels: Arc<LabelMap>,
+    /// Named container ports: (name, port, protocol number).
+    pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
+    /// Pod IPs (empty: not a workload endpoint).
+    pub ips: Vec<IpAddr>,
+}
+
+/// Labels as the evaluator sees them.
+pub type LabelMap = BTreeMap<Arc<str>, Arc<str>>;
+
 /// Why a document could not become an [`Object`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -456,7 +479,9 @@ pub struct Store {
     pub(crate) policies: BTreeMap<PolicyId, Result<Arc<Policy>, InvalidPolicy>>,
     pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
-    pub(crate) pods: BTreeMap<(String, String), PodInfo>,
+    pub(crate) pods: BTreeMap<(String, String), Workload>,
+    /// Every label set of a pod, once (see [`Workload`]).
+    interned: std::collections::HashSet<Arc<LabelMap>>,
     /// Identifies this store, so that a snapshot built from it can be updated from it.
     pub(crate) lineage: u64,
     changes: Changes,
@@ -471,6 +496,7 @@ impl Default for Store {
             namespaces: BTreeMap::new(),
             service_accounts: BTreeMap::new(),
             pods: BTreeMap::new(),
+            interned: std::collections::HashSet::new(),
             lineage: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             changes: Changes::everything(),
         }
@@ -489,6 +515,9 @@ pub struct Changes {
     pub tiers: bool,
     /// Policies added, modified or deleted.
     pub policies: BTreeSet<PolicyId>,
+    /// Namespaces whose Namespace object or one of whose ServiceAccounts changed: the labels
+    /// that namespace and service-account selectors see there.
+    pub namespaces: BTreeSet<String>,
 }
 
 impl Changes {
@@ -511,7 +540,11 @@ impl Changes {
             Key::Policy(id) => {
                 self.policies.insert(id.clone());
             }
-            Key::Namespace(_) | Key::ServiceAccount(..) | Key::Pod(..) => self.endpoints = true,
+            Key::Namespace(ns) | Key::ServiceAccount(ns, _) => {
+                self.endpoints = true;
+                self.namespaces.insert(ns.clone());
+            }
+            Key::Pod(..) => self.endpoints = true,
         }
     }
 }
@@ -593,10 +626,52 @@ impl Store {
                 .map(|_| Key::ServiceAccount(namespace, name)),
             Object::Pod(p) => {
                 let key = (p.namespace.clone(), p.name.clone());
+                let w = self.workload(p);
                 self.pods
-                    .insert(key.clone(), p)
+                    .insert(key.clone(), w)
                     .map(|_| Key::Pod(key.0, key.1))
             }
+        }
+    }
+
+    /// Prepares a pod for the endpoint index, interning its label set.
+    fn workload(&mut self, pod: PodInfo) -> Workload {
+        let namespace: Arc<str> = pod.namespace.as_str().into();
+        let service_account: Arc<str> = pod.service_account.as_str().into();
+        let mut labels: LabelMap = pod
+            .labels
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+            .collect();
+        labels.insert(compile::LABEL_NAMESPACE.into(), namespace.clone());
+        labels.insert(compile::LABEL_ORCHESTRATOR.into(), "k8s".into());
+        // "projectcalico.org/serviceaccount … only if the SA name is shorter than 63
+        // characters" (reference/calico-selectors.md §5).
+        if service_account.len() < 63 {
+            labels.insert(
+                compile::LABEL_SERVICE_ACCOUNT.into(),
+                service_account.clone(),
+            );
+        }
+        let labels = match self.interned.get(&labels) {
+            Some(shared) => shared.clone(),
+            None => {
+                let l = Arc::new(labels);
+                self.interned.insert(l.clone());
+                l
+            }
+        };
+        Workload {
+            namespace,
+            name: pod.name.as_str().into(),
+            service_account,
+            labels,
+            named_ports: pod
+                .named_ports
+                .iter()
+                .map(|(n, p, proto)| (Arc::from(n.as_str()), *p, *proto))
+                .collect(),
+            ips: pod.ips,
         }
     }
 
@@ -624,6 +699,10 @@ impl Store {
 
     /// What changed since the last call (everything, for a new store).
     pub fn take_changes(&mut self) -> Changes {
+        if self.changes.endpoints {
+            // Label sets no pod uses any more (only the interner holds them).
+            self.interned.retain(|l| Arc::strong_count(l) > 1);
+        }
         std::mem::take(&mut self.changes)
     }
 
@@ -642,7 +721,7 @@ impl Store {
     pub fn namespaces_without_object(&self) -> BTreeSet<&str> {
         self.pods
             .values()
-            .map(|p| p.namespace.as_str())
+            .map(|p| &*p.namespace)
             .filter(|ns| !self.namespaces.contains_key(*ns))
             .collect()
     }
