@@ -4,9 +4,10 @@
 //!
 //! The API server is the in-process fake of `tests/fakeapi`, loaded with a synthetic cluster
 //! (`alp_authz::synth`); the server is the release binary, started with `--kubernetes`. A probe
-//! tier in front of everything holds one GlobalNetworkPolicy that selects every pod; each round
-//! flips its one Deny rule between the probed request's port and another port, and polls Check
-//! until the answer follows. The smallest cluster is the baseline the others are compared to.
+//! tier in front of everything holds two GlobalNetworkPolicies. Policy rounds flip the Deny rule
+//! of one (it selects every pod) between the probed request's port and another port; pod rounds
+//! relabel the destination pod in and out of the other's selector. Each round polls Check until
+//! the answer follows. The smallest cluster is the baseline the others are compared to.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 #[path = "../tests/common/mod.rs"]
@@ -34,19 +35,34 @@ fn probe_policy(port: u32) -> serde_json::Value {
     })
 }
 
+/// Denies everything to pods labelled `probe: deny`: relabelling a pod flips its answers.
+fn label_policy() -> serde_json::Value {
+    json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "probe.label"},
+        "spec": {"tier": "probe", "order": 2, "selector": "probe == 'deny'", "types": ["Ingress"],
+                 "ingress": [{"action": "Deny"}]}
+    })
+}
+
 struct Run {
     label: String,
     sync: Duration,
     rss_mb: f64,
-    rounds: Vec<Duration>,
+    /// One policy modified.
+    policy: Vec<Duration>,
+    /// One pod relabelled.
+    pod: Vec<Duration>,
 }
 
-impl Run {
-    fn quantile(&self, q: f64) -> Duration {
-        let mut v = self.rounds.clone();
-        v.sort();
-        v[((v.len() - 1) as f64 * q).round() as usize]
-    }
+fn quantile(rounds: &[Duration], q: f64) -> Duration {
+    let mut v = rounds.to_vec();
+    v.sort();
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn rss_mb(pid: u32) -> f64 {
@@ -73,9 +89,16 @@ fn measure(policies: usize, pods: usize, rounds: usize) -> Run {
                      "spec": {"order": 1, "defaultAction": "Pass"}}),
     );
     api.apply(probe_policy(1));
+    api.apply(label_policy());
+    let dst = 4.min(pods - 1);
+    let mut dst_pod = None;
     for obj in synth::objects(&spec) {
+        if obj["kind"] == "Pod" && obj["status"]["podIP"] == synth::pod_ip(dst).as_str() {
+            dst_pod = Some(obj.clone());
+        }
         api.apply(obj);
     }
+    let mut dst_pod = dst_pod.expect("the destination pod");
     api.compact(); // the initial objects need no watch history
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.kubeconfig(dir.path());
@@ -98,7 +121,6 @@ fn measure(policies: usize, pods: usize, rounds: usize) -> Run {
         resp.status.map_or(-1, |s| s.code)
     };
     // A request the cluster allows.
-    let dst = 4.min(pods - 1);
     let req = (0..pods.min(5_000))
         .map(|from| {
             check_request_from_json(&synth::request_json(
@@ -114,26 +136,37 @@ fn measure(policies: usize, pods: usize, rounds: usize) -> Run {
         .find(|r| check(r) == 0)
         .expect("an allowed request in the synthetic cluster");
 
-    let mut times = Vec::new();
-    for round in 0..rounds * 2 {
-        let deny = round % 2 == 0;
-        let want = if deny { 7 } else { 0 };
-        let t = Instant::now();
-        api.apply(probe_policy(if deny { PORT } else { 1 }));
-        loop {
-            if check(&req) == want {
-                break;
+    let mut flip = |change: &mut dyn FnMut(bool)| -> Vec<Duration> {
+        let mut times = Vec::new();
+        for round in 0..rounds * 2 {
+            let deny = round % 2 == 0;
+            let want = if deny { 7 } else { 0 };
+            let t = Instant::now();
+            change(deny);
+            loop {
+                if check(&req) == want {
+                    break;
+                }
+                assert!(t.elapsed() < Duration::from_secs(120), "no propagation");
+                std::thread::sleep(Duration::from_micros(200));
             }
-            assert!(t.elapsed() < Duration::from_secs(120), "no propagation");
-            std::thread::sleep(Duration::from_micros(200));
+            times.push(t.elapsed());
         }
-        times.push(t.elapsed());
-    }
+        times
+    };
+    let policy = flip(&mut |deny| {
+        api.apply(probe_policy(if deny { PORT } else { 1 }));
+    });
+    let pod = flip(&mut |deny| {
+        dst_pod["metadata"]["labels"]["probe"] = json!(if deny { "deny" } else { "allow" });
+        api.apply(dst_pod.clone());
+    });
     Run {
         label: format!("{policies} policies, {pods} pods"),
         sync,
         rss_mb: rss,
-        rounds: times,
+        policy,
+        pod,
     }
 }
 
@@ -142,27 +175,34 @@ fn main() {
     let rounds = if quick { 5 } else { 20 };
     let sizes: &[(usize, usize)] = &[(10, 100), (10, 1_000), (10_000, 1_000), (10_000, 100_000)];
     let mut runs = Vec::new();
+    println!(
+        "watch event → decision changed (the fake API server, the kube client, the sync thread, the snapshot, gRPC)"
+    );
     for &(policies, pods) in sizes {
         let run = measure(policies, pods, rounds);
         println!(
-            "{:>28}: sync {:>7.0} ms, RSS {:>6.0} MB, propagation p50 {:>7.1} ms, p90 {:>7.1} ms, max {:>7.1} ms ({} changes)",
+            "{:>27}: synced in {:>6.0} ms, RSS {:>4.0} MB; one policy modified: p50 {:>6.1} ms, p90 {:>6.1} ms, max {:>6.1} ms; one pod relabelled: p50 {:>6.1} ms, p90 {:>6.1} ms, max {:>6.1} ms ({} changes each)",
             run.label,
-            run.sync.as_secs_f64() * 1e3,
+            ms(run.sync),
             run.rss_mb,
-            run.quantile(0.5).as_secs_f64() * 1e3,
-            run.quantile(0.9).as_secs_f64() * 1e3,
-            run.quantile(1.0).as_secs_f64() * 1e3,
-            run.rounds.len()
+            ms(quantile(&run.policy, 0.5)),
+            ms(quantile(&run.policy, 0.9)),
+            ms(quantile(&run.policy, 1.0)),
+            ms(quantile(&run.pod, 0.5)),
+            ms(quantile(&run.pod, 0.9)),
+            ms(quantile(&run.pod, 1.0)),
+            run.policy.len()
         );
         runs.push(run);
     }
-    let base = runs[0].quantile(0.5).as_secs_f64();
+    let base = &runs[0];
     for r in &runs {
         println!(
-            "{:>28}: p50 propagation {:.2}× the baseline ({})",
+            "{:>27}: p50 {:.1}× (policy) and {:.1}× (pod) the baseline's ({})",
             r.label,
-            r.quantile(0.5).as_secs_f64() / base,
-            runs[0].label
+            ms(quantile(&r.policy, 0.5)) / ms(quantile(&base.policy, 0.5)),
+            ms(quantile(&r.pod, 0.5)) / ms(quantile(&base.pod, 0.5)),
+            base.label
         );
     }
 }
