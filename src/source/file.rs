@@ -91,22 +91,25 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) -> Result<(), LoadError> {
     let is_json = file.extension().is_some_and(|e| e == "json");
     if is_json {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError {
-            file: file.to_owned(),
-            document: None,
-            line: Some(e.line()),
-            message: e.to_string(),
-        })?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let doc = Streamed::<serde_json::Value>::deserialize(&mut de)
+            .and_then(|d| de.end().map(|()| d))
+            .map_err(|e| LoadError {
+                file: file.to_owned(),
+                document: None,
+                line: Some(e.line()),
+                message: e.to_string(),
+            })?;
         let at = Place {
             file,
             document: 1,
             line: None,
         };
-        return load_value(value, &at, loaded);
+        return load_streamed(doc, &at, loaded);
     }
     let starts = document_start_lines(text);
     for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        let value = yaml_serde::Value::deserialize(doc).map_err(|e| LoadError {
+        let doc = Streamed::<yaml_serde::Value>::deserialize(doc).map_err(|e| LoadError {
             file: file.to_owned(),
             document: Some(i + 1),
             line: e.location().map(|l| l.line()),
@@ -117,9 +120,229 @@ pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) -> Result<(), Loa
             document: i + 1,
             line: starts.get(i).copied(),
         };
-        load_value(value, &at, loaded)?;
+        load_streamed(doc, &at, loaded)?;
     }
     Ok(())
+}
+
+/// A document as it is read: a top-level `items` sequence is decoded item by item while the
+/// text is parsed, so a 100,000-object List never exists as one value tree. The other
+/// top-level fields are kept as they are.
+enum Streamed<D> {
+    /// Not a mapping (or empty).
+    Other(D),
+    /// A mapping: its fields other than `items`, and each item already decoded.
+    Mapping {
+        fields: Vec<(D, D)>,
+        items: Option<Result<Vec<Item>, &'static str>>,
+    },
+}
+
+/// One List item, decoded on its own.
+enum Item {
+    Null,
+    NotMapping,
+    Skipped { api_version: String, kind: String },
+    Decoded(Object),
+    Failed(DecodeError),
+}
+
+impl Item {
+    fn decode<D>(doc: D) -> Item
+    where
+        D: Doc,
+        for<'de> <D as serde::Deserializer<'de>>::Error: fmt::Display,
+    {
+        if doc.is_null() {
+            return Item::Null;
+        }
+        let Some(tm) = doc.type_meta() else {
+            return Item::NotMapping;
+        };
+        match decode_document(doc) {
+            Ok(None) => Item::Skipped {
+                api_version: tm.api_version,
+                kind: tm.kind,
+            },
+            Ok(Some((_, obj))) => Item::Decoded(obj),
+            Err(e) => Item::Failed(e),
+        }
+    }
+}
+
+impl<'de, D> Deserialize<'de> for Streamed<D>
+where
+    D: Doc,
+    for<'a> <D as serde::Deserializer<'a>>::Error: fmt::Display,
+{
+    fn deserialize<De: serde::Deserializer<'de>>(de: De) -> Result<Self, De::Error> {
+        de.deserialize_any(StreamVisitor(std::marker::PhantomData))
+    }
+}
+
+struct StreamVisitor<D>(std::marker::PhantomData<D>);
+
+impl<'de, D> serde::de::Visitor<'de> for StreamVisitor<D>
+where
+    D: Doc,
+    for<'a> <D as serde::Deserializer<'a>>::Error: fmt::Display,
+{
+    type Value = Streamed<D>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::new();
+        let mut items = None;
+        while let Some(key) = map.next_key::<D>()? {
+            let seen = fields.iter().any(|(k, _)| *k == key)
+                || (items.is_some() && key.as_str() == Some("items"));
+            if seen {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key `{}`",
+                    key.as_str().unwrap_or("?")
+                )));
+            }
+            if key.as_str() == Some("items") {
+                items = Some(map.next_value_seed(ItemsSeed::<D>(std::marker::PhantomData))?);
+            } else {
+                fields.push((key, map.next_value::<D>()?));
+            }
+        }
+        Ok(Streamed::Mapping { fields, items })
+    }
+
+    // Anything else is kept whole, to be reported as not a Kubernetes object.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        D::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Streamed::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        D::deserialize(serde::de::value::UnitDeserializer::new()).map(Streamed::Other)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        D::deserialize(serde::de::value::BoolDeserializer::new(v)).map(Streamed::Other)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        D::deserialize(serde::de::value::I64Deserializer::new(v)).map(Streamed::Other)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        D::deserialize(serde::de::value::U64Deserializer::new(v)).map(Streamed::Other)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        D::deserialize(serde::de::value::F64Deserializer::new(v)).map(Streamed::Other)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        D::deserialize(serde::de::value::StrDeserializer::new(v)).map(Streamed::Other)
+    }
+}
+
+struct ItemsSeed<D>(std::marker::PhantomData<D>);
+
+impl<'de, D> serde::de::DeserializeSeed<'de> for ItemsSeed<D>
+where
+    D: Doc,
+    for<'a> <D as serde::Deserializer<'a>>::Error: fmt::Display,
+{
+    type Value = Result<Vec<Item>, &'static str>;
+
+    fn deserialize<De: serde::Deserializer<'de>>(self, de: De) -> Result<Self::Value, De::Error> {
+        de.deserialize_any(ItemsVisitor::<D>(std::marker::PhantomData))
+    }
+}
+
+struct ItemsVisitor<D>(std::marker::PhantomData<D>);
+
+impl<'de, D> serde::de::Visitor<'de> for ItemsVisitor<D>
+where
+    D: Doc,
+    for<'a> <D as serde::Deserializer<'a>>::Error: fmt::Display,
+{
+    type Value = Result<Vec<Item>, &'static str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(doc) = seq.next_element::<D>()? {
+            items.push(Item::decode(doc));
+        }
+        Ok(Ok(items))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Vec::new()))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Vec::new()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Err("items: not a sequence"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err("items: not a sequence"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err("items: not a sequence"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err("items: not a sequence"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err("items: not a sequence"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err("items: not a sequence"))
+    }
+}
+
+/// Loads a streamed document: a List's items as decoded, anything else whole.
+fn load_streamed<D>(doc: Streamed<D>, at: &Place<'_>, loaded: &mut Loaded) -> Result<(), LoadError>
+where
+    D: Doc,
+    for<'de> <D as serde::Deserializer<'de>>::Error: fmt::Display,
+{
+    let (fields, items) = match doc {
+        Streamed::Other(d) => return load_value(d, at, loaded),
+        Streamed::Mapping { fields, items } => (fields, items),
+    };
+    let doc = D::from_fields(fields);
+    if doc
+        .type_meta()
+        .is_some_and(|tm| Kind::of(&tm) == Ok(Kind::List))
+    {
+        let items = items.unwrap_or(Ok(Vec::new())).map_err(|e| at.error(e))?;
+        for (i, item) in items.into_iter().enumerate() {
+            record(item, at, Some(i), loaded)?;
+        }
+        return Ok(());
+    }
+    // Not a List: its top-level `items`, if any, is not a field of any kind alp-authz reads.
+    load_value(doc, at, loaded)
 }
 
 /// The 1-based line where each YAML document starts (after a `---` line, or its first line).
@@ -165,12 +388,16 @@ impl Place<'_> {
 
 /// A parsed document (YAML or JSON value). Reading its type and taking a List's items work in
 /// place: a 100,000-object List is never copied whole.
-trait Doc: Clone + for<'de> serde::Deserializer<'de> + for<'de> Deserialize<'de> {
+trait Doc: Clone + PartialEq + for<'de> serde::Deserializer<'de> + for<'de> Deserialize<'de> {
     fn is_null(&self) -> bool;
     /// `apiVersion` and `kind`, or `None` when the document is not a mapping.
     fn type_meta(&self) -> Option<TypeMeta>;
     /// Moves a List's `items` out (absent: none; not a sequence: the value's description).
     fn take_items(self) -> Result<Vec<Self>, &'static str>;
+    /// The string, for a string value.
+    fn as_str(&self) -> Option<&str>;
+    /// A mapping of these fields.
+    fn from_fields(fields: Vec<(Self, Self)>) -> Self;
 }
 
 impl Doc for yaml_serde::Value {
@@ -201,6 +428,14 @@ impl Doc for yaml_serde::Value {
             _ => Err("not a mapping"),
         }
     }
+
+    fn as_str(&self) -> Option<&str> {
+        yaml_serde::Value::as_str(self)
+    }
+
+    fn from_fields(fields: Vec<(Self, Self)>) -> Self {
+        yaml_serde::Value::Mapping(fields.into_iter().collect())
+    }
 }
 
 impl Doc for serde_json::Value {
@@ -230,6 +465,19 @@ impl Doc for serde_json::Value {
             },
             _ => Err("not a mapping"),
         }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        serde_json::Value::as_str(self)
+    }
+
+    fn from_fields(fields: Vec<(Self, Self)>) -> Self {
+        serde_json::Value::Object(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v)))
+                .collect(),
+        )
     }
 }
 
@@ -264,6 +512,16 @@ where
     D: Doc,
     for<'de> <D as serde::Deserializer<'de>>::Error: fmt::Display,
 {
+    record(Item::decode(doc), at, item, loaded)
+}
+
+/// Adds a decoded object to the store, or reports why it could not be.
+fn record(
+    decoded: Item,
+    at: &Place<'_>,
+    item: Option<usize>,
+    loaded: &mut Loaded,
+) -> Result<(), LoadError> {
     let where_ = || match item {
         Some(i) => format!("{}, items[{i}]", at.describe()),
         None => at.describe(),
@@ -272,23 +530,17 @@ where
         Some(i) => at.error(format!("items[{i}]: {e}")),
         None => at.error(e),
     };
-    if doc.is_null() {
-        return Err(in_item("empty list item".into()));
-    }
-    if doc.type_meta().is_none() {
-        return Err(in_item("not a Kubernetes object: not a mapping".into()));
-    }
-    let tm = doc.type_meta();
-    match decode_document(doc) {
-        Ok(None) => {
-            let (api, kind) = tm.map(|t| (t.api_version, t.kind)).unwrap_or_default();
+    match decoded {
+        Item::Null => Err(in_item("empty list item".into())),
+        Item::NotMapping => Err(in_item("not a Kubernetes object: not a mapping".into())),
+        Item::Skipped { api_version, kind } => {
             loaded.warnings.push(format!(
-                "{}: skipping {api} {kind} (not a kind alp-authz reads)",
+                "{}: skipping {api_version} {kind} (not a kind alp-authz reads)",
                 where_()
             ));
             Ok(())
         }
-        Ok(Some((_, obj))) => {
+        Item::Decoded(obj) => {
             if let Object::Policy(p) = &obj
                 && let Err(e) = &p.compiled
             {
@@ -314,11 +566,11 @@ where
             }
             Ok(())
         }
-        Err(e @ DecodeError::Invalid { .. }) => {
+        Item::Failed(e @ DecodeError::Invalid { .. }) => {
             loaded.warnings.push(format!("{}: skipped: {e}", where_()));
             Ok(())
         }
-        Err(e) => Err(in_item(e.to_string())),
+        Item::Failed(e) => Err(in_item(e.to_string())),
     }
 }
 
@@ -528,6 +780,28 @@ spec: {tier: security, ingress: [{action: Deny}]}
         );
         let e = load_str("x.yaml", "apiVersion: v1\nkind: List\nitems: 3\n").unwrap_err();
         assert_eq!(e.message, "items: not a sequence");
+    }
+
+    #[test]
+    fn list_items_are_read_in_any_key_order_and_duplicates_are_errors() {
+        // serde_json and kubectl both print `items` before `kind`.
+        let text = r#"{"apiVersion": "v1", "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}, null], "kind": "List"}"#;
+        let e = load_str("s.json", text).unwrap_err();
+        assert_eq!(e.message, "items[1]: empty list item");
+        let text = r#"{"apiVersion": "v1", "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}], "kind": "List"}"#;
+        assert_eq!(load_str("s.json", text).unwrap().store.namespaces.len(), 1);
+        // A document that is not a List keeps its top-level `items` out of the way.
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nitems: [1, 2]\n";
+        assert_eq!(load_str("n.yaml", text).unwrap().store.namespaces.len(), 1);
+        // Two `spec`s would leave one silently unread: refused.
+        let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Deny}]}\nspec: {ingress: [{action: Allow}]}\n";
+        let e = load_str("d.yaml", text).unwrap_err();
+        assert!(e.message.contains("duplicate"), "{e}");
+        let text = r#"{"apiVersion": "v1", "kind": "List", "items": [], "items": []}"#;
+        let e = load_str("d.json", text).unwrap_err();
+        assert!(e.message.contains("duplicate key `items`"), "{e}");
+        // Trailing garbage after a JSON document.
+        assert!(load_str("t.json", r#"{"apiVersion": "v1", "kind": "List"} x"#).is_err());
     }
 
     #[test]
