@@ -143,7 +143,7 @@ enum Item {
     Null,
     NotMapping,
     Skipped { api_version: String, kind: String },
-    Decoded(Object),
+    Decoded(Box<Object>),
     Failed(DecodeError),
 }
 
@@ -164,7 +164,7 @@ impl Item {
                 api_version: tm.api_version,
                 kind: tm.kind,
             },
-            Ok(Some((_, obj))) => Item::Decoded(obj),
+            Ok(Some((_, obj))) => Item::Decoded(Box::new(obj)),
             Err(e) => Item::Failed(e),
         }
     }
@@ -541,7 +541,7 @@ fn record(
             Ok(())
         }
         Item::Decoded(obj) => {
-            if let Object::Policy(p) = &obj
+            if let Object::Policy(p) = &*obj
                 && let Err(e) = &p.compiled
             {
                 loaded.warnings.push(format!(
@@ -552,13 +552,13 @@ fn record(
                     e.error
                 ));
             }
-            if let Object::Tier { name, tier: Err(e) } = &obj {
+            if let Object::Tier { name, tier: Err(e) } = &*obj {
                 loaded.warnings.push(format!(
                     "{}: tier {name} is invalid and its policies fail closed: {e}",
                     where_()
                 ));
             }
-            if let Some(replaced) = loaded.store.apply(obj) {
+            if let Some(replaced) = loaded.store.apply(*obj) {
                 loaded.warnings.push(format!(
                     "{}: {replaced} was already defined; this definition replaces it",
                     where_()
