@@ -241,6 +241,27 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         duration: secs(args.seconds),
         rate: args.rate,
     };
+    if let Some(h2load) = &args.h2load {
+        let (alp, base) = runtime.block_on(crate::bench::compare_h2load(
+            h2load,
+            Some(checker),
+            args.target,
+            Arc::new(request),
+            shape,
+        ))?;
+        println!(
+            "h2load, {} connections × {} streams, {:.1} s each",
+            args.connections, args.streams, args.seconds
+        );
+        println!("baseline  {base}");
+        println!("alp-authz {alp}");
+        println!(
+            "ratio     throughput {:.3}, mean latency {:.2}×",
+            alp.rate / base.rate.max(1e-9),
+            alp.mean_us / base.mean_us.max(1e-9)
+        );
+        return Ok(());
+    }
     let (alp, base) = runtime.block_on(crate::bench::compare(
         Some(checker),
         args.target,

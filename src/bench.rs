@@ -201,3 +201,187 @@ pub async fn compare(
     let a = load(alp, &request, shape).await?;
     Ok((a, b))
 }
+
+/// What h2load reported for one run.
+#[derive(Debug, Clone, Default)]
+pub struct H2loadStats {
+    /// Requests per second.
+    pub rate: f64,
+    /// Requests that completed.
+    pub done: u64,
+    /// Answers with HTTP status 2xx.
+    pub ok: u64,
+    /// Mean time for a request, microseconds.
+    pub mean_us: f64,
+}
+
+impl std::fmt::Display for H2loadStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>9.0} checks/s  mean {:>7.1} µs  ({} done, {} HTTP 2xx)",
+            self.rate, self.mean_us, self.done, self.ok
+        )
+    }
+}
+
+impl H2loadStats {
+    /// Reads h2load's summary (`finished in …, N req/s`, `requests: …`, `status codes: …`,
+    /// `time for request: min max mean …`).
+    pub fn parse(out: &str) -> anyhow::Result<H2loadStats> {
+        let mut stats = H2loadStats::default();
+        let number = |w: &str| w.trim_end_matches(',').parse::<f64>().ok();
+        let duration_us = |w: &str| {
+            let (n, scale) = if let Some(n) = w.strip_suffix("us") {
+                (n, 1.0)
+            } else if let Some(n) = w.strip_suffix("ms") {
+                (n, 1e3)
+            } else if let Some(n) = w.strip_suffix('s') {
+                (n, 1e6)
+            } else {
+                (w, f64::NAN)
+            };
+            n.parse::<f64>().map(|v| v * scale).ok()
+        };
+        for line in out.lines().map(str::trim) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if line.starts_with("finished in") {
+                stats.rate = words
+                    .iter()
+                    .position(|w| *w == "req/s,")
+                    .and_then(|i| number(words.get(i.checked_sub(1)?)?))
+                    .context("h2load: no req/s")?;
+            } else if let Some(rest) = line.strip_prefix("requests:") {
+                stats.done = rest
+                    .split(',')
+                    .find_map(|p| p.trim().strip_suffix(" done")?.parse().ok())
+                    .context("h2load: no `done` count")?;
+            } else if let Some(rest) = line.strip_prefix("status codes:") {
+                stats.ok = rest
+                    .split(',')
+                    .find_map(|p| p.trim().strip_suffix(" 2xx")?.parse().ok())
+                    .context("h2load: no 2xx count")?;
+            } else if line.starts_with("time for request:") {
+                stats.mean_us = words
+                    .get(5)
+                    .and_then(|w| duration_us(w))
+                    .context("h2load: no mean time for request")?;
+            }
+        }
+        anyhow::ensure!(stats.done > 0, "h2load completed no request:\n{out}");
+        Ok(stats)
+    }
+}
+
+/// The gRPC frame of a message: uncompressed flag, big-endian length, the protobuf bytes.
+pub fn grpc_frame(request: &CheckRequest) -> Vec<u8> {
+    use prost::Message as _;
+    let body = request.encode_to_vec();
+    let mut frame = Vec::with_capacity(body.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Drives `addr` with h2load (an independent HTTP/2 client) for the shape's duration.
+pub async fn h2load(
+    h2load: &std::path::Path,
+    addr: SocketAddr,
+    request: &CheckRequest,
+    shape: Shape,
+) -> anyhow::Result<H2loadStats> {
+    // h2load counts any HTTP 200 as a success, whatever the grpc-status: check the answer
+    // itself first, with a real gRPC client.
+    let mut client = AuthorizationClient::connect(format!("http://{addr}"))
+        .await
+        .context("cannot connect to the server")?;
+    let answer = client
+        .check(request.clone())
+        .await
+        .context("the request is not answered")?
+        .into_inner();
+    let code = answer.status.map_or(-1, |s| s.code);
+    anyhow::ensure!(
+        code == 0,
+        "the request is not allowed (status {code}): h2load would time a deny"
+    );
+    let body = std::env::temp_dir().join(format!("alp-authz-h2load-{}.bin", std::process::id()));
+    std::fs::write(&body, grpc_frame(request)).context("cannot write the request body")?;
+    let cmd = (
+        h2load.to_owned(),
+        vec![
+            "-D".to_owned(),
+            format!("{:.0}", shape.duration.as_secs_f64().max(1.0)),
+            format!("--warm-up-time={:.0}", shape.warmup.as_secs_f64().max(0.0)),
+            "-c".to_owned(),
+            shape.connections.to_string(),
+            "-m".to_owned(),
+            shape.streams.to_string(),
+            "-t".to_owned(),
+            "1".to_owned(),
+            "-H".to_owned(),
+            "content-type: application/grpc".to_owned(),
+            "-H".to_owned(),
+            "te: trailers".to_owned(),
+            "-d".to_owned(),
+            body.display().to_string(),
+            format!("http://{addr}/envoy.service.auth.v3.Authorization/Check"),
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&cmd.0).args(&cmd.1).output()
+    })
+    .await
+    .context("h2load task")?
+    .with_context(|| format!("cannot run {}", h2load.display()))?;
+    let _ = std::fs::remove_file(&body);
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "h2load failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    H2loadStats::parse(&text)
+}
+
+/// [`compare`] with h2load as the client: (alp-authz, baseline).
+pub async fn compare_h2load(
+    h2load_path: &std::path::Path,
+    checker: Option<Checker>,
+    target: Option<SocketAddr>,
+    request: Arc<CheckRequest>,
+    shape: Shape,
+) -> anyhow::Result<(H2loadStats, H2loadStats)> {
+    let alp = match (target, checker) {
+        (Some(t), _) => t,
+        (None, Some(c)) => spawn_server(AuthzService::new(c)).await?,
+        (None, None) => anyhow::bail!("nothing to measure"),
+    };
+    let baseline = spawn_server(Baseline).await?;
+    let b = h2load(h2load_path, baseline, &request, shape).await?;
+    let a = h2load(h2load_path, alp, &request, shape).await?;
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_h2load_output() {
+        let out = "starting benchmark...\nfinished in 5.00s, 47123.40 req/s, 5.12MB/s\nrequests: 235617 total, 235617 started, 235617 done, 235617 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 235617 2xx, 0 3xx, 0 4xx, 0 5xx\ntraffic: 25.60MB (26843545) total, 1.12MB (1178085) headers (space savings 95.00%), 15.28MB (16023956) data\n                     min         max         mean         sd        +/- sd\ntime for request:      245us     12.45ms      2.71ms      1.09ms    80.40%\n";
+        let s = H2loadStats::parse(out).unwrap();
+        assert_eq!((s.done, s.ok), (235_617, 235_617));
+        assert!((s.rate - 47_123.4).abs() < 1e-6);
+        assert!((s.mean_us - 2_710.0).abs() < 1e-6);
+        assert!(H2loadStats::parse("nothing").is_err());
+    }
+
+    #[test]
+    fn grpc_frames() {
+        let f = grpc_frame(&CheckRequest::default());
+        assert_eq!(f, [0, 0, 0, 0, 0]);
+    }
+}

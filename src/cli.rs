@@ -65,6 +65,11 @@ pub struct BenchArgs {
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Use h2load (Debian's nghttp2-client) as the client instead of the built-in one, for an
+    /// independent measurement (the answer is checked with a gRPC client first: h2load counts
+    /// any HTTP 200 as a success).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "h2load")]
+    pub h2load: Option<PathBuf>,
 }
 
 /// `test` options.
