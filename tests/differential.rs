@@ -1,20 +1,24 @@
 //! Differential test: the compiled index (decode → compile → snapshot → evaluate) against a
-//! deliberately naive reference evaluator written straight from `shared/SEMANTICS.md`, on random
-//! tiers, policies and requests over a fixed small cluster. They must agree on every input.
+//! deliberately naive reference evaluator written straight from `shared/SEMANTICS.md`
+//! (`tests/reference/`), on random tiers, policies and requests over a fixed small cluster. They
+//! must agree on every input. (The `check_differential` fuzz target does the same on clusters it
+//! makes up as well.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{collections::BTreeMap, sync::Arc};
+mod reference;
+
+use std::sync::Arc;
 
 use alp_authz::{
     authz::{
         check::{Checker, Settings},
         descriptor::check_request_from_json,
     },
-    policy::{path, selector::Selector},
     source::file::{Loaded, load_text},
     state::Shared,
 };
 use proptest::prelude::*;
+use reference::{Action, Cluster, Destination, Http, PathMatch, Port, Sel, Source};
 
 // --- The fixed cluster -------------------------------------------------------------------
 
@@ -54,26 +58,43 @@ const PODS: &[Pod] = &[
 const NAMESPACES: &[(&str, &[(&str, &str)])] =
     &[("a", &[("env", "prod")]), ("b", &[("env", "dev")])];
 
-fn cluster_yaml() -> String {
-    let mut s = String::new();
-    for (ns, labels) in NAMESPACES {
-        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        s += &format!(
-            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{{}}}}}\n",
-            l.join(", ")
-        );
+fn labels(l: &[(&str, &str)]) -> reference::Labels {
+    l.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn cluster(tiers: &[Tier], policies: &[Policy]) -> Cluster {
+    Cluster {
+        namespaces: NAMESPACES
+            .iter()
+            .map(|(n, l)| (n.to_string(), labels(l)))
+            .collect(),
+        service_accounts: Vec::new(),
+        pods: PODS
+            .iter()
+            .enumerate()
+            .map(|(i, p)| reference::Pod {
+                name: format!("p{i}"),
+                namespace: p.ns.into(),
+                service_account: p.sa.into(),
+                ip: Some(p.ip.into()),
+                labels: labels(p.labels),
+                named_ports: vec![("http".into(), 8080)],
+                host_network: false,
+                finished: false,
+            })
+            .collect(),
+        tiers: tiers
+            .iter()
+            .map(|t| reference::Tier {
+                name: t.name.into(),
+                order: Some(u32::from(t.order)),
+                pass: t.pass,
+            })
+            .collect(),
+        policies: policies.iter().map(Policy::to_reference).collect(),
     }
-    for (i, p) in PODS.iter().enumerate() {
-        let l: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        s += &format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {}, labels: {{{}}}}}\nspec: {{serviceAccountName: {}, containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: {}}}\n",
-            p.ns,
-            l.join(", "),
-            p.sa,
-            p.ip
-        );
-    }
-    s
 }
 
 // --- Random policies ---------------------------------------------------------------------
@@ -82,8 +103,8 @@ fn cluster_yaml() -> String {
 struct Rule {
     action: &'static str,
     sa_names: Option<Vec<&'static str>>,
-    ns_selector: Option<&'static str>,
-    selector: Option<&'static str>,
+    ns_selector: Option<usize>,
+    selector: Option<usize>,
     nets: Option<&'static str>,
     ports: Option<u16>,
     methods: Option<Vec<&'static str>>,
@@ -96,8 +117,60 @@ struct Policy {
     name: String,
     tier: &'static str,
     order: Option<u8>,
-    selector: &'static str,
+    selector: usize,
     rules: Vec<Rule>,
+}
+
+impl Policy {
+    fn to_reference(&self) -> reference::Policy {
+        reference::Policy {
+            namespace: self.namespace.map(Into::into),
+            staged: None,
+            name: self.name.clone(),
+            tier: Some(self.tier.into()),
+            order: self.order.map(u32::from),
+            selector: selectors()[self.selector].clone(),
+            namespace_selector: None,
+            service_account_selector: None,
+            types: reference::Types::Ingress,
+            ingress: self.rules.iter().map(Rule::to_reference).collect(),
+            egress: false,
+        }
+    }
+}
+
+impl Rule {
+    fn to_reference(&self) -> reference::Rule {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut r = reference::Rule::new(match self.action {
+            "Allow" => Action::Allow,
+            "Deny" => Action::Deny,
+            "Pass" => Action::Pass,
+            _ => Action::Log,
+        });
+        r.source = Source {
+            sa_names: self.sa_names.as_deref().map(strings),
+            namespace_selector: self.ns_selector.map(|i| ns_selectors()[i].clone()),
+            selector: self.selector.map(|i| selectors()[i].clone()),
+            nets: self.nets.iter().map(|n| n.to_string()).collect(),
+            ..Source::default()
+        };
+        r.destination = Destination {
+            ports: self.ports.iter().map(|p| Port::Num(*p)).collect(),
+            ..Destination::default()
+        };
+        if self.methods.is_some() || self.prefix.is_some() {
+            r.http = Some(Http {
+                methods: self.methods.as_deref().map(strings).unwrap_or_default(),
+                paths: self
+                    .prefix
+                    .iter()
+                    .map(|p| PathMatch::Prefix(p.to_string()))
+                    .collect(),
+            });
+        }
+        r
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -107,28 +180,40 @@ struct Tier {
     pass: bool,
 }
 
-const SELECTORS: &[&str] = &[
-    "",
-    "all()",
-    "app == 'web'",
-    "app != 'db'",
-    "has(tier)",
-    "tier in {'front', 'x'}",
-    "!has(app)",
-];
-const NS_SELECTORS: &[&str] = &[
-    "env == 'prod'",
-    "all()",
-    "env != 'prod'",
-    "projectcalico.org/name == 'b'",
-];
+fn eq(k: &str, v: &str) -> Sel {
+    Sel::Eq(k.into(), v.into())
+}
+
+/// `""`, `all()`, `app == 'web'`, `app != 'db'`, `has(tier)`, `tier in {'front', 'x'}`,
+/// `!has(app)`.
+fn selectors() -> Vec<Sel> {
+    vec![
+        Sel::Empty,
+        Sel::All,
+        eq("app", "web"),
+        Sel::Ne("app".into(), "db".into()),
+        Sel::Has("tier".into()),
+        Sel::In("tier".into(), vec!["front".into(), "x".into()]),
+        Sel::Not(Box::new(Sel::Has("app".into()))),
+    ]
+}
+
+/// `env == 'prod'`, `all()`, `env != 'prod'`, `projectcalico.org/name == 'b'`.
+fn ns_selectors() -> Vec<Sel> {
+    vec![
+        eq("env", "prod"),
+        Sel::All,
+        Sel::Ne("env".into(), "prod".into()),
+        eq("projectcalico.org/name", "b"),
+    ]
+}
 
 fn rule() -> impl Strategy<Value = Rule> {
     (
         prop::sample::select(vec!["Allow", "Deny", "Pass", "Log"]),
         prop::option::of(prop::sample::subsequence(vec!["web", "db", "job"], 1..3)),
-        prop::option::of(prop::sample::select(NS_SELECTORS)),
-        prop::option::of(prop::sample::select(SELECTORS)),
+        prop::option::of(0..ns_selectors().len()),
+        prop::option::of(0..selectors().len()),
         prop::option::of(prop::sample::select(vec![
             "10.0.0.0/24",
             "10.0.1.0/24",
@@ -161,7 +246,7 @@ fn policy(i: usize) -> impl Strategy<Value = Policy> {
         prop::option::of(prop::sample::select(vec!["a", "b"])),
         prop::sample::select(vec!["default", "t1", "t2"]),
         prop::option::of(0u8..4),
-        prop::sample::select(SELECTORS),
+        0..selectors().len(),
         prop::collection::vec(rule(), 0..4),
     )
         .prop_map(move |(namespace, tier, order, selector, rules)| Policy {
@@ -205,6 +290,21 @@ struct Req {
     path: &'static str,
 }
 
+impl Req {
+    fn to_reference(&self) -> reference::Request {
+        let src = self.src.map(|i| &PODS[i]);
+        reference::Request {
+            source_ip: src.map_or("192.0.2.99", |p| p.ip).into(),
+            principal: src
+                .filter(|_| self.authenticated)
+                .map(|p| format!("spiffe://cluster.local/ns/{}/sa/{}", p.ns, p.sa)),
+            destination_ip: PODS[self.dst].ip.into(),
+            port: self.port,
+            http: Some((self.method.into(), self.path.into())),
+        }
+    }
+}
+
 fn req() -> impl Strategy<Value = Req> {
     (
         prop::option::of(0..PODS.len()),
@@ -231,253 +331,24 @@ fn req() -> impl Strategy<Value = Req> {
         })
 }
 
-fn render(tiers: &[Tier], policies: &[Policy]) -> String {
-    let mut s = cluster_yaml();
-    for t in tiers {
-        let action = if t.pass { "Pass" } else { "Deny" };
-        s += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {{name: {}}}\nspec: {{order: {}, defaultAction: {action}}}\n",
-            t.name, t.order
-        );
-    }
-    for p in policies {
-        let (kind, ns) = match p.namespace {
-            Some(ns) => ("NetworkPolicy", format!(", namespace: {ns}")),
-            None => ("GlobalNetworkPolicy", String::new()),
-        };
-        s += &format!(
-            "---\napiVersion: projectcalico.org/v3\nkind: {kind}\nmetadata: {{name: {}{ns}}}\nspec:\n  tier: {}\n",
-            p.name, p.tier
-        );
-        if let Some(o) = p.order {
-            s += &format!("  order: {o}\n");
-        }
-        s += &format!(
-            "  selector: \"{}\"\n  types: [Ingress]\n  ingress:\n",
-            p.selector
-        );
-        if p.rules.is_empty() {
-            s += "  - action: Log\n    source: {nets: [192.0.2.0/32]}\n";
-        }
-        for r in &p.rules {
-            s += &format!("  - action: {}\n    source:\n", r.action);
-            if let Some(n) = &r.sa_names {
-                s += &format!("      serviceAccounts: {{names: [{}]}}\n", n.join(", "));
-            }
-            if let Some(n) = r.ns_selector {
-                s += &format!("      namespaceSelector: \"{n}\"\n");
-            }
-            if let Some(n) = r.selector {
-                s += &format!("      selector: \"{n}\"\n");
-            }
-            if let Some(n) = r.nets {
-                s += &format!("      nets: [{n}]\n");
-            }
-            if let Some(p) = r.ports {
-                s += &format!("    destination: {{ports: [{p}]}}\n");
-            }
-            if r.methods.is_some() || r.prefix.is_some() {
-                s += "    http:\n";
-                if let Some(m) = &r.methods {
-                    let m: Vec<String> = m.iter().map(|m| format!("\"{m}\"")).collect();
-                    s += &format!("      methods: [{}]\n", m.join(", "));
-                }
-                if let Some(p) = r.prefix {
-                    s += &format!("      paths: [{{prefix: \"{p}\"}}]\n");
-                }
-            }
-        }
-    }
-    s
-}
+// --- The compiled index ------------------------------------------------------------------
 
-// --- The reference evaluator (SEMANTICS.md, naively) ---------------------------------------
-
-fn endpoint_labels(p: &Pod) -> BTreeMap<String, String> {
-    let mut l: BTreeMap<String, String> = p
-        .labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    l.insert("projectcalico.org/namespace".into(), p.ns.into());
-    l.insert("projectcalico.org/serviceaccount".into(), p.sa.into());
-    l.insert("projectcalico.org/orchestrator".into(), "k8s".into());
-    l
-}
-
-fn ns_labels(ns: &str) -> BTreeMap<String, String> {
-    let mut l: BTreeMap<String, String> = NAMESPACES
-        .iter()
-        .find(|(n, _)| *n == ns)
-        .map(|(_, l)| {
-            l.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    l.insert("projectcalico.org/name".into(), ns.into());
-    l
-}
-
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
-
-/// §1–§4 of SEMANTICS.md, evaluated directly on the random policies.
-fn reference(tiers: &[Tier], policies: &[Policy], r: &Req) -> bool {
-    let dst = &PODS[r.dst];
-    // §1: the caller's identity is the principal; the source pod is trusted only if it agrees.
-    let identity = r
-        .src
-        .filter(|_| r.authenticated)
-        .map(|i| (PODS[i].ns, PODS[i].sa));
-    let src_pod = identity.and(r.src).map(|i| &PODS[i]);
-    let src_ip = r.src.map(|i| PODS[i].ip).unwrap_or("192.0.2.99");
-    // §2: which policies apply.
-    let applies = |p: &Policy| {
-        p.namespace.is_none_or(|ns| ns == dst.ns) && sel(p.selector).matches(&endpoint_labels(dst))
-    };
-    // §3: tier order (built-in default = 1,000,000), policy order (absent last), name.
-    let tier_order = |name: &str| {
-        tiers
-            .iter()
-            .find(|t| t.name == name)
-            .map_or(1_000_000, |t| u32::from(t.order))
-    };
-    let mut tier_names: Vec<&str> = vec!["default", "t1", "t2"];
-    tier_names.sort_by_key(|t| (tier_order(t), *t));
-    for tier in tier_names {
-        let mut ps: Vec<&Policy> = policies
-            .iter()
-            .filter(|p| p.tier == tier && applies(p))
-            .collect();
-        if ps.is_empty() {
-            continue;
-        }
-        ps.sort_by(|a, b| {
-            let o = |p: &Policy| p.order.map_or(f64::INFINITY, f64::from);
-            o(a).total_cmp(&o(b))
-                .then(a.name.cmp(&b.name))
-                .then(a.namespace.cmp(&b.namespace))
-        });
-        let mut passed = false;
-        'policies: for p in ps {
-            for rule in &p.rules {
-                if !rule_matches(p, rule, identity, src_pod, src_ip, r) {
-                    continue;
-                }
-                match rule.action {
-                    "Allow" => return true,
-                    "Deny" => return false,
-                    "Pass" => {
-                        passed = true;
-                        break 'policies;
-                    }
-                    _ => {} // Log
-                }
-            }
-        }
-        if !passed && !tiers.iter().any(|t| t.name == tier && t.pass) {
-            return false; // §3.4: end of tier
-        }
-    }
-    true // §3.5: Calico's profile allows
-}
-
-fn rule_matches(
-    p: &Policy,
-    rule: &Rule,
-    identity: Option<(&str, &str)>,
-    src_pod: Option<&Pod>,
-    src_ip: &str,
-    r: &Req,
-) -> bool {
-    // §4: criteria ANDed; identity criteria never match without an identity. An empty selector
-    // string is an unset one (Calico's Go fields: "" is not set).
-    let selector = rule.selector.filter(|s| !s.is_empty());
-    if let Some(names) = &rule.sa_names
-        && !identity.is_some_and(|(_, sa)| names.contains(&sa))
-    {
-        return false;
-    }
-    match rule.ns_selector {
-        Some("all()") => {
-            if identity.is_none() {
-                return false;
-            }
-        }
-        Some(s) => {
-            if !identity.is_some_and(|(ns, _)| sel(s).matches(&ns_labels(ns))) {
-                return false;
-            }
-        }
-        None => {
-            // Namespace scoping of a namespaced policy's rule with selector or serviceAccounts.
-            if let Some(pns) = p.namespace
-                && (selector.is_some() || rule.sa_names.is_some())
-                && identity.is_none_or(|(ns, _)| ns != pns)
-            {
-                return false;
-            }
-        }
-    }
-    if let Some(s) = selector
-        && !(identity.is_some() && src_pod.is_some_and(|pod| sel(s).matches(&endpoint_labels(pod))))
-    {
-        return false;
-    }
-    if let Some(net) = rule.nets {
-        let net: ipnet::IpNet = net.parse().unwrap();
-        if !net.contains(&src_ip.parse::<std::net::IpAddr>().unwrap()) {
-            return false;
-        }
-    }
-    if rule.ports.is_some_and(|port| port != r.port) {
-        return false;
-    }
-    if let Some(m) = &rule.methods
-        && !m.iter().any(|m| *m == "*" || *m == r.method)
-    {
-        return false;
-    }
-    if let Some(prefix) = rule.prefix {
-        let Some(p) = path::normalize(r.path) else {
-            return false;
-        };
-        if !(prefix == "/" || p == prefix || p.starts_with(&format!("{prefix}/"))) {
-            return false;
-        }
-    }
-    true
-}
-
-fn engine(tiers: &[Tier], policies: &[Policy], r: &Req) -> bool {
+fn engine(cluster: &Cluster, r: &reference::Request) -> bool {
     let mut loaded = Loaded::default();
-    let yaml = render(tiers, policies);
-    load_text(std::path::Path::new("d.yaml"), &yaml, &mut loaded)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let text = reference::render(cluster);
+    load_text(std::path::Path::new("d.json"), &text, &mut loaded)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(
         loaded.store.counts().2,
         0,
-        "invalid policies: {:?}\n{yaml}",
+        "invalid policies: {:?}\n{text}",
         loaded.warnings
     );
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
     let checker = Checker::new(state, Settings::default());
-    let src = r.src.map(|i| {
-        let p = &PODS[i];
-        let principal = if r.authenticated { format!(", \"principal\": \"spiffe://cluster.local/ns/{}/sa/{}\"", p.ns, p.sa) } else { String::new() };
-        format!("{{\"address\": {{\"socketAddress\": {{\"address\": \"{}\", \"portValue\": 40000}}}}{principal}}}", p.ip)
-    });
-    let src = src.unwrap_or_else(|| "{\"address\": {\"socketAddress\": {\"address\": \"192.0.2.99\", \"portValue\": 40000}}}".into());
-    let json = format!(
-        "{{\"attributes\": {{\"source\": {src}, \"destination\": {{\"address\": {{\"socketAddress\": {{\"address\": \"{}\", \"portValue\": {}}}}}}}, \"request\": {{\"http\": {{\"method\": \"{}\", \"path\": \"{}\"}}}}}}}}",
-        PODS[r.dst].ip, r.port, r.method, r.path
-    );
-    checker
-        .decide(&snap, &check_request_from_json(&json).unwrap())
-        .allowed()
+    let req = check_request_from_json(&reference::check_request_json(r)).unwrap();
+    checker.decide(&snap, &req).allowed()
 }
 
 proptest! {
@@ -490,10 +361,12 @@ proptest! {
 
     #[test]
     fn compiled_index_agrees_with_the_reference(tiers in tiers(), policies in policies(), reqs in prop::collection::vec(req(), 1..6)) {
+        let cluster = cluster(&tiers, &policies);
         for r in &reqs {
-            let want = reference(&tiers, &policies, r);
-            let got = engine(&tiers, &policies, r);
-            prop_assert_eq!(got, want, "request {:?}\n{}", r, render(&tiers, &policies));
+            let r = r.to_reference();
+            let want = reference::evaluate(&cluster, &r);
+            let got = engine(&cluster, &r);
+            prop_assert_eq!(got, want, "request {:?}\n{}", r, reference::render(&cluster));
         }
     }
 }

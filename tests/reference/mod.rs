@@ -1,0 +1,1077 @@
+//! The reference evaluator: a deliberately naive model of `shared/SEMANTICS.md` (§1–§4), for
+//! differential testing of the compiled index. Used by `tests/differential.rs` (proptest) and by
+//! the `check_differential` fuzz target (`#[path]`).
+//!
+//! It shares no code with the engine: selectors (calico-selectors.md §3), CIDRs, SPIFFE IDs and
+//! path normalization (SEMANTICS.md §4) are evaluated here from the text, on plain data, by
+//! walking every tier and policy for every request. It also renders a cluster as a state file
+//! ([`render`]) and a request as CheckRequest JSON ([`check_request_json`]), which is what the
+//! engine side is fed.
+#![allow(dead_code)]
+
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
+
+/// Labels of a pod, namespace or service account.
+pub type Labels = BTreeMap<String, String>;
+
+// --- The cluster -------------------------------------------------------------------------
+
+/// A whole cluster: objects and policies.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    /// Namespace objects (name, labels).
+    pub namespaces: Vec<(String, Labels)>,
+    /// ServiceAccount objects (namespace, name, labels).
+    pub service_accounts: Vec<(String, String, Labels)>,
+    /// Pods.
+    pub pods: Vec<Pod>,
+    /// User tiers (the built-ins always exist).
+    pub tiers: Vec<Tier>,
+    /// Policies, enforced and staged. (kind, namespace, name) is unique.
+    pub policies: Vec<Policy>,
+}
+
+/// A pod.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    /// Name (unique in its namespace).
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// `status.podIP`, if any.
+    pub ip: Option<String>,
+    /// Labels.
+    pub labels: Labels,
+    /// Named container ports (TCP).
+    pub named_ports: Vec<(String, u16)>,
+    /// `spec.hostNetwork`.
+    pub host_network: bool,
+    /// `status.phase` is `Succeeded`.
+    pub finished: bool,
+}
+
+/// A user tier.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    /// Name (never a built-in's).
+    pub name: String,
+    /// `spec.order`.
+    pub order: Option<u32>,
+    /// `defaultAction: Pass` (else `Deny`).
+    pub pass: bool,
+}
+
+/// A staged policy's `stagedAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staged {
+    /// Absent (means `Set`).
+    Default,
+    /// `Set`.
+    Set,
+    /// `Delete`.
+    Delete,
+}
+
+/// `spec.types`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Types {
+    /// Absent: the v3 default.
+    Absent,
+    /// `[Ingress]`.
+    Ingress,
+    /// `[Egress]`.
+    Egress,
+    /// `[Ingress, Egress]`.
+    Both,
+}
+
+/// A Calico policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `None`: GlobalNetworkPolicy; `Some(ns)`: NetworkPolicy in `ns`.
+    pub namespace: Option<String>,
+    /// `Some`: the staged kind, with its `stagedAction`.
+    pub staged: Option<Staged>,
+    /// Name.
+    pub name: String,
+    /// `spec.tier` (`None`: absent).
+    pub tier: Option<String>,
+    /// `spec.order`.
+    pub order: Option<u32>,
+    /// `spec.selector`.
+    pub selector: Sel,
+    /// `spec.namespaceSelector` (global kinds only).
+    pub namespace_selector: Option<Sel>,
+    /// `spec.serviceAccountSelector`.
+    pub service_account_selector: Option<Sel>,
+    /// `spec.types`.
+    pub types: Types,
+    /// Ingress rules.
+    pub ingress: Vec<Rule>,
+    /// Whether it has one (plain `Allow`) egress rule.
+    pub egress: bool,
+}
+
+/// A rule action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Allow.
+    Allow,
+    /// Deny.
+    Deny,
+    /// Pass.
+    Pass,
+    /// Log.
+    Log,
+}
+
+/// A `protocol` value as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// `TCP`.
+    Tcp,
+    /// `tcp`.
+    TcpLower,
+    /// `6`.
+    Six,
+    /// `UDP`.
+    Udp,
+    /// `17`.
+    Seventeen,
+}
+
+/// A port criterion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Port {
+    /// A number.
+    Num(u16),
+    /// `"lo:hi"`.
+    Range(u16, u16),
+    /// A named port.
+    Named(String),
+}
+
+/// An `http.paths` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `exact`.
+    Exact(String),
+    /// `prefix`.
+    Prefix(String),
+}
+
+/// A rule's `source`.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// `serviceAccounts.names` (`Some(empty)`: `names: []`).
+    pub sa_names: Option<Vec<String>>,
+    /// `serviceAccounts.selector`.
+    pub sa_selector: Option<Sel>,
+    /// `namespaceSelector`.
+    pub namespace_selector: Option<Sel>,
+    /// `selector`.
+    pub selector: Option<Sel>,
+    /// `notSelector`.
+    pub not_selector: Option<Sel>,
+    /// `nets`.
+    pub nets: Vec<String>,
+    /// `notNets`.
+    pub not_nets: Vec<String>,
+}
+
+/// A rule's `destination`.
+#[derive(Debug, Clone, Default)]
+pub struct Destination {
+    /// `ports`.
+    pub ports: Vec<Port>,
+    /// `notPorts`.
+    pub not_ports: Vec<Port>,
+    /// `selector`.
+    pub selector: Option<Sel>,
+    /// `serviceAccounts.names`.
+    pub sa_names: Option<Vec<String>>,
+}
+
+/// A rule's `http`.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// `methods`.
+    pub methods: Vec<String>,
+    /// `paths`.
+    pub paths: Vec<PathMatch>,
+}
+
+/// An ingress rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Action.
+    pub action: Action,
+    /// `protocol`.
+    pub protocol: Option<Proto>,
+    /// `notProtocol`.
+    pub not_protocol: Option<Proto>,
+    /// `source`.
+    pub source: Source,
+    /// `destination`.
+    pub destination: Destination,
+    /// `http`.
+    pub http: Option<Http>,
+}
+
+impl Rule {
+    /// A rule with only an action.
+    pub fn new(action: Action) -> Rule {
+        Rule {
+            action,
+            protocol: None,
+            not_protocol: None,
+            source: Source::default(),
+            destination: Destination::default(),
+            http: None,
+        }
+    }
+}
+
+/// A Check: TCP, from `source_ip` to `destination_ip:port`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Source address.
+    pub source_ip: String,
+    /// `source.principal`, if any.
+    pub principal: Option<String>,
+    /// Destination address.
+    pub destination_ip: String,
+    /// Destination port.
+    pub port: u16,
+    /// `(method, path)`; `None`: a TCP-level check.
+    pub http: Option<(String, String)>,
+}
+
+// --- Selectors (calico-selectors.md §3) ----------------------------------------------------
+
+/// A selector, as a tree; [`Sel::render`] writes it in Calico's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sel {
+    /// `""`: `all()` for an endpoint selector, "not set" for a rule's selector.
+    Empty,
+    /// `all()`.
+    All,
+    /// `k == 'v'`.
+    Eq(String, String),
+    /// `k != 'v'`.
+    Ne(String, String),
+    /// `has(k)`.
+    Has(String),
+    /// `k in {…}`.
+    In(String, Vec<String>),
+    /// `k not in {…}`.
+    NotIn(String, Vec<String>),
+    /// `!(…)`.
+    Not(Box<Sel>),
+    /// `(… && …)`.
+    And(Box<Sel>, Box<Sel>),
+    /// `(… || …)`.
+    Or(Box<Sel>, Box<Sel>),
+}
+
+impl Sel {
+    /// Calico syntax.
+    pub fn render(&self) -> String {
+        let set = |vs: &[String]| {
+            let v: Vec<String> = vs.iter().map(|v| format!("'{v}'")).collect();
+            format!("{{{}}}", v.join(", "))
+        };
+        match self {
+            Sel::Empty => String::new(),
+            Sel::All => "all()".into(),
+            Sel::Eq(k, v) => format!("{k} == '{v}'"),
+            Sel::Ne(k, v) => format!("{k} != '{v}'"),
+            Sel::Has(k) => format!("has({k})"),
+            Sel::In(k, vs) => format!("{k} in {}", set(vs)),
+            Sel::NotIn(k, vs) => format!("{k} not in {}", set(vs)),
+            Sel::Not(e) => format!("!({})", e.render_operand()),
+            Sel::And(a, b) => format!("({} && {})", a.render_operand(), b.render_operand()),
+            Sel::Or(a, b) => format!("({} || {})", a.render_operand(), b.render_operand()),
+        }
+    }
+
+    fn render_operand(&self) -> String {
+        match self {
+            Sel::Empty => "all()".into(),
+            s => s.render(),
+        }
+    }
+
+    /// The table in calico-selectors.md §3.
+    pub fn matches(&self, l: &Labels) -> bool {
+        match self {
+            Sel::Empty | Sel::All => true,
+            Sel::Eq(k, v) => l.get(k) == Some(v),
+            Sel::Ne(k, v) => l.get(k) != Some(v),
+            Sel::Has(k) => l.contains_key(k),
+            Sel::In(k, vs) => l.get(k).is_some_and(|x| vs.contains(x)),
+            Sel::NotIn(k, vs) => !l.get(k).is_some_and(|x| vs.contains(x)),
+            Sel::Not(e) => !e.matches(l),
+            Sel::And(a, b) => a.matches(l) && b.matches(l),
+            Sel::Or(a, b) => a.matches(l) || b.matches(l),
+        }
+    }
+
+    /// Set, for a rule: anything but the empty string.
+    fn set(s: &Option<Sel>) -> Option<&Sel> {
+        s.as_ref().filter(|s| **s != Sel::Empty)
+    }
+}
+
+// --- Evaluation (SEMANTICS.md) -------------------------------------------------------------
+
+const BUILTIN_TIERS: &[(&str, u32, bool)] = &[
+    ("kube-admin", 1_000, true),
+    ("default", 1_000_000, false),
+    ("kube-baseline", 10_000_000, true),
+];
+
+impl Cluster {
+    /// Pods that are workload endpoints: with an IP, not host-network, not finished (§1).
+    fn live_pod(&self, ip: &str) -> Option<&Pod> {
+        let ip = parse_ip(ip)?;
+        let mut found = self.pods.iter().filter(|p| {
+            !p.host_network && !p.finished && p.ip.as_deref().and_then(parse_ip) == Some(ip)
+        });
+        // "The Pod whose IP is …": only a unique one is that pod.
+        match (found.next(), found.next()) {
+            (Some(p), None) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// §2: pod labels plus Calico's three.
+    fn endpoint_labels(p: &Pod) -> Labels {
+        let mut l = p.labels.clone();
+        l.insert("projectcalico.org/namespace".into(), p.namespace.clone());
+        l.insert(
+            "projectcalico.org/serviceaccount".into(),
+            p.service_account.clone(),
+        );
+        l.insert("projectcalico.org/orchestrator".into(), "k8s".into());
+        l
+    }
+
+    /// A namespace's labels plus `projectcalico.org/name`; none at all for a namespace with no
+    /// Namespace object (Calico takes them from the namespace's profile, which does not exist).
+    fn namespace_labels(&self, ns: &str) -> Labels {
+        match self.namespaces.iter().find(|(n, _)| n == ns) {
+            Some((_, l)) => {
+                let mut l = l.clone();
+                l.insert("projectcalico.org/name".into(), ns.into());
+                l
+            }
+            None => Labels::new(),
+        }
+    }
+
+    /// Likewise for a service account.
+    fn service_account_labels(&self, ns: &str, sa: &str) -> Labels {
+        match self
+            .service_accounts
+            .iter()
+            .find(|(n, s, _)| n == ns && s == sa)
+        {
+            Some((_, _, l)) => {
+                let mut l = l.clone();
+                l.insert("projectcalico.org/name".into(), sa.into());
+                l
+            }
+            None => Labels::new(),
+        }
+    }
+
+    fn tier_exists(&self, name: &str) -> bool {
+        BUILTIN_TIERS.iter().any(|(n, _, _)| *n == name)
+            || self.tiers.iter().any(|t| t.name == name)
+    }
+
+    /// Tier names in evaluation order (§3.1): by order (absent last), then name.
+    fn tier_order(&self) -> Vec<(String, bool)> {
+        let mut all: Vec<(Option<u32>, String, bool)> = BUILTIN_TIERS
+            .iter()
+            .filter(|(n, _, _)| !self.tiers.iter().any(|t| t.name == *n))
+            .map(|(n, o, p)| (Some(*o), n.to_string(), *p))
+            .chain(self.tiers.iter().map(|t| (t.order, t.name.clone(), t.pass)))
+            .collect();
+        all.sort_by(|a, b| {
+            let key = |o: Option<u32>| o.map_or(f64::INFINITY, f64::from);
+            key(a.0).total_cmp(&key(b.0)).then(a.1.cmp(&b.1))
+        });
+        all.into_iter().map(|(_, n, p)| (n, p)).collect()
+    }
+
+    /// The policies the answer is decided on: the enforced ones.
+    fn enforced(&self) -> Vec<&Policy> {
+        self.policies
+            .iter()
+            .filter(|p| p.staged.is_none())
+            .collect()
+    }
+
+    /// The enforced policies with the staged ones "as enforced": a staged policy (that would be
+    /// admitted) replaces the enforced policy of the same namespace and name, or with
+    /// `stagedAction: Delete` removes it (Calico's staged policies; issue [F]).
+    fn staged_as_enforced(&self) -> Vec<&Policy> {
+        let mut set = self.enforced();
+        for s in self.policies.iter().filter(|p| p.staged.is_some()) {
+            if !compiles(s) {
+                continue;
+            }
+            set.retain(|p| !(p.namespace == s.namespace && p.name == s.name));
+            if s.staged != Some(Staged::Delete) {
+                set.push(s);
+            }
+        }
+        set
+    }
+}
+
+/// Whether a policy is one Calico's API would admit (our generators only break these rules):
+/// "http is only allowed on Allow rules", "protocol must be TCP or unset" with http.
+fn compiles(p: &Policy) -> bool {
+    p.ingress.iter().all(|r| match &r.http {
+        None => true,
+        Some(_) => {
+            r.action == Action::Allow
+                && r.protocol
+                    .is_none_or(|p| matches!(p, Proto::Tcp | Proto::TcpLower | Proto::Six))
+        }
+    })
+}
+
+/// §2: whether the policy selects the destination pod (for any direction).
+fn applies(c: &Cluster, p: &Policy, dst: &Pod) -> bool {
+    p.namespace.as_ref().is_none_or(|ns| *ns == dst.namespace)
+        && p.selector.matches(&Cluster::endpoint_labels(dst))
+        && p.namespace_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&c.namespace_labels(&dst.namespace)))
+        && p.service_account_selector.as_ref().is_none_or(|s| {
+            s.matches(&c.service_account_labels(&dst.namespace, &dst.service_account))
+        })
+}
+
+/// "A policy governs ingress when `types` contains `Ingress`. When `types` is absent, apply the
+/// v3 default: Ingress if it has no egress rules; Egress if only egress rules; both if both."
+fn governs_ingress(p: &Policy) -> bool {
+    match p.types {
+        Types::Absent => !p.egress || !p.ingress.is_empty(),
+        Types::Ingress | Types::Both => true,
+        Types::Egress => false,
+    }
+}
+
+/// `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`, strictly: (namespace, service account).
+fn parse_spiffe(s: &str) -> Option<(&str, &str)> {
+    let rest = s.strip_prefix("spiffe://")?;
+    let (td, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("ns/")?;
+    let (ns, rest) = rest.split_once('/')?;
+    let sa = rest.strip_prefix("sa/")?;
+    let ok = |x: &str| {
+        !x.is_empty()
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    };
+    (ok(td) && ok(ns) && ok(sa)).then_some((ns, sa))
+}
+
+/// The caller as rules see it.
+struct Caller<'a> {
+    identity: Option<(&'a str, &'a str)>,
+    /// The source workload, when trusted.
+    pod: Option<&'a Pod>,
+    ip: Option<IpAddr>,
+}
+
+/// The decision on the enforced policies: `true` is allow.
+pub fn evaluate(c: &Cluster, r: &Request) -> bool {
+    decide(c, &c.enforced(), r)
+}
+
+/// The decision with the staged policies as enforced (what the shadow evaluation reports).
+pub fn evaluate_staged(c: &Cluster, r: &Request) -> bool {
+    decide(c, &c.staged_as_enforced(), r)
+}
+
+fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
+    // §1: no destination workload → deny.
+    let Some(dst) = c.live_pod(&r.destination_ip) else {
+        return false;
+    };
+    // §3.6: an invalid policy that could apply to the destination denies it.
+    if policies
+        .iter()
+        .any(|p| !(compiles(p) && c.tier_exists(tier_of(p))) && applies(c, p, dst))
+    {
+        return false;
+    }
+    // §1: identity from the principal; the source pod's labels only when it agrees.
+    let identity = r.principal.as_deref().and_then(parse_spiffe);
+    let src = c.live_pod(&r.source_ip);
+    let pod = match (identity, src) {
+        (Some((ns, sa)), Some(p)) if p.namespace != ns || p.service_account != sa => {
+            return false; // identity mismatch
+        }
+        (Some(_), p) => p,
+        (None, _) => None,
+    };
+    let caller = Caller {
+        identity,
+        pod,
+        ip: parse_ip(&r.source_ip),
+    };
+    // §3.
+    for (tier, pass_default) in c.tier_order() {
+        let mut ps: Vec<&&Policy> = policies
+            .iter()
+            .filter(|p| tier_of(p) == tier && governs_ingress(p) && applies(c, p, dst))
+            .collect();
+        if ps.is_empty() {
+            continue;
+        }
+        ps.sort_by(|a, b| {
+            let o = |p: &Policy| p.order.map_or(f64::INFINITY, f64::from);
+            o(a).total_cmp(&o(b))
+                .then(a.name.cmp(&b.name))
+                .then(a.namespace.cmp(&b.namespace))
+        });
+        let mut passed = false;
+        'policies: for p in ps {
+            for rule in &p.ingress {
+                if !rule_matches(c, p, rule, &caller, dst, r) {
+                    continue;
+                }
+                match rule.action {
+                    Action::Allow => return true,
+                    Action::Deny => return false,
+                    Action::Pass => {
+                        passed = true;
+                        break 'policies;
+                    }
+                    Action::Log => {}
+                }
+            }
+        }
+        // §3.4: the tier's default action.
+        if !passed && !pass_default {
+            return false;
+        }
+    }
+    // §3.5: no tier applied, or the last one passed: Calico's profile allows.
+    true
+}
+
+fn tier_of(p: &Policy) -> &str {
+    p.tier
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .unwrap_or("default")
+}
+
+fn proto_is_tcp(p: Proto) -> bool {
+    matches!(p, Proto::Tcp | Proto::TcpLower | Proto::Six)
+}
+
+/// §4: every criterion ANDed.
+fn rule_matches(
+    c: &Cluster,
+    p: &Policy,
+    rule: &Rule,
+    caller: &Caller<'_>,
+    dst: &Pod,
+    r: &Request,
+) -> bool {
+    // "protocol / notProtocol: the request is TCP (6)."
+    if rule.protocol.is_some_and(|p| !proto_is_tcp(p)) {
+        return false;
+    }
+    if rule.not_protocol.is_some_and(proto_is_tcp) {
+        return false;
+    }
+    // "A TCP-level check (no request.http) matches every http criterion."
+    if let (Some(h), Some((method, path))) = (&rule.http, &r.http) {
+        if !h.methods.is_empty() && !h.methods.iter().any(|m| m == "*" || m == method) {
+            return false;
+        }
+        if !h.paths.is_empty() {
+            let Some(path) = normalize(path) else {
+                return false; // "matches no path criterion"
+            };
+            let ok = h.paths.iter().any(|m| match m {
+                PathMatch::Exact(e) => normalize(e).is_some_and(|e| e == path),
+                PathMatch::Prefix(pre) => normalize(pre).is_some_and(|pre| {
+                    pre == "/" || path == pre || path.starts_with(&format!("{pre}/"))
+                }),
+            });
+            if !ok {
+                return false;
+            }
+        }
+    }
+    source_matches(c, p, &rule.source, caller) && destination_matches(&rule.destination, dst, r)
+}
+
+fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> bool {
+    if !s.nets.is_empty()
+        && !caller
+            .ip
+            .is_some_and(|ip| s.nets.iter().any(|n| in_net(n, ip)))
+    {
+        return false;
+    }
+    if caller
+        .ip
+        .is_some_and(|ip| s.not_nets.iter().any(|n| in_net(n, ip)))
+    {
+        return false;
+    }
+    let sa_names = s.sa_names.as_ref().filter(|n| !n.is_empty());
+    let sa_selector = Sel::set(&s.sa_selector);
+    let sa_set = sa_names.is_some() || sa_selector.is_some();
+    let selector = Sel::set(&s.selector);
+    let not_selector = Sel::set(&s.not_selector);
+    // "source.namespaceSelector: matches the caller's Namespace labels." / "Namespace scoping:
+    // a rule of a namespaced policy with selector, notSelector or serviceAccounts and no
+    // namespaceSelector matches only callers in the policy's namespace." Both need an identity.
+    match Sel::set(&s.namespace_selector) {
+        Some(sel) => {
+            if !caller
+                .identity
+                .is_some_and(|(ns, _)| sel.matches(&c.namespace_labels(ns)))
+            {
+                return false;
+            }
+        }
+        None => {
+            if let Some(pns) = &p.namespace
+                && (selector.is_some() || not_selector.is_some() || sa_set)
+                && caller.identity.is_none_or(|(ns, _)| ns != pns)
+            {
+                return false;
+            }
+        }
+    }
+    // "source.serviceAccounts: identity present, names empty or contains the SA name, and
+    // selector matches the SA's labels."
+    if sa_set {
+        let Some((ns, sa)) = caller.identity else {
+            return false;
+        };
+        if sa_names.is_some_and(|n| !n.iter().any(|n| n == sa)) {
+            return false;
+        }
+        if sa_selector.is_some_and(|sel| !sel.matches(&c.service_account_labels(ns, sa))) {
+            return false;
+        }
+    }
+    // "source.selector / notSelector: on the source workload's endpoint labels", which Calico
+    // turns into the set of matching workloads: a caller that is not a (trusted) workload is in
+    // no such set, so `selector` fails and `notSelector` holds — given an identity.
+    let in_set = |sel: &Sel| {
+        caller
+            .pod
+            .is_some_and(|pod| sel.matches(&Cluster::endpoint_labels(pod)))
+    };
+    if let Some(sel) = selector
+        && !(caller.identity.is_some() && in_set(sel))
+    {
+        return false;
+    }
+    if let Some(sel) = not_selector
+        && (caller.identity.is_none() || in_set(sel))
+    {
+        return false;
+    }
+    true
+}
+
+fn destination_matches(d: &Destination, dst: &Pod, r: &Request) -> bool {
+    let port_ok = |m: &Port| match m {
+        Port::Num(n) => *n == r.port,
+        Port::Range(lo, hi) => (*lo..=*hi).contains(&r.port),
+        // "named ports (resolved from the Pod's container ports)".
+        Port::Named(name) => dst
+            .named_ports
+            .iter()
+            .any(|(n, port)| n == name && *port == r.port),
+    };
+    if !d.ports.is_empty() && !d.ports.iter().any(port_ok) {
+        return false;
+    }
+    if d.not_ports.iter().any(port_ok) {
+        return false;
+    }
+    // The destination is the selected workload (of the policy's namespace, for a namespaced
+    // policy), so its identity is known and scoping always holds.
+    if let Some(names) = d.sa_names.as_ref().filter(|n| !n.is_empty())
+        && !names.contains(&dst.service_account)
+    {
+        return false;
+    }
+    if let Some(sel) = Sel::set(&d.selector)
+        && !sel.matches(&Cluster::endpoint_labels(dst))
+    {
+        return false;
+    }
+    true
+}
+
+/// An address; IPv4-mapped IPv6 (`::ffff:10.0.0.1`, from dual-stack listeners) is the IPv4
+/// address it maps.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// A CIDR (or a bare address, a host route) contains the address; IPv4 never matches IPv6.
+fn in_net(net: &str, ip: IpAddr) -> bool {
+    let (addr, len) = match net.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u32>().ok()),
+        None => (net, None),
+    };
+    match (addr.parse::<IpAddr>(), ip) {
+        (Ok(IpAddr::V4(n)), IpAddr::V4(ip)) => {
+            let len = len.unwrap_or(32).min(32);
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(n) & mask == u32::from(ip) & mask
+        }
+        (Ok(IpAddr::V6(n)), IpAddr::V6(ip)) => {
+            let len = len.unwrap_or(128).min(128);
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(n) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
+/// SEMANTICS.md §4 `http.paths` normalization, step by step; `None`: unnormalizable.
+pub fn normalize(raw: &str) -> Option<String> {
+    // "cut at ?/#"
+    let cut = raw.split(['?', '#']).next().unwrap_or_default();
+    // "percent-decode once (invalid escape → unnormalizable)"
+    let b = cut.as_bytes();
+    let mut decoded = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(b[i]);
+            i += 1;
+        }
+    }
+    let s = String::from_utf8(decoded).ok()?;
+    // "still-encoded %2e %2f %5c or NUL → unnormalizable"
+    let lower = s.to_ascii_lowercase();
+    if s.contains('\0') || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return None;
+    }
+    // "`\` → `/`; must start with `/`"
+    let s = s.replace('\\', "/");
+    if !s.starts_with('/') {
+        return None;
+    }
+    // "drop ;params in each segment; resolve ./.. (clamped at root), collapse //, drop
+    // trailing /"
+    let mut out: Vec<&str> = Vec::new();
+    for seg in s.split('/') {
+        let seg = seg.split(';').next().unwrap_or_default();
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    Some(format!("/{}", out.join("/")))
+}
+
+// --- Rendering ---------------------------------------------------------------------------
+
+fn q(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn labels_json(l: &Labels) -> String {
+    let v: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{}: {}", q(k), q(v)))
+        .collect();
+    format!("{{{}}}", v.join(", "))
+}
+
+fn list_json<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
+    let v: Vec<String> = v.iter().map(f).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn proto_json(p: Proto) -> String {
+    match p {
+        Proto::Tcp => q("TCP"),
+        Proto::TcpLower => q("tcp"),
+        Proto::Six => "6".into(),
+        Proto::Udp => q("UDP"),
+        Proto::Seventeen => "17".into(),
+    }
+}
+
+fn port_json(p: &Port) -> String {
+    match p {
+        Port::Num(n) => n.to_string(),
+        Port::Range(lo, hi) => q(&format!("{lo}:{hi}")),
+        Port::Named(n) => q(n),
+    }
+}
+
+fn sa_json(names: &Option<Vec<String>>, selector: &Option<Sel>) -> Option<String> {
+    if names.is_none() && selector.is_none() {
+        return None;
+    }
+    let mut f = Vec::new();
+    if let Some(n) = names {
+        f.push(format!("\"names\": {}", list_json(n, |s| q(s))));
+    }
+    if let Some(s) = selector {
+        f.push(format!("\"selector\": {}", q(&s.render())));
+    }
+    Some(format!("{{{}}}", f.join(", ")))
+}
+
+fn rule_json(r: &Rule) -> String {
+    let action = match r.action {
+        Action::Allow => "Allow",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+        Action::Log => "Log",
+    };
+    let mut f = vec![format!("\"action\": {}", q(action))];
+    if let Some(p) = r.protocol {
+        f.push(format!("\"protocol\": {}", proto_json(p)));
+    }
+    if let Some(p) = r.not_protocol {
+        f.push(format!("\"notProtocol\": {}", proto_json(p)));
+    }
+    let s = &r.source;
+    let mut src = Vec::new();
+    if let Some(sa) = sa_json(&s.sa_names, &s.sa_selector) {
+        src.push(format!("\"serviceAccounts\": {sa}"));
+    }
+    for (k, v) in [
+        ("namespaceSelector", &s.namespace_selector),
+        ("selector", &s.selector),
+        ("notSelector", &s.not_selector),
+    ] {
+        if let Some(v) = v {
+            src.push(format!("{}: {}", q(k), q(&v.render())));
+        }
+    }
+    if !s.nets.is_empty() {
+        src.push(format!("\"nets\": {}", list_json(&s.nets, |n| q(n))));
+    }
+    if !s.not_nets.is_empty() {
+        src.push(format!("\"notNets\": {}", list_json(&s.not_nets, |n| q(n))));
+    }
+    if !src.is_empty() {
+        f.push(format!("\"source\": {{{}}}", src.join(", ")));
+    }
+    let d = &r.destination;
+    let mut dst = Vec::new();
+    if !d.ports.is_empty() {
+        dst.push(format!("\"ports\": {}", list_json(&d.ports, port_json)));
+    }
+    if !d.not_ports.is_empty() {
+        dst.push(format!(
+            "\"notPorts\": {}",
+            list_json(&d.not_ports, port_json)
+        ));
+    }
+    if let Some(s) = &d.selector {
+        dst.push(format!("\"selector\": {}", q(&s.render())));
+    }
+    if let Some(sa) = sa_json(&d.sa_names, &None) {
+        dst.push(format!("\"serviceAccounts\": {sa}"));
+    }
+    if !dst.is_empty() {
+        f.push(format!("\"destination\": {{{}}}", dst.join(", ")));
+    }
+    if let Some(h) = &r.http {
+        let mut hf = Vec::new();
+        if !h.methods.is_empty() {
+            hf.push(format!("\"methods\": {}", list_json(&h.methods, |m| q(m))));
+        }
+        if !h.paths.is_empty() {
+            hf.push(format!(
+                "\"paths\": {}",
+                list_json(&h.paths, |p| match p {
+                    PathMatch::Exact(e) => format!("{{\"exact\": {}}}", q(e)),
+                    PathMatch::Prefix(e) => format!("{{\"prefix\": {}}}", q(e)),
+                })
+            ));
+        }
+        f.push(format!("\"http\": {{{}}}", hf.join(", ")));
+    }
+    format!("{{{}}}", f.join(", "))
+}
+
+fn policy_json(p: &Policy) -> String {
+    let kind = match (&p.namespace, p.staged) {
+        (None, None) => "GlobalNetworkPolicy",
+        (Some(_), None) => "NetworkPolicy",
+        (None, Some(_)) => "StagedGlobalNetworkPolicy",
+        (Some(_), Some(_)) => "StagedNetworkPolicy",
+    };
+    let mut meta = vec![format!("\"name\": {}", q(&p.name))];
+    if let Some(ns) = &p.namespace {
+        meta.push(format!("\"namespace\": {}", q(ns)));
+    }
+    let mut spec = Vec::new();
+    if let Some(t) = &p.tier {
+        spec.push(format!("\"tier\": {}", q(t)));
+    }
+    if let Some(o) = p.order {
+        spec.push(format!("\"order\": {o}"));
+    }
+    spec.push(format!("\"selector\": {}", q(&p.selector.render())));
+    if let Some(s) = &p.namespace_selector {
+        spec.push(format!("\"namespaceSelector\": {}", q(&s.render())));
+    }
+    if let Some(s) = &p.service_account_selector {
+        spec.push(format!("\"serviceAccountSelector\": {}", q(&s.render())));
+    }
+    match p.types {
+        Types::Absent => {}
+        Types::Ingress => spec.push("\"types\": [\"Ingress\"]".into()),
+        Types::Egress => spec.push("\"types\": [\"Egress\"]".into()),
+        Types::Both => spec.push("\"types\": [\"Ingress\", \"Egress\"]".into()),
+    }
+    spec.push(format!("\"ingress\": {}", list_json(&p.ingress, rule_json)));
+    if p.egress {
+        spec.push("\"egress\": [{\"action\": \"Allow\"}]".into());
+    }
+    match p.staged {
+        Some(Staged::Set) => spec.push("\"stagedAction\": \"Set\"".into()),
+        Some(Staged::Delete) => spec.push("\"stagedAction\": \"Delete\"".into()),
+        _ => {}
+    }
+    format!(
+        "{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"{kind}\", \"metadata\": {{{}}}, \"spec\": {{{}}}}}",
+        meta.join(", "),
+        spec.join(", ")
+    )
+}
+
+/// The cluster as one JSON `List` (also valid YAML), one object per line.
+pub fn render(c: &Cluster) -> String {
+    let mut items: Vec<String> = Vec::new();
+    for (name, labels) in &c.namespaces {
+        items.push(format!(
+            "{{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {{\"name\": {}, \"labels\": {}}}}}",
+            q(name),
+            labels_json(labels)
+        ));
+    }
+    for (ns, name, labels) in &c.service_accounts {
+        items.push(format!(
+            "{{\"apiVersion\": \"v1\", \"kind\": \"ServiceAccount\", \"metadata\": {{\"name\": {}, \"namespace\": {}, \"labels\": {}}}}}",
+            q(name),
+            q(ns),
+            labels_json(labels)
+        ));
+    }
+    for p in &c.pods {
+        let ports = list_json(&p.named_ports, |(n, port)| {
+            format!("{{\"name\": {}, \"containerPort\": {port}}}", q(n))
+        });
+        let mut status = vec![format!(
+            "\"phase\": {}",
+            q(if p.finished { "Succeeded" } else { "Running" })
+        )];
+        if let Some(ip) = &p.ip {
+            status.push(format!("\"podIP\": {}", q(ip)));
+        }
+        items.push(format!(
+            "{{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {{\"name\": {}, \"namespace\": {}, \"labels\": {}}}, \"spec\": {{\"serviceAccountName\": {}, \"hostNetwork\": {}, \"containers\": [{{\"name\": \"c\", \"ports\": {ports}}}]}}, \"status\": {{{}}}}}",
+            q(&p.name),
+            q(&p.namespace),
+            labels_json(&p.labels),
+            q(&p.service_account),
+            p.host_network,
+            status.join(", ")
+        ));
+    }
+    for t in &c.tiers {
+        let mut spec = vec![format!(
+            "\"defaultAction\": {}",
+            q(if t.pass { "Pass" } else { "Deny" })
+        )];
+        if let Some(o) = t.order {
+            spec.push(format!("\"order\": {o}"));
+        }
+        items.push(format!(
+            "{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"Tier\", \"metadata\": {{\"name\": {}}}, \"spec\": {{{}}}}}",
+            q(&t.name),
+            spec.join(", ")
+        ));
+    }
+    items.extend(c.policies.iter().map(policy_json));
+    format!(
+        "{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n{}\n]}}\n",
+        items.join(",\n")
+    )
+}
+
+/// The request as CheckRequest JSON (proto3 JSON mapping).
+pub fn check_request_json(r: &Request) -> String {
+    let principal = r
+        .principal
+        .as_ref()
+        .map(|p| format!(", \"principal\": {}", q(p)))
+        .unwrap_or_default();
+    let http = r
+        .http
+        .as_ref()
+        .map(|(m, p)| {
+            format!(
+                ", \"request\": {{\"http\": {{\"method\": {}, \"path\": {}}}}}",
+                q(m),
+                q(p)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{{\"attributes\": {{\"source\": {{\"address\": {{\"socketAddress\": {{\"address\": {}, \"portValue\": 40000}}}}{principal}}}, \"destination\": {{\"address\": {{\"socketAddress\": {{\"address\": {}, \"portValue\": {}}}}}}}{http}}}}}",
+        q(&r.source_ip),
+        q(&r.destination_ip),
+        r.port
+    )
+}
