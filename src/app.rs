@@ -241,45 +241,62 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         duration: secs(args.seconds),
         rate: args.rate,
     };
-    if let Some(h2load) = &args.h2load {
-        let (alp, base) = runtime.block_on(crate::bench::compare_h2load(
-            h2load,
-            Some(checker),
-            args.target,
-            Arc::new(request),
-            shape,
-        ))?;
-        println!(
-            "h2load, {} connections × {} streams, {:.1} s each",
-            args.connections, args.streams, args.seconds
-        );
-        println!("baseline  {base}");
-        println!("alp-authz {alp}");
-        println!(
-            "ratio     throughput {:.3}, mean latency {:.2}×",
-            alp.rate / base.rate.max(1e-9),
-            alp.mean_us / base.mean_us.max(1e-9)
-        );
-        return Ok(());
-    }
-    let (alp, base) = runtime.block_on(crate::bench::compare(
-        Some(checker),
-        args.target,
-        Arc::new(request),
-        shape,
-    ))?;
+    let request = Arc::new(request);
+    let rounds = args.rounds.max(1);
+    let mut ratios = Vec::with_capacity(rounds);
+    let client = if args.h2load.is_some() { "h2load" } else { "built-in client" };
     println!(
-        "{} connections × {} streams, {:.1} s each",
+        "{client}, {} connections × {} streams, {:.1} s each, {rounds} round(s) of baseline then alp-authz",
         args.connections, args.streams, args.seconds
     );
-    println!("baseline  {base}");
-    println!("alp-authz {alp}");
-    println!(
-        "ratio     throughput {:.3}, p50 {:.2}×, p99 {:.2}×",
-        alp.throughput() / base.throughput().max(1e-9),
-        alp.quantiles_us.0 / base.quantiles_us.0.max(1e-9),
-        alp.quantiles_us.1 / base.quantiles_us.1.max(1e-9)
-    );
+    for round in 1..=rounds {
+        let ratio = if let Some(h2load) = &args.h2load {
+            let (alp, base) = runtime.block_on(crate::bench::compare_h2load(
+                h2load,
+                Some(checker.clone()),
+                args.target,
+                request.clone(),
+                shape,
+            ))?;
+            println!("baseline  {base}");
+            println!("alp-authz {alp}");
+            let ratio = alp.rate / base.rate.max(1e-9);
+            println!(
+                "ratio     throughput {ratio:.3}, mean latency {:.2}×",
+                alp.mean_us / base.mean_us.max(1e-9)
+            );
+            ratio
+        } else {
+            let (alp, base) = runtime.block_on(crate::bench::compare(
+                Some(checker.clone()),
+                args.target,
+                request.clone(),
+                shape,
+            ))?;
+            println!("baseline  {base}");
+            println!("alp-authz {alp}");
+            let ratio = alp.throughput() / base.throughput().max(1e-9);
+            println!(
+                "ratio     throughput {ratio:.3}, p50 {:.2}×, p99 {:.2}×",
+                alp.quantiles_us.0 / base.quantiles_us.0.max(1e-9),
+                alp.quantiles_us.1 / base.quantiles_us.1.max(1e-9)
+            );
+            ratio
+        };
+        ratios.push(ratio);
+        if rounds > 1 {
+            println!("          (round {round} of {rounds})");
+        }
+    }
+    if rounds > 1 {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "median    throughput ratio {:.3} over {rounds} rounds (min {:.3}, max {:.3})",
+            ratios[rounds / 2],
+            ratios[0],
+            ratios[rounds - 1]
+        );
+    }
     if args.target.is_none() {
         let us = |q| {
             metrics

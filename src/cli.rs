@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// any HTTP 200 as a success).
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "h2load")]
     pub h2load: Option<PathBuf>,
+    /// Alternate baseline and alp-authz runs this many times and report the median ratio (a
+    /// shared machine's load drifts between runs).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub rounds: usize,
 }
 
 /// `test` options.

@@ -198,3 +198,54 @@ fn bench_runs_and_compares_with_the_baseline() {
         .unwrap();
     assert!(ratio.is_finite() && ratio > 0.0, "{stdout}");
 }
+
+/// The same comparison with h2load as the client (Debian's nghttp2-client; `.ci/run` installs
+/// it and sets `H2LOAD`, and then this test is mandatory), over two alternating rounds.
+#[test]
+fn bench_with_h2load_alternates_rounds() {
+    let h2load = std::env::var("H2LOAD").ok().or_else(|| {
+        Command::new("h2load")
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| "h2load".to_owned())
+    });
+    let Some(h2load) = h2load else {
+        assert!(
+            std::env::var_os("H2LOAD_REQUIRED").is_none(),
+            "CI must provide h2load (H2LOAD)"
+        );
+        eprintln!("h2load not installed: skipping (apt-get install nghttp2-client)");
+        return;
+    };
+    let out = Command::new(common::bin())
+        .current_dir(common::root())
+        .args(["bench", "--h2load", &h2load, "--rounds", "2", "--seconds", "1"])
+        .args(["--warmup", "0", "--connections", "2", "--streams", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("baseline") || l.starts_with("alp-authz"))
+        .collect();
+    assert_eq!(runs.len(), 4, "{stdout}");
+    for run in runs {
+        // Every request h2load completed was answered with HTTP 200.
+        let counts = run.split('(').nth(1).unwrap();
+        let done: u64 = counts.split(' ').next().unwrap().parse().unwrap();
+        assert!(done > 0 && counts.contains(&format!("{done} HTTP 2xx")), "{run}");
+    }
+    let median = stdout
+        .lines()
+        .find(|l| l.starts_with("median"))
+        .unwrap_or_else(|| panic!("no median line: {stdout}"));
+    let ratio: f64 = median.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(ratio.is_finite() && ratio > 0.0, "{median}");
+}
