@@ -244,7 +244,11 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
     let request = Arc::new(request);
     let rounds = args.rounds.max(1);
     let mut ratios = Vec::with_capacity(rounds);
-    let client = if args.h2load.is_some() { "h2load" } else { "built-in client" };
+    let client = if args.h2load.is_some() {
+        "h2load"
+    } else {
+        "built-in client"
+    };
     println!(
         "{client}, {} connections × {} streams, {:.1} s each, {rounds} round(s) of baseline then alp-authz",
         args.connections, args.streams, args.seconds

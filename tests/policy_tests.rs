@@ -221,7 +221,15 @@ fn bench_with_h2load_alternates_rounds() {
     };
     let out = Command::new(common::bin())
         .current_dir(common::root())
-        .args(["bench", "--h2load", &h2load, "--rounds", "2", "--seconds", "1"])
+        .args([
+            "bench",
+            "--h2load",
+            &h2load,
+            "--rounds",
+            "2",
+            "--seconds",
+            "1",
+        ])
         .args(["--warmup", "0", "--connections", "2", "--streams", "2"])
         .output()
         .unwrap();
@@ -240,7 +248,10 @@ fn bench_with_h2load_alternates_rounds() {
         // Every request h2load completed was answered with HTTP 200.
         let counts = run.split('(').nth(1).unwrap();
         let done: u64 = counts.split(' ').next().unwrap().parse().unwrap();
-        assert!(done > 0 && counts.contains(&format!("{done} HTTP 2xx")), "{run}");
+        assert!(
+            done > 0 && counts.contains(&format!("{done} HTTP 2xx")),
+            "{run}"
+        );
     }
     let median = stdout
         .lines()
