@@ -203,7 +203,15 @@ pub async fn run(opts: Options, state: Arc<Shared>, status: Arc<Status>) -> anyh
         let (state, status) = (state.clone(), status.clone());
         std::thread::Builder::new()
             .name("alp-authz-sync".into())
-            .spawn(move || sync::run(sync, rx, state, status))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| sync::run(sync, rx, state, status));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Serving a state that can no longer change, with nothing saying so, would
+                    // be worse than restarting: exit, and let the orchestrator restart us.
+                    tracing::error!("the sync thread failed: exiting");
+                    std::process::exit(70);
+                }
+            })
             .context("cannot start the sync thread")?;
     }
     for (resource, api) in discovered.resources {
