@@ -634,6 +634,12 @@ fn an_expired_watch_relists_with_nothing_lost() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(c.check(&frontend_get_reviews()), Ok(DENIED));
+
+    // Any other ERROR event (an internal error) is logged and the watch carries on.
+    api.watch_error(500);
+    server.wait_for_log("watch failed");
+    api.delete("projectcalico.org/v3", "NetworkPolicy", "ops", "lockdown");
+    c.wait_for(&to_oncall_shell(), OK, "a change after an ERROR event");
 }
 
 /// List (not watch) requests for pods the fake has seen.

@@ -163,8 +163,8 @@ struct Inner {
     store: Mutex<Store>,
     /// The newest resourceVersion, for watches to wake on.
     changed: watch::Sender<u64>,
-    /// Bumped to end every open watch with `410`.
-    expire: watch::Sender<u64>,
+    /// Bumped to send every open watch an `ERROR` event with this code (`410` ends it).
+    inject: watch::Sender<(u64, u16)>,
     bookmark_every: Duration,
     port: u16,
 }
@@ -198,7 +198,7 @@ impl FakeApi {
             }),
             resources,
             changed: watch::Sender::new(1000),
-            expire: watch::Sender::new(0),
+            inject: watch::Sender::new((0, 0)),
             bookmark_every: Duration::from_millis(500),
             port,
         });
@@ -336,7 +336,16 @@ impl FakeApi {
     /// watch cache falls too far behind.
     pub fn expire_watches(&self) {
         self.compact();
-        self.inner.expire.send_modify(|n| *n += 1);
+        self.watch_error(410);
+    }
+
+    /// Sends every open watch an `ERROR` event with this HTTP code, as kube-apiserver does on
+    /// an internal error; `410` ends the watch, any other code leaves it open.
+    pub fn watch_error(&self, code: u16) {
+        self.inner.inject.send_modify(|(n, c)| {
+            *n += 1;
+            *c = code;
+        });
     }
 
     /// The newest resourceVersion.
@@ -793,8 +802,8 @@ async fn stream_events(
 ) -> Result<(), ()> {
     let def = &inner.resources[filter.resource];
     let mut changed = inner.changed.subscribe();
-    let mut expire = inner.expire.subscribe();
-    expire.borrow_and_update();
+    let mut inject = inner.inject.subscribe();
+    inject.borrow_and_update();
     let deadline = tokio::time::Instant::now() + timeout;
     let send = |b: Bytes| async move { tx.send(b).await.map_err(|_| ()) };
 
@@ -861,9 +870,14 @@ async fn stream_events(
         last = now;
         tokio::select! {
             _ = changed.changed() => {}
-            _ = expire.changed() => {
-                let s = status_object(410, "Expired", "the watch expired: too old resource version");
-                return send(line("ERROR", s)).await;
+            _ = inject.changed() => {
+                let code = inject.borrow_and_update().1;
+                if code == 410 {
+                    let s = status_object(410, "Expired", "the watch expired: too old resource version");
+                    return send(line("ERROR", s)).await;
+                }
+                let s = status_object(code, "InternalError", "an error on the server (\"injected\") has prevented the request from succeeding");
+                send(line("ERROR", s)).await?;
             }
             _ = bookmark.tick(), if bookmarks => {
                 let mark = json!({"kind": def.kind, "apiVersion": def.api_version(),
