@@ -357,11 +357,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 namespace: k.namespace.clone(),
                 probe_interval: k.probe_interval(),
             };
+            // A configuration that cannot work (no cluster, an unreadable kubeconfig) stops
+            // here; an API server that does not answer yet is retried.
+            let client = crate::k8s::client(&opts).await?;
             let (state, status) = (state.clone(), k8s_status.clone());
             tokio::spawn(async move {
-                if let Err(e) = crate::k8s::run(opts, state, status).await {
-                    // Without a usable configuration nothing can ever sync: stay NOT_SERVING
-                    // (Check answers UNAVAILABLE) and say why.
+                if let Err(e) = crate::k8s::run(client, opts, state, status).await {
+                    // Nothing can sync: stay NOT_SERVING (Check answers UNAVAILABLE), say why.
                     tracing::error!(error = %format!("{e:#}"), "cannot watch the Kubernetes API");
                 }
             });

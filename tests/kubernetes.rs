@@ -939,3 +939,27 @@ fn the_cluster_role_grants_exactly_what_is_watched() {
         assert_eq!(verbs, &want, "{k:?}: read-only verbs");
     }
 }
+
+#[test]
+fn a_kubeconfig_that_cannot_work_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "clusters: [this is not a kubeconfig").unwrap();
+    for path in [&missing, &garbage] {
+        let out = std::process::Command::new(common::bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--kubernetes",
+                "--kubeconfig",
+            ])
+            .arg(path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("kubeconfig"), "{stderr}");
+    }
+}

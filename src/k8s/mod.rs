@@ -164,8 +164,12 @@ pub fn label(api: &ApiResource) -> String {
 
 /// Watches the cluster and publishes into `state` until the process ends. Discovery is
 /// retried until it succeeds; nothing is published before every resource has been listed.
-pub async fn run(opts: Options, state: Arc<Shared>, status: Arc<Status>) -> anyhow::Result<()> {
-    let client = client(&opts).await?;
+pub async fn run(
+    client: Client,
+    opts: Options,
+    state: Arc<Shared>,
+    status: Arc<Status>,
+) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(500);
     let discovered = loop {
         match discover(&client, opts.calico_api).await {
