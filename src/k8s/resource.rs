@@ -82,6 +82,7 @@ impl Resource {
             Resource::Tiers
                 | Resource::GlobalNetworkPolicies
                 | Resource::StagedGlobalNetworkPolicies
+                | Resource::Namespaces
         )
     }
 
@@ -272,5 +273,7 @@ mod tests {
         assert_eq!((r.group.as_str(), r.api_version.as_str()), ("", "v1"));
         let r = Resource::KubernetesNetworkPolicies.api_resource(model::CALICO_CRD_V1);
         assert_eq!(r.api_version, "networking.k8s.io/v1");
+        assert!(!Resource::Namespaces.namespaced() && !Resource::Tiers.namespaced());
+        assert!(Resource::Pods.namespaced() && Resource::NetworkPolicies.namespaced());
     }
 }
