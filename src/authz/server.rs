@@ -71,7 +71,10 @@ impl Default for ServerConfig {
 }
 
 /// Serves Authorization, Health and reflection on every configured listener until `shutdown`
-/// resolves, then stops accepting and lets requests in flight finish.
+/// resolves, then stops accepting and lets requests in flight finish. The drain lasts at most
+/// the request timeout plus a second: by then every admitted request has been answered, and
+/// connections still open (idle or silent clients, which would otherwise hold the process up
+/// until the kubelet's SIGKILL) are dropped.
 ///
 /// All listeners are bound first; then each logs `listening on <address>` (the TCP one last,
 /// with the real port when the configured one is 0).
@@ -229,8 +232,30 @@ where
             }
         }
     }
-    while let Some(result) = tasks.join_next().await {
-        result.context("server task panicked")??;
+    let drain_limit = cfg.request_timeout + Duration::from_secs(1);
+    let stop = stopped(stop_rx.clone());
+    let drain_deadline = async move {
+        stop.await;
+        tokio::time::sleep(drain_limit).await;
+    };
+    tokio::pin!(drain_deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                Some(result) => result.context("server task panicked")??,
+                None => break,
+            },
+            () = &mut drain_deadline => {
+                tracing::info!(
+                    "connections still open {drain_limit:?} after shutdown began; closing them"
+                );
+                tasks.abort_all();
+                if let Some(path) = &cfg.unix {
+                    let _ = std::fs::remove_file(path);
+                }
+                break;
+            }
+        }
     }
     tracing::info!("stopped");
     Ok(())
