@@ -124,10 +124,16 @@ impl Server {
     /// Starts the server on an ephemeral loopback port with extra arguments and waits until it
     /// listens.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (e.g. `TOKIO_WORKER_THREADS`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(bin())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -231,4 +237,13 @@ fn listening_addr(line: &str) -> Option<String> {
     line.split(|c: char| c.is_whitespace() || c == '"' || c == '=')
         .find(|w| w.starts_with("127.0.0.1:") && w[10..].chars().all(|c| c.is_ascii_digit()))
         .map(str::to_owned)
+}
+
+/// A process's resident set size in KiB (`VmRSS` in `/proc/PID/status`), if it is running.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
