@@ -118,6 +118,9 @@ pub struct Server {
     pub addr: String,
     /// Log lines after startup.
     pub log: mpsc::Receiver<String>,
+    /// Log lines printed before the "listening" line, for [`Server::wait_for_log`] to see
+    /// (state sources may report before the listener is up).
+    early: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
 
 impl Server {
@@ -162,6 +165,7 @@ impl Server {
                             child,
                             addr,
                             log: rx,
+                            early: std::sync::Mutex::new(std::mem::take(&mut seen).into()),
                         };
                     }
                     seen.push(line);
@@ -183,12 +187,25 @@ impl Server {
     /// Waits at most `within` for a log line containing `needle`, and returns it.
     pub fn wait_for_log_within(&self, needle: &str, within: Duration) -> String {
         let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        {
+            let mut early = self.early.lock().unwrap();
+            while let Some(line) = early.pop_front() {
+                if line.contains(needle) {
+                    return line;
+                }
+                seen.push(line);
+            }
+        }
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.log.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line containing {needle:?} within {within:?}"),
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "no log line containing {needle:?} within {within:?}; meanwhile:\n{}",
+                    seen.join("\n")
+                ),
             }
         }
     }
