@@ -642,6 +642,67 @@ fn an_expired_watch_relists_with_nothing_lost() {
     c.wait_for(&to_oncall_shell(), OK, "a change after an ERROR event");
 }
 
+#[test]
+fn a_paginated_list_whose_continue_token_expired_starts_over() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    // Enough pods for three pages of 500.
+    for i in 0..1_200 {
+        let ip = format!("10.1.{}.{}", i / 250, i % 250);
+        api.apply(pod(
+            "bulk",
+            &format!("bulk-{i:04}"),
+            json!({"app": "bulk"}),
+            "default",
+            &ip,
+            "node-a",
+            json!([]),
+        ));
+    }
+    api.set_list_delay(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    // Between two pages of the pods list, etcd compacts: the continue token is now too old.
+    let started = Instant::now();
+    while !api
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v1/pods" && r.query.contains("continue="))
+    {
+        assert!(started.elapsed() < BOUND, "no paginated pods list");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bulk"}}));
+    api.compact();
+    let started = Instant::now();
+    while !api.requests().iter().any(|r| r.status == 410) {
+        assert!(started.elapsed() < BOUND, "no 410 Gone");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    api.set_list_delay(Duration::ZERO);
+    server.wait_for_log_within("synced with the Kubernetes API", BOUND);
+    // The list started over and completed: every pod is there.
+    let mut c = Client::connect(&server);
+    let last = request(
+        "10.0.1.10",
+        &spiffe("shop", "frontend"),
+        "10.1.4.199",
+        8080,
+        "GET",
+        "/",
+    );
+    assert_eq!(c.check(&last), Ok(OK), "the last page's pods are known");
+    let fresh_lists = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/pods" && !r.watch && !r.query.contains("continue="))
+        .count();
+    assert!(
+        fresh_lists >= 2,
+        "the list started over after 410: {fresh_lists}"
+    );
+}
+
 /// List (not watch) requests for pods the fake has seen.
 fn pod_lists(api: &FakeApi) -> usize {
     api.requests()

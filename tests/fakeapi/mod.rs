@@ -137,6 +137,8 @@ pub struct Logged {
     pub path: String,
     pub query: String,
     pub watch: bool,
+    /// The HTTP status of the response.
+    pub status: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +169,8 @@ struct Inner {
     inject: watch::Sender<(u64, u16)>,
     bookmark_every: Duration,
     port: u16,
+    /// Delay before answering a (non-watch) request, to catch a paginated list between pages.
+    list_delay: Mutex<Duration>,
 }
 
 /// The fake API server.
@@ -201,6 +205,7 @@ impl FakeApi {
             inject: watch::Sender::new((0, 0)),
             bookmark_every: Duration::from_millis(500),
             port,
+            list_delay: Mutex::new(Duration::ZERO),
         });
         let api = FakeApi {
             rt,
@@ -348,6 +353,11 @@ impl FakeApi {
         });
     }
 
+    /// Delays every answer to a non-watch request (lists, discovery) by `d`.
+    pub fn set_list_delay(&self, d: Duration) {
+        *lock(&self.inner.list_delay) = d;
+    }
+
     /// The newest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         lock(&self.inner.store).rv
@@ -408,9 +418,20 @@ async fn accept(
         let inner = inner.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: Request<Incoming>| {
                 let inner = inner.clone();
-                async move { Ok::<_, Infallible>(handle(&inner, req)) }
+                async move {
+                    let delay = *lock(&inner.list_delay);
+                    let listing = !req.uri().query().unwrap_or("").contains("watch=");
+                    if listing && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let resp = handle(&inner, req);
+                    if let Some(last) = lock(&inner.store).requests.last_mut() {
+                        last.status = resp.status().as_u16();
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
@@ -475,6 +496,7 @@ fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
         path: path.clone(),
         query: query.clone(),
         watch: watching,
+        status: 0,
     });
     if req.method() != hyper::Method::GET {
         return failure(
