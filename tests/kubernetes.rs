@@ -378,7 +378,15 @@ fn not_serving_until_every_watch_synced_then_decides_like_file_mode() {
     shop(&api);
     api.restart();
     server.wait_for_log("synced with the Kubernetes API");
-    assert_eq!(c.health(""), 1);
+    // The health service follows readiness asynchronously: give it a moment.
+    let started = Instant::now();
+    while c.health("") != 1 {
+        assert!(
+            started.elapsed() < BOUND,
+            "still NOT_SERVING after the sync"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(c.health("envoy.service.auth.v3.Authorization"), 1);
 
     // Every example request is decided as `alp-authz check` decides it from the files.
@@ -701,6 +709,54 @@ fn a_paginated_list_whose_continue_token_expired_starts_over() {
         fresh_lists >= 2,
         "the list started over after 410: {fresh_lists}"
     );
+}
+
+#[test]
+fn services_criteria_follow_endpoint_slices() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    // ops accepts only the endpoints of the shop's productpage Service.
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "from-productpage", "namespace": "ops"},
+        "spec": {"selector": "all()", "ingress": [
+            {"action": "Allow", "source": {"services": {"name": "productpage", "namespace": "shop"}}}
+        ]}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    assert_eq!(c.check(&to_oncall_shell()), Ok(DENIED), "no endpoints yet");
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "productpage-x7k2p", "namespace": "shop",
+                     "labels": {"kubernetes.io/service-name": "productpage", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "productpage", "uid": "5a1e0000-0000-4000-8000-000000000001", "controller": true, "blockOwnerDeletion": true}]},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.1.20"], "conditions": {"ready": true, "serving": true, "terminating": false},
+                       "nodeName": "node-a", "targetRef": {"kind": "Pod", "name": "productpage-5f6c8", "namespace": "shop", "uid": "00000000-0000-4000-8000-000000000002"}}],
+        "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}]
+    });
+    api.apply(slice);
+    c.wait_for(&to_oncall_shell(), OK, "an EndpointSlice added");
+    // Another source is not an endpoint of the Service.
+    let from_reviews = request(
+        "10.0.1.30",
+        &spiffe("shop", "reviews"),
+        "10.0.9.5",
+        8080,
+        "GET",
+        "/",
+    );
+    assert_eq!(c.check(&from_reviews), Ok(DENIED));
+    api.delete(
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        "shop",
+        "productpage-x7k2p",
+    );
+    c.wait_for(&to_oncall_shell(), DENIED, "the EndpointSlice deleted");
 }
 
 /// List (not watch) requests for pods the fake has seen.

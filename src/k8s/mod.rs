@@ -144,6 +144,7 @@ pub async fn discover(client: &Client, want: CalicoApi) -> anyhow::Result<Discov
         Resource::Namespaces,
         Resource::ServiceAccounts,
         Resource::Pods,
+        Resource::EndpointSlices,
     ] {
         resources.push((r, r.api_resource(model::CALICO_V3)));
     }

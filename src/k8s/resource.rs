@@ -32,6 +32,8 @@ pub enum Resource {
     ServiceAccounts,
     /// Core `Pod`.
     Pods,
+    /// `discovery.k8s.io/v1` `EndpointSlice`.
+    EndpointSlices,
 }
 
 impl Resource {
@@ -57,6 +59,7 @@ impl Resource {
             Resource::Namespaces => "namespaces",
             Resource::ServiceAccounts => "serviceaccounts",
             Resource::Pods => "pods",
+            Resource::EndpointSlices => "endpointslices",
         }
     }
 
@@ -72,6 +75,7 @@ impl Resource {
             Resource::Namespaces => "Namespace",
             Resource::ServiceAccounts => "ServiceAccount",
             Resource::Pods => "Pod",
+            Resource::EndpointSlices => "EndpointSlice",
         }
     }
 
@@ -90,6 +94,7 @@ impl Resource {
     pub fn api_resource(self, calico_api_version: &str) -> ApiResource {
         let api_version = match self {
             Resource::KubernetesNetworkPolicies => model::NETWORKING_V1,
+            Resource::EndpointSlices => model::DISCOVERY_V1,
             Resource::Namespaces | Resource::ServiceAccounts | Resource::Pods => model::CORE_V1,
             _ => calico_api_version,
         };

@@ -263,6 +263,18 @@ pub struct Entity {
     pub namespace: NamespaceMatch,
     /// Service-account criterion.
     pub service_accounts: Option<ServiceAccounts>,
+    /// The peer must be an endpoint of this Service (on the destination side: that endpoint
+    /// address and one of its ports).
+    pub services: Option<ServiceRef>,
+}
+
+/// A Kubernetes Service, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Name.
+    pub name: Arc<str>,
 }
 
 /// The namespace criterion of an entity.
@@ -639,18 +651,11 @@ fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, Error> {
 }
 
 fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<Entity, Error> {
-    if let Some(s) = &e.services {
-        // Matching `services` needs Service endpoints (EndpointSlices), which alp-authz does not
-        // load yet. Ignoring the criterion would widen a Deny's reach and an Allow's match, so the
-        // policy is rejected and fails closed instead.
-        return Err(Error::new(
-            format!("{field}.services"),
-            format!(
-                "matching Service `{}` is not supported yet (needs EndpointSlices)",
-                s.name
-            ),
-        ));
-    }
+    let services = e
+        .services
+        .as_ref()
+        .map(|s| compile_services(field, e, s, ns))
+        .transpose()?;
     let nets = |f: &str, v: &[String]| -> Result<Vec<IpNet>, Error> {
         v.iter()
             .enumerate()
@@ -730,6 +735,51 @@ fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<
         not_selector,
         namespace,
         service_accounts,
+        services,
+    })
+}
+
+/// `services {name, namespace}`: "Services cannot be specified on the same rule as Selector,
+/// NotSelector, NamespaceSelector, Nets, NotNets or ServiceAccounts", and an empty namespace
+/// means the policy's own (reference/calico-api.md §2; Calico's `EntityRule` validation).
+fn compile_services(
+    field: &str,
+    e: &EntityRule,
+    s: &super::model::ServiceMatch,
+    ns: Option<&Arc<str>>,
+) -> Result<ServiceRef, Error> {
+    let f = format!("{field}.services");
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    for (other, present) in [
+        ("selector", set(&e.selector)),
+        ("notSelector", set(&e.not_selector)),
+        ("namespaceSelector", set(&e.namespace_selector)),
+        ("nets", !e.nets.is_empty()),
+        ("notNets", !e.not_nets.is_empty()),
+        ("serviceAccounts", e.service_accounts.is_some()),
+    ] {
+        if present {
+            return Err(Error::new(f, format!("cannot be combined with `{other}`")));
+        }
+    }
+    if s.name.is_empty() {
+        return Err(Error::new(
+            format!("{f}.name"),
+            "a Service name is required",
+        ));
+    }
+    let namespace = match s.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(n) => Arc::from(n),
+        None => ns.cloned().ok_or_else(|| {
+            Error::new(
+                format!("{f}.namespace"),
+                "a global policy must name the Service's namespace",
+            )
+        })?,
+    };
+    Ok(ServiceRef {
+        namespace,
+        name: s.name.as_str().into(),
     })
 }
 

@@ -12,7 +12,7 @@ use super::{
     compile::{Action, Entity, NamespaceMatch, PortMatch, Rule},
     decision::{Cause, Decision},
     path,
-    snapshot::{Endpoint, EndpointIdx, LabelMap, PolicyIdx, Snapshot, TierIdx},
+    snapshot::{Endpoint, EndpointIdx, LabelMap, PolicyIdx, ServiceIndex, Snapshot, TierIdx},
 };
 use crate::identity::{Rejection, spiffe::SpiffeRef};
 
@@ -146,6 +146,8 @@ pub enum EntityCriterion {
     Selector,
     /// `notSelector`.
     NotSelector,
+    /// `services`.
+    Services,
 }
 
 impl std::fmt::Display for Criterion {
@@ -170,6 +172,7 @@ impl std::fmt::Display for Criterion {
             EntityCriterion::ServiceAccounts => "serviceAccounts",
             EntityCriterion::Selector => "selector",
             EntityCriterion::NotSelector => "notSelector",
+            EntityCriterion::Services => "services",
         };
         write!(f, "{side}.{c}")
     }
@@ -290,7 +293,7 @@ pub fn evaluate_traced<T: Trace>(
             };
             trace.policy(pi);
             for (ri, rule) in rules.iter().enumerate() {
-                let result = rule_matches(rule, req, &source, &destination);
+                let result = rule_matches(rule, req, &source, &destination, &snap.services);
                 trace.rule(pi, ri as u32, result);
                 if result.is_err() {
                     continue;
@@ -339,6 +342,7 @@ fn rule_matches(
     req: &Request<'_>,
     src: &Peer<'_>,
     dst: &Peer<'_>,
+    services: &ServiceIndex,
 ) -> Result<(), Criterion> {
     if rule.protocol.is_some_and(|p| p != req.protocol) {
         return Err(Criterion::Protocol);
@@ -347,10 +351,16 @@ fn rule_matches(
         return Err(Criterion::NotProtocol);
     }
     http_matches(rule, req)?;
-    entity_matches(&rule.source, src, req.protocol)
+    entity_matches(&rule.source, src, req.protocol, services, Side::Source)
         .map_err(|c| Criterion::Entity(Side::Source, c))?;
-    entity_matches(&rule.destination, dst, req.protocol)
-        .map_err(|c| Criterion::Entity(Side::Destination, c))
+    entity_matches(
+        &rule.destination,
+        dst,
+        req.protocol,
+        services,
+        Side::Destination,
+    )
+    .map_err(|c| Criterion::Entity(Side::Destination, c))
 }
 
 fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<(), Criterion> {
@@ -372,9 +382,28 @@ fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<(), Criterion> {
     Ok(())
 }
 
-fn entity_matches(e: &Entity, side: &Peer<'_>, protocol: u8) -> Result<(), EntityCriterion> {
+fn entity_matches(
+    e: &Entity,
+    side: &Peer<'_>,
+    protocol: u8,
+    services: &ServiceIndex,
+    which: Side,
+) -> Result<(), EntityCriterion> {
     use EntityCriterion as C;
     let ip = side.addr.ip;
+    // "only traffic that originates from or terminates at endpoints within the selected
+    // service(s) will be matched, and only to/from each endpoint's port": the source by its
+    // address, the destination by its address and port (Felix's IP and IP-port sets).
+    if let Some(svc) = &e.services {
+        let ok = ip.is_some_and(|ip| match which {
+            Side::Source => services.has_address(svc, ip),
+            Side::Destination => u16::try_from(side.addr.port)
+                .is_ok_and(|port| services.has_endpoint(svc, ip, port, protocol)),
+        });
+        if !ok {
+            return Err(C::Services);
+        }
+    }
     if !e.nets.is_empty() && !ip.is_some_and(|ip| e.nets.iter().any(|n| n.contains(&ip))) {
         return Err(C::Nets);
     }
@@ -574,6 +603,65 @@ status: {phase: Running, podIP: 10.0.1.30}
     }
 
     use Verdict::{Allow, Deny};
+
+    /// EndpointSlices: the `web` Service is `web` (10.0.0.10) and the `db` Service is `db`
+    /// (10.0.0.20) on TCP 8080 only.
+    const SLICES: &str = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.10], conditions: {ready: false}}]\nports: [{name: http, port: 9999, protocol: TCP}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: db-1, namespace: default, labels: {kubernetes.io/service-name: db}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.20]}]\nports: [{port: 8080}]\n---\n";
+
+    #[test_case("source: {services: {name: web}}", &WEB, Allow; "source service in the policy namespace")]
+    #[test_case("source: {services: {name: web, namespace: default}}", &JOB, Deny; "not an endpoint of it")]
+    #[test_case("source: {services: {name: nope}}", &WEB, Deny; "an unknown service has no endpoints")]
+    #[test_case("source: {services: {name: web, namespace: other}}", &WEB, Deny; "the same name in another namespace")]
+    #[test_case("destination: {services: {name: db}}", &WEB, Allow; "destination address and port")]
+    #[test_case("destination: {services: {name: db}}", &Req { port: 9090, ..WEB }, Deny; "another port of the endpoint")]
+    #[test_case("destination: {services: {name: web}}", &WEB, Deny; "an endpoint of another service")]
+    #[test_case("source: {services: {name: web}}", &PLAIN, Allow; "by address, with or without an identity")]
+    fn services(entity: &str, r: &Req, want: Verdict) {
+        let policy = format!("{SLICES}{}", np(&format!("[{{action: Allow, {entity}}}]")));
+        assert_eq!(decide(&policy, r), want);
+    }
+
+    #[test]
+    fn services_cannot_be_combined_and_globals_name_the_namespace() {
+        for (rules, field) in [
+            (
+                "[{action: Allow, source: {services: {name: web}, selector: all()}}]",
+                "cannot be combined with `selector`",
+            ),
+            (
+                "[{action: Allow, source: {services: {name: web}, nets: [10.0.0.0/8]}}]",
+                "cannot be combined with `nets`",
+            ),
+            (
+                "[{action: Allow, source: {services: {name: web}, serviceAccounts: {names: [steve]}}}]",
+                "cannot be combined with `serviceAccounts`",
+            ),
+            (
+                "[{action: Allow, source: {services: {name: \"\"}}}]",
+                "a Service name is required",
+            ),
+        ] {
+            let (v, reason) =
+                decide_with(&format!("{SLICES}{}", np(rules)), &WEB, &Options::default());
+            assert_eq!(v, Deny, "{rules}");
+            assert!(reason.contains(field), "{rules}: {reason}");
+        }
+        let (v, reason) = decide_with(
+            &format!(
+                "{SLICES}{}",
+                gnp("[{action: Allow, source: {services: {name: web}}}]")
+            ),
+            &WEB,
+            &Options::default(),
+        );
+        assert_eq!(v, Deny);
+        assert!(
+            reason.contains("must name the Service's namespace"),
+            "{reason}"
+        );
+        let global = gnp("[{action: Allow, source: {services: {name: web, namespace: default}}}]");
+        assert_eq!(decide(&format!("{SLICES}{global}"), &WEB), Allow);
+    }
 
     // Actions, Log, end of tier.
     #[test_case("[{action: Allow}]", WEB, Allow; "bare allow")]

@@ -22,6 +22,10 @@ pub const CALICO_CRD_V1: &str = "crd.projectcalico.org/v1";
 pub const NETWORKING_V1: &str = "networking.k8s.io/v1";
 /// The core Kubernetes API.
 pub const CORE_V1: &str = "v1";
+/// EndpointSlices.
+pub const DISCOVERY_V1: &str = "discovery.k8s.io/v1";
+/// The label that names an EndpointSlice's Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Annotation in which `crd.projectcalico.org/v1` objects keep their real v3 metadata.
 pub const CALICO_METADATA_ANNOTATION: &str = "projectcalico.org/metadata";
 
@@ -506,6 +510,42 @@ pub struct Namespace {
 pub struct ServiceAccount {
     /// Metadata (namespace, name and labels).
     pub metadata: ObjectMeta,
+}
+
+/// A `discovery.k8s.io/v1` `EndpointSlice`, trimmed to what `services` rule criteria need.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSlice {
+    /// Metadata; the `kubernetes.io/service-name` label names the Service.
+    pub metadata: ObjectMeta,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    #[serde(default)]
+    pub address_type: String,
+    /// The endpoints.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub endpoints: Vec<SliceEndpoint>,
+    /// The ports every endpoint of the slice serves.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ports: Vec<SlicePort>,
+}
+
+/// One endpoint of an [`EndpointSlice`].
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SliceEndpoint {
+    /// Its addresses.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub addresses: Vec<String>,
+}
+
+/// A port of an [`EndpointSlice`].
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SlicePort {
+    /// Port number (absent: all ports).
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// `TCP` (default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 /// A Kubernetes `Pod`, trimmed to what policy needs.

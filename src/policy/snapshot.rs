@@ -17,7 +17,7 @@ use std::{
 };
 
 use super::{
-    compile::{Applies, LABEL_NAME, Policy, PolicyId, StagedAction, Tier, TierDefault},
+    compile::{Applies, LABEL_NAME, Policy, PolicyId, ServiceRef, StagedAction, Tier, TierDefault},
     decision::{Cause, Decision, Verdict},
     store::{Changes, InvalidPolicy, Store},
 };
@@ -149,6 +149,9 @@ pub struct Snapshot {
     /// Workload endpoints (indexable as a slice) and the cluster's labels. Shared with the
     /// previous generation when no Pod, Namespace or ServiceAccount changed.
     pub endpoints: Arc<Endpoints>,
+    /// The endpoints of each Service (from EndpointSlices), for `services` criteria. Shared
+    /// with the previous generation when no EndpointSlice changed.
+    pub services: Arc<ServiceIndex>,
     /// Plans, one per endpoint class.
     pub plans: Vec<Plan>,
     /// The store this was built from (see [`Snapshot::update`]).
@@ -241,11 +244,8 @@ impl Snapshot {
         let set = PolicySet::build(store, &store.policies);
         let plans = set.plans(&endpoints);
         let mut snap = set.into_snapshot(generation, endpoints, plans, store.lineage);
-        snap.shadow = shadow_policies(store).map(|policies| {
-            let set = PolicySet::build(store, &policies);
-            let plans = set.plans(&snap.endpoints);
-            Box::new(set.into_snapshot(generation, snap.endpoints.clone(), plans, 0))
-        });
+        snap.services = Arc::new(ServiceIndex::build(store));
+        snap.shadow = shadow(store, &snap, generation);
         snap
     }
 
@@ -280,11 +280,12 @@ impl Snapshot {
             set.updated_plans(prev, &endpoints, &changes.policies)
         };
         let mut snap = set.into_snapshot(generation, endpoints, plans, store.lineage);
-        snap.shadow = shadow_policies(store).map(|policies| {
-            let set = PolicySet::build(store, &policies);
-            let plans = set.plans(&snap.endpoints);
-            Box::new(set.into_snapshot(generation, snap.endpoints.clone(), plans, 0))
-        });
+        snap.services = if changes.services {
+            Arc::new(ServiceIndex::build(store))
+        } else {
+            prev.services.clone()
+        };
+        snap.shadow = shadow(store, &snap, generation);
         snap
     }
 
@@ -319,6 +320,68 @@ impl Snapshot {
     /// Whether a tier passes when none of its policies decided.
     pub fn tier_passes(&self, tier: TierIdx) -> bool {
         self.tiers[tier as usize].default_action == TierDefault::Pass
+    }
+}
+
+/// The shadow snapshot (staged policies applied), sharing `snap`'s endpoint side.
+fn shadow(store: &Store, snap: &Snapshot, generation: u64) -> Option<Box<Snapshot>> {
+    shadow_policies(store).map(|policies| {
+        let set = PolicySet::build(store, &policies);
+        let plans = set.plans(&snap.endpoints);
+        let mut shadow = set.into_snapshot(generation, snap.endpoints.clone(), plans, 0);
+        shadow.services = snap.services.clone();
+        Box::new(shadow)
+    })
+}
+
+/// The endpoints of each Service, from its EndpointSlices.
+#[derive(Debug, Default)]
+pub struct ServiceIndex {
+    services: FastMap<ServiceRef, ServiceEndpoints>,
+}
+
+#[derive(Debug, Default)]
+struct ServiceEndpoints {
+    ips: std::collections::HashSet<IpAddr, foldhash::fast::RandomState>,
+    /// (address, port, protocol); a port of `None` in a slice means every port.
+    ports: std::collections::HashSet<(IpAddr, Option<u16>, u8), foldhash::fast::RandomState>,
+}
+
+impl ServiceIndex {
+    fn build(store: &Store) -> ServiceIndex {
+        let mut index = ServiceIndex::default();
+        for slice in store.endpoint_slices.values() {
+            let Some(service) = &slice.service else {
+                continue;
+            };
+            let key = ServiceRef {
+                namespace: slice.namespace.as_str().into(),
+                name: service.as_str().into(),
+            };
+            let entry = index.services.entry(key).or_default();
+            for ip in &slice.ips {
+                entry.ips.insert(*ip);
+                for (port, proto) in &slice.ports {
+                    entry.ports.insert((*ip, *port, *proto));
+                }
+            }
+        }
+        index
+    }
+
+    /// Whether `ip` is an endpoint address of the Service.
+    pub fn has_address(&self, svc: &ServiceRef, ip: IpAddr) -> bool {
+        self.services
+            .get(svc)
+            .is_some_and(|s| s.ips.contains(&ip.to_canonical()))
+    }
+
+    /// Whether (`ip`, `port`, `protocol`) is an endpoint of the Service.
+    pub fn has_endpoint(&self, svc: &ServiceRef, ip: IpAddr, port: u16, protocol: u8) -> bool {
+        let ip = ip.to_canonical();
+        self.services.get(svc).is_some_and(|s| {
+            s.ports.contains(&(ip, Some(port), protocol)) || s.ports.contains(&(ip, None, protocol))
+        })
     }
 }
 
@@ -457,6 +520,7 @@ impl PolicySet {
             staged: self.staged,
             invalid: self.invalid,
             endpoints,
+            services: Arc::default(),
             plans,
             lineage,
             counters,

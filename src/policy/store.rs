@@ -49,6 +49,23 @@ pub enum Object {
     },
     /// A pod.
     Pod(PodInfo),
+    /// An EndpointSlice: some endpoints of a Service.
+    EndpointSlice(SliceInfo),
+}
+
+/// An EndpointSlice reduced to what `services` rule criteria need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// The slice's name.
+    pub name: String,
+    /// The Service it belongs to (`kubernetes.io/service-name`); `None`: none (ignored).
+    pub service: Option<String>,
+    /// Every endpoint address (ready or not: membership, not routing).
+    pub ips: Vec<IpAddr>,
+    /// The ports its endpoints serve: (port, protocol number); `None` as a port: any.
+    pub ports: Vec<(Option<u16>, u8)>,
 }
 
 /// A policy as stored: its identity and either its compiled form or its error.
@@ -147,6 +164,8 @@ pub enum Kind {
     ServiceAccount,
     /// A pod.
     Pod,
+    /// An EndpointSlice.
+    EndpointSlice,
     /// `kind: List` (items decoded one by one).
     List,
     /// Anything else: skipped.
@@ -165,6 +184,7 @@ impl Kind {
             (model::CORE_V1, "Namespace") => Kind::Namespace,
             (model::CORE_V1, "ServiceAccount") => Kind::ServiceAccount,
             (model::CORE_V1, "Pod") => Kind::Pod,
+            (model::DISCOVERY_V1, "EndpointSlice") => Kind::EndpointSlice,
             (_, "List") => Kind::List,
             (api, kind) => PolicyKind::classify(api, kind).map_or(Kind::Other, Kind::Policy),
         })
@@ -232,6 +252,15 @@ where
             let name = p.metadata.name.clone();
             PodInfo::try_from(&p)
                 .map(Object::Pod)
+                .map_err(|m| invalid(&name, m))
+        }
+        Kind::EndpointSlice => {
+            let e: model::EndpointSlice =
+                decode.decode().map_err(|m| invalid(&meta_name(meta), m))?;
+            named(tm, &e.metadata)?;
+            let name = e.metadata.name.clone();
+            SliceInfo::try_from(&e)
+                .map(Object::EndpointSlice)
                 .map_err(|m| invalid(&name, m))
         }
         Kind::Policy(pk) => Ok(Object::Policy(decode_policy(tm, pk, decode, meta)?)),
@@ -399,6 +428,58 @@ fn policy_id(kind: PolicyKind, ns: Option<&str>, name: &str) -> Result<PolicyId,
     })
 }
 
+impl TryFrom<&model::EndpointSlice> for SliceInfo {
+    type Error = String;
+
+    fn try_from(e: &model::EndpointSlice) -> Result<SliceInfo, String> {
+        let ips = match e.address_type.as_str() {
+            "IPv4" | "IPv6" => e
+                .endpoints
+                .iter()
+                .flat_map(|ep| &ep.addresses)
+                .map(|a| {
+                    a.parse::<IpAddr>()
+                        .map(|ip| ip.to_canonical())
+                        .map_err(|_| format!("`{a}` is not an IP address"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            // FQDN endpoints are not workloads a request can come from or go to by address.
+            _ => Vec::new(),
+        };
+        let ports = e
+            .ports
+            .iter()
+            .map(|p| {
+                let port = p
+                    .port
+                    .map(|n| u16::try_from(n).map_err(|_| format!("port `{n}` is outside 0–65535")))
+                    .transpose()?;
+                let proto = match p.protocol.as_deref().unwrap_or("TCP") {
+                    "TCP" => 6,
+                    "UDP" => 17,
+                    "SCTP" => 132,
+                    other => {
+                        return Err(format!("port protocol `{other}` is not TCP, UDP or SCTP"));
+                    }
+                };
+                Ok((port, proto))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(SliceInfo {
+            namespace: e
+                .metadata
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            name: e.metadata.name.clone(),
+            service: e.metadata.labels.get(model::SERVICE_NAME_LABEL).cloned(),
+            ips,
+            ports,
+        })
+    }
+}
+
 impl TryFrom<&model::Pod> for PodInfo {
     type Error = String;
 
@@ -480,6 +561,7 @@ pub struct Store {
     pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub(crate) pods: BTreeMap<(String, String), Workload>,
+    pub(crate) endpoint_slices: BTreeMap<(String, String), SliceInfo>,
     /// Every label set of a pod, once (see [`Workload`]).
     interned: std::collections::HashSet<Arc<LabelMap>>,
     /// Identifies this store, so that a snapshot built from it can be updated from it.
@@ -496,6 +578,7 @@ impl Default for Store {
             namespaces: BTreeMap::new(),
             service_accounts: BTreeMap::new(),
             pods: BTreeMap::new(),
+            endpoint_slices: BTreeMap::new(),
             interned: std::collections::HashSet::new(),
             lineage: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             changes: Changes::everything(),
@@ -518,6 +601,8 @@ pub struct Changes {
     /// Namespaces whose Namespace object or one of whose ServiceAccounts changed: the labels
     /// that namespace and service-account selectors see there.
     pub namespaces: BTreeSet<String>,
+    /// EndpointSlices (what `services` criteria match).
+    pub services: bool,
 }
 
 impl Changes {
@@ -531,7 +616,7 @@ impl Changes {
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.all && !self.endpoints && !self.tiers && self.policies.is_empty()
+        !self.all && !self.endpoints && !self.tiers && !self.services && self.policies.is_empty()
     }
 
     fn key(&mut self, key: &Key) {
@@ -545,6 +630,7 @@ impl Changes {
                 self.namespaces.insert(ns.clone());
             }
             Key::Pod(..) => self.endpoints = true,
+            Key::EndpointSlice(..) => self.services = true,
         }
     }
 }
@@ -562,6 +648,8 @@ pub enum Key {
     ServiceAccount(String, String),
     /// A pod (namespace, name).
     Pod(String, String),
+    /// An EndpointSlice (namespace, name).
+    EndpointSlice(String, String),
 }
 
 impl std::fmt::Display for Key {
@@ -572,6 +660,7 @@ impl std::fmt::Display for Key {
             Key::Namespace(n) => write!(f, "Namespace {n}"),
             Key::ServiceAccount(ns, n) => write!(f, "ServiceAccount {ns}/{n}"),
             Key::Pod(ns, n) => write!(f, "Pod {ns}/{n}"),
+            Key::EndpointSlice(ns, n) => write!(f, "EndpointSlice {ns}/{n}"),
         }
     }
 }
@@ -587,6 +676,7 @@ impl Object {
                 namespace, name, ..
             } => Key::ServiceAccount(namespace.clone(), name.clone()),
             Object::Pod(p) => Key::Pod(p.namespace.clone(), p.name.clone()),
+            Object::EndpointSlice(e) => Key::EndpointSlice(e.namespace.clone(), e.name.clone()),
         }
     }
 }
@@ -630,6 +720,12 @@ impl Store {
                 self.pods
                     .insert(key.clone(), w)
                     .map(|_| Key::Pod(key.0, key.1))
+            }
+            Object::EndpointSlice(e) => {
+                let key = (e.namespace.clone(), e.name.clone());
+                self.endpoint_slices
+                    .insert(key.clone(), e)
+                    .map(|_| Key::EndpointSlice(key.0, key.1))
             }
         }
     }
@@ -694,6 +790,10 @@ impl Store {
                 .remove(&(ns.clone(), n.clone()))
                 .is_some(),
             Key::Pod(ns, n) => self.pods.remove(&(ns.clone(), n.clone())).is_some(),
+            Key::EndpointSlice(ns, n) => self
+                .endpoint_slices
+                .remove(&(ns.clone(), n.clone()))
+                .is_some(),
         }
     }
 

@@ -852,6 +852,52 @@ spec: {tier: security, ingress: [{action: Deny}]}
     }
 
     #[test]
+    fn endpoint_slices() {
+        let text = r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv6
+endpoints: [{addresses: ["fd00::1", "::ffff:10.0.0.1"]}]
+ports: [{port: 80}, {port: 53, protocol: UDP}, {protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ext, namespace: shop, labels: {kubernetes.io/service-name: ext}}
+addressType: FQDN
+endpoints: [{addresses: [example.com]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: bad, namespace: shop}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.300]}]
+"#;
+        let loaded = load_str("s.yaml", text).unwrap();
+        let web = &loaded.store.endpoint_slices[&("shop".to_owned(), "web-1".to_owned())];
+        assert_eq!(web.service.as_deref(), Some("web"));
+        assert_eq!(
+            web.ips,
+            [
+                "fd00::1".parse::<std::net::IpAddr>().unwrap(),
+                "10.0.0.1".parse().unwrap()
+            ]
+        );
+        assert_eq!(web.ports, [(Some(80), 6), (Some(53), 17), (None, 6)]);
+        assert!(
+            loaded.store.endpoint_slices[&("shop".to_owned(), "ext".to_owned())]
+                .ips
+                .is_empty()
+        );
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].contains("invalid EndpointSlice `bad`"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
     fn duplicates_are_reported() {
         let loaded = load_str("d.yaml", &format!("{POD}---\n{POD}")).unwrap();
         assert_eq!(loaded.warnings.len(), 1);

@@ -116,6 +116,13 @@ fn served(calico: Calico) -> Vec<ResourceDef> {
             "NetworkPolicy",
             true,
         ),
+        def(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+        ),
     ];
     let groups: &[(&str, &str)] = match calico {
         Calico::V3 => &[("projectcalico.org", "v3")],
