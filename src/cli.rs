@@ -223,9 +223,9 @@ pub struct KubernetesArgs {
     /// API's `spec.nodeName`). Ignored without `--kubernetes`.
     #[arg(long, value_name = "NAME", env = "NODE_NAME")]
     pub node: Option<String>,
-    /// Namespaced deployment: watch namespaced kinds (Pods, ServiceAccounts, NetworkPolicies)
-    /// only in this namespace. Cluster-scoped kinds (Tiers, GlobalNetworkPolicies, Namespaces)
-    /// are still watched.
+    /// Namespaced deployment: watch namespaced kinds (Pods, ServiceAccounts, EndpointSlices,
+    /// NetworkPolicies) only in this namespace. Cluster-scoped kinds (Tiers,
+    /// GlobalNetworkPolicies, Namespaces) are still watched.
     #[arg(long, value_name = "NS", requires = "kubernetes")]
     pub namespace: Option<String>,
     /// How often the API server's reachability is probed, in seconds (for the
