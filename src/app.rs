@@ -419,6 +419,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(telemetry::serve_metrics(listener, metrics.clone()));
         }
         let mut checker = Checker::new(state.clone(), settings).with_metrics(metrics.clone());
+        let mut decision_log = None;
         if let Some(path) = &args.decision_log {
             let log = DecisionLog::start(&decision_log::Config {
                 path: path.clone(),
@@ -427,7 +428,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 buffer: args.decision_log_buffer,
             })?
             .with_dropped_counter(metrics.decision_log_dropped.clone());
-            checker = checker.with_decision_log(Arc::new(log));
+            let log = Arc::new(log);
+            decision_log = Some(log.clone());
+            checker = checker.with_decision_log(log);
         }
         let cfg = ServerConfig {
             tcp: args.listen.0,
@@ -448,14 +451,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls_reload_interval: args.reload_interval(),
         };
         let explainer = ExplainService::new(checker.clone()).into_server();
-        server::serve(
+        let served = server::serve(
             cfg,
             AuthzService::new(checker),
             Some(explainer),
             state.ready(),
             server::shutdown_signal(),
         )
-        .await
+        .await;
+        // The last decisions of a drained server reach the log before the process ends.
+        if let Some(log) = decision_log
+            && !log.drain(std::time::Duration::from_secs(2))
+        {
+            tracing::warn!("decision log not fully written at exit");
+        }
+        served
     })
 }
 

@@ -80,6 +80,10 @@ pub struct DecisionLog {
     seen: AtomicU64,
     /// Records dropped because the buffer was full.
     pub dropped: Arc<AtomicU64>,
+    /// Records handed to the writer.
+    sent: AtomicU64,
+    /// Records the writer has written and flushed.
+    flushed: Arc<AtomicU64>,
 }
 
 impl DecisionLog {
@@ -92,6 +96,8 @@ impl DecisionLog {
             sample: sample.max(1),
             seen: AtomicU64::new(0),
             dropped: Arc::new(AtomicU64::new(0)),
+            sent: AtomicU64::new(0),
+            flushed: Arc::new(AtomicU64::new(0)),
         };
         (log, rx)
     }
@@ -121,18 +127,24 @@ impl DecisionLog {
             )
         };
         let (log, mut rx) = Self::channel(config.filter, config.sample, config.buffer);
+        let flushed = log.flushed.clone();
         std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || {
                 let mut w = std::io::BufWriter::new(&mut out);
+                let mut written = 0;
                 while let Some(r) = rx.blocking_recv() {
                     if serde_json::to_writer(&mut w, &r).is_err() || w.write_all(b"\n").is_err() {
                         break;
                     }
+                    written += 1;
                     // Flush when the buffer is drained, so lines appear promptly without a
                     // system call per record under load.
-                    if rx.is_empty() && w.flush().is_err() {
-                        break;
+                    if rx.is_empty() {
+                        if w.flush().is_err() {
+                            break;
+                        }
+                        flushed.store(written, Ordering::Release);
                     }
                 }
                 let _ = w.flush();
@@ -158,6 +170,24 @@ impl DecisionLog {
     pub fn send(&self, r: Record) {
         if self.tx.try_send(r).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (at most `within`) until every record handed to the writer is written and
+    /// flushed: at shutdown, so that the last decisions are not lost with the process. Returns
+    /// whether it got there.
+    pub fn drain(&self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.flushed.load(Ordering::Acquire) >= self.sent.load(Ordering::Relaxed) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -191,6 +221,28 @@ mod tests {
             latency_us: 3,
             dry_run: false,
         }
+    }
+
+    #[test]
+    fn drain_waits_for_the_writer() {
+        let dir = std::env::temp_dir().join(format!("alp-authz-dlog-{}", std::process::id()));
+        let log = DecisionLog::start(&Config {
+            path: dir.clone(),
+            filter: Filter::All,
+            sample: 1,
+            buffer: 64,
+        })
+        .unwrap();
+        for _ in 0..50 {
+            log.send(record());
+        }
+        assert!(log.drain(Duration::from_secs(5)));
+        let lines = std::fs::read_to_string(&dir).unwrap().lines().count();
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(lines as u64, 50 - log.dropped.load(Ordering::Relaxed));
+        // Nothing sent: nothing to wait for.
+        let (idle, _rx) = DecisionLog::channel(Filter::All, 1, 1);
+        assert!(idle.drain(Duration::ZERO));
     }
 
     #[test]
