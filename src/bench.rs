@@ -209,8 +209,11 @@ pub struct H2loadStats {
     pub rate: f64,
     /// Requests that completed.
     pub done: u64,
-    /// Answers with HTTP status 2xx.
+    /// Answers with HTTP status 2xx. In a timed run this can exceed `done`: h2load counts a
+    /// status when the response headers arrive, and the run may end before that stream does.
     pub ok: u64,
+    /// Answers with any other HTTP status (3xx, 4xx, 5xx).
+    pub other: u64,
     /// Mean time for a request, microseconds.
     pub mean_us: f64,
 }
@@ -219,8 +222,8 @@ impl std::fmt::Display for H2loadStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:>9.0} checks/s  mean {:>7.1} µs  ({} done, {} HTTP 2xx)",
-            self.rate, self.mean_us, self.done, self.ok
+            "{:>9.0} checks/s  mean {:>7.1} µs  ({} done, {} HTTP 2xx, {} other)",
+            self.rate, self.mean_us, self.done, self.ok, self.other
         )
     }
 }
@@ -257,10 +260,17 @@ impl H2loadStats {
                     .find_map(|p| p.trim().strip_suffix(" done")?.parse().ok())
                     .context("h2load: no `done` count")?;
             } else if let Some(rest) = line.strip_prefix("status codes:") {
-                stats.ok = rest
-                    .split(',')
-                    .find_map(|p| p.trim().strip_suffix(" 2xx")?.parse().ok())
-                    .context("h2load: no 2xx count")?;
+                let mut ok = None;
+                for part in rest.split(',').map(str::trim) {
+                    let (n, class) = part.split_once(' ').context("h2load: bad status codes")?;
+                    let n: u64 = n.parse().context("h2load: bad status count")?;
+                    if class == "2xx" {
+                        ok = Some(n);
+                    } else {
+                        stats.other += n;
+                    }
+                }
+                stats.ok = ok.context("h2load: no 2xx count")?;
             } else if line.starts_with("time for request:") {
                 stats.mean_us = words
                     .get(5)
@@ -373,10 +383,16 @@ mod tests {
     fn parses_h2load_output() {
         let out = "starting benchmark...\nfinished in 5.00s, 47123.40 req/s, 5.12MB/s\nrequests: 235617 total, 235617 started, 235617 done, 235617 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 235617 2xx, 0 3xx, 0 4xx, 0 5xx\ntraffic: 25.60MB (26843545) total, 1.12MB (1178085) headers (space savings 95.00%), 15.28MB (16023956) data\n                     min         max         mean         sd        +/- sd\ntime for request:      245us     12.45ms      2.71ms      1.09ms    80.40%\n";
         let s = H2loadStats::parse(out).unwrap();
-        assert_eq!((s.done, s.ok), (235_617, 235_617));
+        assert_eq!((s.done, s.ok, s.other), (235_617, 235_617, 0));
         assert!((s.rate - 47_123.4).abs() < 1e-6);
         assert!((s.mean_us - 2_710.0).abs() < 1e-6);
         assert!(H2loadStats::parse("nothing").is_err());
+        let timed = out.replace(
+            "status codes: 235617 2xx, 0 3xx, 0 4xx, 0 5xx",
+            "status codes: 235619 2xx, 0 3xx, 1 4xx, 2 5xx",
+        );
+        let s = H2loadStats::parse(&timed).unwrap();
+        assert_eq!((s.done, s.ok, s.other), (235_617, 235_619, 3));
     }
 
     #[test]
