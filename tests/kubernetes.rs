@@ -9,7 +9,6 @@ mod fakeapi;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{Read as _, Write as _},
     time::{Duration, Instant},
 };
 
@@ -325,38 +324,6 @@ fn serve(api: &FakeApi, dir: &tempfile::TempDir, extra: &[&str]) -> common::Serv
     common::Server::start(&args)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET /metrics over plain HTTP/1.1.
-fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 // === the tests ===
 
 #[test]
@@ -480,8 +447,7 @@ fn an_api_server_outage_keeps_the_last_good_state_serving() {
     let api = FakeApi::start(Calico::V3);
     shop(&api);
     let dir = tempfile::tempdir().unwrap();
-    let metrics = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics}");
+    let metrics_addr = common::free_loopback_addr();
     let server = serve(&api, &dir, &["--metrics", &metrics_addr]);
     server.wait_for_log("synced with the Kubernetes API");
     let mut c = Client::connect(&server);
@@ -492,19 +458,17 @@ fn an_api_server_outage_keeps_the_last_good_state_serving() {
         c.check(&to_oncall_shell()),
     ];
     assert_eq!(before, [Ok(OK), Ok(DENIED), Ok(OK), Ok(OK)]);
-    let m = scrape(metrics);
+    let m = common::scrape_metrics(&metrics_addr);
     assert_eq!(
-        metric(&m, "alp_authz_kubernetes_apiserver_up"),
+        m.get("alp_authz_kubernetes_apiserver_up").copied(),
         Some(1.0),
-        "{m}"
+        "{m:?}"
     );
     assert_eq!(
-        metric(
-            &m,
-            "alp_authz_kubernetes_calico_api{api_version=\"projectcalico.org/v3\"}"
-        ),
+        m.get("alp_authz_kubernetes_calico_api{api_version=\"projectcalico.org/v3\"}")
+            .copied(),
         Some(1.0),
-        "{m}"
+        "{m:?}"
     );
     for resource in [
         "pods",
@@ -513,12 +477,13 @@ fn an_api_server_outage_keeps_the_last_good_state_serving() {
         "networkpolicies.networking.k8s.io",
     ] {
         let synced = format!("alp_authz_kubernetes_watch_synced{{resource=\"{resource}\"}}");
-        assert_eq!(metric(&m, &synced), Some(1.0), "{synced}\n{m}");
+        assert_eq!(m.get(&synced).copied(), Some(1.0), "{synced}\n{m:?}");
     }
     assert_eq!(
-        metric(&m, "alp_authz_kubernetes_objects{resource=\"pods\"}"),
+        m.get("alp_authz_kubernetes_objects{resource=\"pods\"}")
+            .copied(),
         Some(5.0),
-        "{m}"
+        "{m:?}"
     );
 
     api.stop();
@@ -534,17 +499,16 @@ fn an_api_server_outage_keeps_the_last_good_state_serving() {
         std::thread::sleep(Duration::from_millis(25));
     }
     assert_eq!(c.health(""), 1, "still SERVING during the outage");
-    let m = scrape(metrics);
+    let m = common::scrape_metrics(&metrics_addr);
     assert_eq!(
-        metric(&m, "alp_authz_kubernetes_apiserver_up"),
+        m.get("alp_authz_kubernetes_apiserver_up").copied(),
         Some(0.0),
-        "{m}"
+        "{m:?}"
     );
-    let age = metric(
-        &m,
-        "alp_authz_kubernetes_apiserver_last_contact_age_seconds",
-    )
-    .unwrap();
+    let age = m
+        .get("alp_authz_kubernetes_apiserver_last_contact_age_seconds")
+        .copied()
+        .unwrap();
     assert!(age > 0.0, "the age of the last contact is reported: {age}");
 
     api.restart();
@@ -555,11 +519,11 @@ fn an_api_server_outage_keeps_the_last_good_state_serving() {
         "spec": {"selector": "all()", "ingress": [{"action": "Deny"}]}
     }));
     c.wait_for(&to_oncall_shell(), DENIED, "a change after the restart");
-    let m = scrape(metrics);
+    let m = common::scrape_metrics(&metrics_addr);
     assert_eq!(
-        metric(&m, "alp_authz_kubernetes_apiserver_up"),
+        m.get("alp_authz_kubernetes_apiserver_up").copied(),
         Some(1.0),
-        "{m}"
+        "{m:?}"
     );
 }
 

@@ -581,84 +581,12 @@ async fn answers_carry_the_generation_and_optional_upstream_headers() {
     assert_eq!(md["tier"].kind, Some(Kind::StringValue("security".into())));
 }
 
-/// Parses the Prometheus/OpenMetrics text exposition strictly: every sample belongs to a
-/// declared family, names and labels are well-formed, values are numbers.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    let mut families: Vec<String> = Vec::new();
-    let mut samples = HashMap::new();
-    assert!(text.ends_with("# EOF\n"), "{text}");
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            families.push(name.to_owned());
-            continue;
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line}"));
-        let name = series.split('{').next().unwrap();
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "{line}"
-        );
-        assert!(
-            families.iter().any(|f| name == f
-                || name
-                    .strip_prefix(f.as_str())
-                    .is_some_and(|s| ["_total", "_sum", "_count", "_bucket"].contains(&s))),
-            "sample without a family: {line}"
-        );
-        if let Some(labels) = series.strip_prefix(name)
-            && !labels.is_empty()
-        {
-            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-            for pair in labels[1..labels.len() - 1].split("\",") {
-                let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
-                assert!(
-                    k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                    "{line}"
-                );
-                assert!(!v.trim_end_matches('"').contains('"'), "{line}");
-            }
-        }
-        samples.insert(series.to_owned(), value);
-    }
-    samples
-}
-
-async fn scrape(addr: &str) -> HashMap<String, f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/openmetrics-text"),
-        "{head}"
-    );
-    parse_metrics(body)
-}
-
 #[tokio::test]
 async fn metrics_count_decisions_across_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("state.yaml");
     std::fs::write(&file, STATE_ALLOW).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let maddr = format!("127.0.0.1:{port}");
+    let maddr = common::free_loopback_addr();
     let server = common::Server::start(&[
         "--state",
         dir.path().to_str().unwrap(),
@@ -674,7 +602,7 @@ async fn metrics_count_decisions_across_reloads() {
             0
         );
     }
-    let m = scrape(&maddr).await;
+    let m = common::scrape_metrics(&maddr);
     let allowed =
         r#"alp_authz_checks_total{decision="allow",cause="rule",tier="default",policy="p"}"#;
     assert_eq!(m[allowed], 3.0, "{m:?}");
@@ -698,7 +626,7 @@ async fn metrics_count_decisions_across_reloads() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let m = scrape(&maddr).await;
+    let m = common::scrape_metrics(&maddr);
     assert_eq!(
         m[allowed],
         3.0 + more_allowed,
@@ -712,15 +640,10 @@ async fn metrics_count_decisions_across_reloads() {
     // A broken file is counted as a failed reload.
     std::fs::write(&file, "kind: [").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while scrape(&maddr).await["alp_authz_state_reload_errors_total"] < 1.0 {
+    while common::scrape_metrics(&maddr)["alp_authz_state_reload_errors_total"] < 1.0 {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn metrics_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
 }
 
 #[tokio::test]
@@ -743,7 +666,7 @@ spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
         format!("{STATE_ALLOW}{staged}"),
     )
     .unwrap();
-    let maddr = metrics_port();
+    let maddr = common::free_loopback_addr();
     let server = common::Server::start(&[
         "--state",
         dir.path().to_str().unwrap(),
@@ -760,7 +683,7 @@ spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
             0
         );
     }
-    let m = scrape(&maddr).await;
+    let m = common::scrape_metrics(&maddr);
     assert_eq!(
         m[r#"alp_authz_staged_disagreements_total{policy="staged:p"}"#], 4.0,
         "{m:?}"
@@ -780,7 +703,7 @@ spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
     );
     std::fs::write(dir.path().join("state.yaml"), deleting).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while scrape(&maddr).await["alp_authz_state_generation"] < 2.0 {
+    while common::scrape_metrics(&maddr)["alp_authz_state_generation"] < 2.0 {
         assert!(std::time::Instant::now() < deadline, "never reloaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -788,7 +711,7 @@ spec: {stagedAction: Ignore, order: 1, ingress: [{action: Deny}]}
         code(&c.check(simple_request()).await.unwrap().into_inner()),
         0
     );
-    let m = scrape(&maddr).await;
+    let m = common::scrape_metrics(&maddr);
     assert_eq!(
         m[r#"alp_authz_staged_disagreements_total{policy="staged:p"}"#], 4.0,
         "{m:?}"
@@ -803,7 +726,7 @@ async fn dry_run_allows_and_counts_what_policy_denies() {
         STATE_ALLOW.replace("Allow", "Deny"),
     )
     .unwrap();
-    let maddr = metrics_port();
+    let maddr = common::free_loopback_addr();
     let server = common::Server::start(&[
         "--state",
         dir.path().to_str().unwrap(),
@@ -814,7 +737,7 @@ async fn dry_run_allows_and_counts_what_policy_denies() {
     let mut c = client(&server).await;
     let r = c.check(simple_request()).await.unwrap().into_inner();
     assert_eq!(code(&r), 0, "dry run allows");
-    let m = scrape(&maddr).await;
+    let m = common::scrape_metrics(&maddr);
     assert_eq!(
         m[r#"alp_authz_checks_total{decision="deny",cause="rule",tier="default",policy="p"}"#],
         1.0
