@@ -241,7 +241,8 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         duration: secs(args.seconds),
         rate: args.rate,
     };
-    let request = Arc::new(request);
+    // The same two servers for every round: each round opens its own connections.
+    let servers = runtime.block_on(crate::bench::Servers::start(Some(checker), args.target))?;
     let rounds = args.rounds.max(1);
     let mut ratios = Vec::with_capacity(rounds);
     let client = if args.h2load.is_some() {
@@ -256,11 +257,7 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
     for round in 1..=rounds {
         let ratio = if let Some(h2load) = &args.h2load {
             let (alp, base) = runtime.block_on(crate::bench::compare_h2load(
-                h2load,
-                Some(checker.clone()),
-                args.target,
-                request.clone(),
-                shape,
+                h2load, servers, &request, shape,
             ))?;
             println!("baseline  {base}");
             println!("alp-authz {alp}");
@@ -271,12 +268,7 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
             );
             ratio
         } else {
-            let (alp, base) = runtime.block_on(crate::bench::compare(
-                Some(checker.clone()),
-                args.target,
-                request.clone(),
-                shape,
-            ))?;
+            let (alp, base) = runtime.block_on(crate::bench::compare(servers, &request, shape))?;
             println!("baseline  {base}");
             println!("alp-authz {alp}");
             let ratio = alp.throughput() / base.throughput().max(1e-9);

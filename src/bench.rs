@@ -7,7 +7,6 @@
 
 use std::{
     net::SocketAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -183,22 +182,39 @@ pub async fn spawn_server<A: Authorization>(svc: A) -> anyhow::Result<SocketAddr
     Ok(addr)
 }
 
-/// Runs alp-authz (in-process, over `checker`, or at `target`) and the baseline, one after the
-/// other, with the same shape; returns (alp-authz, baseline).
+/// The two servers a comparison drives: alp-authz and the baseline, both on loopback.
+#[derive(Debug, Clone, Copy)]
+pub struct Servers {
+    /// alp-authz: in process, or the external server given as the target.
+    pub alp: SocketAddr,
+    /// The baseline handler, in process.
+    pub baseline: SocketAddr,
+}
+
+impl Servers {
+    /// Serves alp-authz over `checker` (unless `target` names a running one) and the baseline.
+    pub async fn start(
+        checker: Option<Checker>,
+        target: Option<SocketAddr>,
+    ) -> anyhow::Result<Servers> {
+        let alp = match (target, checker) {
+            (Some(t), _) => t,
+            (None, Some(c)) => spawn_server(AuthzService::new(c)).await?,
+            (None, None) => anyhow::bail!("nothing to measure"),
+        };
+        let baseline = spawn_server(Baseline).await?;
+        Ok(Servers { alp, baseline })
+    }
+}
+
+/// Drives the baseline and then alp-authz with the same shape; returns (alp-authz, baseline).
 pub async fn compare(
-    checker: Option<Checker>,
-    target: Option<SocketAddr>,
-    request: Arc<CheckRequest>,
+    servers: Servers,
+    request: &CheckRequest,
     shape: Shape,
 ) -> anyhow::Result<(Stats, Stats)> {
-    let alp = match (target, checker) {
-        (Some(t), _) => t,
-        (None, Some(c)) => spawn_server(AuthzService::new(c)).await?,
-        (None, None) => anyhow::bail!("nothing to measure"),
-    };
-    let baseline = spawn_server(Baseline).await?;
-    let b = load(baseline, &request, shape).await?;
-    let a = load(alp, &request, shape).await?;
+    let b = load(servers.baseline, request, shape).await?;
+    let a = load(servers.alp, request, shape).await?;
     Ok((a, b))
 }
 
@@ -359,19 +375,12 @@ pub async fn h2load(
 /// [`compare`] with h2load as the client: (alp-authz, baseline).
 pub async fn compare_h2load(
     h2load_path: &std::path::Path,
-    checker: Option<Checker>,
-    target: Option<SocketAddr>,
-    request: Arc<CheckRequest>,
+    servers: Servers,
+    request: &CheckRequest,
     shape: Shape,
 ) -> anyhow::Result<(H2loadStats, H2loadStats)> {
-    let alp = match (target, checker) {
-        (Some(t), _) => t,
-        (None, Some(c)) => spawn_server(AuthzService::new(c)).await?,
-        (None, None) => anyhow::bail!("nothing to measure"),
-    };
-    let baseline = spawn_server(Baseline).await?;
-    let b = h2load(h2load_path, baseline, &request, shape).await?;
-    let a = h2load(h2load_path, alp, &request, shape).await?;
+    let b = h2load(h2load_path, servers.baseline, request, shape).await?;
+    let a = h2load(h2load_path, servers.alp, request, shape).await?;
     Ok((a, b))
 }
 
