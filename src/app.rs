@@ -286,9 +286,10 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
     }
     if rounds > 1 {
         ratios.sort_by(f64::total_cmp);
+        // With an even number of rounds, the mean of the two middle ratios (not the upper one).
+        let median = (ratios[(rounds - 1) / 2] + ratios[rounds / 2]) / 2.0;
         println!(
-            "median    throughput ratio {:.3} over {rounds} rounds (min {:.3}, max {:.3})",
-            ratios[rounds / 2],
+            "median    throughput ratio {median:.3} over {rounds} rounds (min {:.3}, max {:.3})",
             ratios[0],
             ratios[rounds - 1]
         );
