@@ -660,13 +660,24 @@ async fn sigterm_during_load_answers_every_admitted_request() {
     assert!(after > 0, "no request was sent after the server exited");
 }
 
-/// SIGTERM with silent clients connected (TCP only, or only the HTTP/2 preface): the server
-/// still exits once the drain limit (request timeout + 1 s) has passed, instead of waiting for
-/// them until the kubelet's SIGKILL. A request in flight meanwhile is still answered.
+/// SIGTERM with silent clients connected (TCP only, or only the HTTP/2 preface, and one on the
+/// Unix socket): the server still exits once the drain limit (request timeout + 1 s) has
+/// passed, instead of waiting for them until the kubelet's SIGKILL, and removes its socket
+/// file. A request in flight meanwhile is still answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_clients_do_not_hold_up_shutdown() {
     use tokio::io::AsyncWriteExt;
-    let server = common::Server::start(&["--state", &policies(), "--request-timeout", "0.5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("authz.sock");
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--request-timeout",
+        "0.5",
+        "--unix",
+        sock.to_str().unwrap(),
+    ]);
+    let silent_unix = tokio::net::UnixStream::connect(&sock).await.unwrap();
     let mut silent = Vec::new();
     for i in 0..10 {
         let mut s = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
@@ -699,5 +710,6 @@ async fn silent_clients_do_not_hold_up_shutdown() {
     );
     assert!(status.success(), "exit status {status}");
     assert!(took < Duration::from_secs(5), "took {took:?} to exit");
-    drop(silent);
+    assert!(!sock.exists(), "the socket file is removed on exit");
+    drop((silent, silent_unix));
 }

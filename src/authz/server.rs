@@ -198,12 +198,12 @@ where
         let server = router
             .clone()
             .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+        let socket = RemoveOnDrop(path);
         tasks.spawn(async move {
-            let result = server
+            let _socket = socket;
+            server
                 .await
-                .context("gRPC server on the Unix socket failed");
-            let _ = std::fs::remove_file(&path);
-            result
+                .context("gRPC server on the Unix socket failed")
         });
     }
     if let Some(listener) = tcp {
@@ -250,15 +250,24 @@ where
                     "connections still open {drain_limit:?} after shutdown began; closing them"
                 );
                 tasks.abort_all();
-                if let Some(path) = &cfg.unix {
-                    let _ = std::fs::remove_file(path);
-                }
+                // Wait until the aborted tasks are dropped (the Unix socket file with them).
+                while tasks.join_next().await.is_some() {}
                 break;
             }
         }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Unix socket file, removed when the server on it ends, however it ends (a drain cut
+/// short aborts it).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn bind_unix(path: &PathBuf, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
