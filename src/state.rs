@@ -85,8 +85,7 @@ impl Shared {
         let generation = current.generation + 1;
         let snap = Arc::new(Snapshot::update(&current, store, changes, generation));
         drop(current);
-        let old = self.current.swap(snap.clone());
-        self.retire(old);
+        self.replace(snap.clone());
         *lock(&self.published_at) = Some(Instant::now());
         self.generation.send_replace(generation);
         self.ready_flag.store(true, Ordering::Release);
@@ -104,31 +103,42 @@ impl Shared {
         let _ = self.folder.set(folder);
     }
 
-    /// Folds a replaced snapshot, and any earlier one, once no request holds it; keeps the
-    /// others for later. Replaced snapshots never pile up: a state that changes every few
-    /// milliseconds would otherwise keep every generation alive until the next scrape.
-    fn retire(&self, old: Arc<Snapshot>) {
+    /// Makes `snap` the current snapshot. With a folder, the replaced one joins the retired
+    /// ones in the same critical section (so that [`Shared::sweep_retired`] sees every
+    /// snapshot exactly once, as current or retired), and every retired snapshot no request
+    /// holds any more is folded: replaced snapshots never pile up, even when the state changes
+    /// every few milliseconds and nothing scrapes. Without one, the replaced snapshot is
+    /// dropped.
+    fn replace(&self, snap: Arc<Snapshot>) {
         let Some(folder) = self.folder.get().and_then(Weak::upgrade) else {
-            return; // no metrics: nothing to fold, drop it
+            drop(self.current.swap(snap));
+            return;
         };
-        let mut pending = self.take_retired();
-        pending.push(old);
-        let (done, in_use): (Vec<_>, Vec<_>) =
-            pending.into_iter().partition(|s| Arc::strong_count(s) == 1);
-        self.keep_retired(in_use);
-        for s in done {
-            folder.fold(&s);
+        let mut retired = lock(&self.retired);
+        retired.push(self.current.swap(snap));
+        drop(retired);
+        drop(self.sweep_retired(|s| folder.fold(s)));
+    }
+
+    /// Folds (with `fold`) every replaced snapshot that no request holds any more, and forgets
+    /// it. Returns the replaced snapshots still held (they stay retired) and the current one,
+    /// read in the same critical section as the retired ones: every snapshot not yet folded is
+    /// in exactly one of them, so totals built from the folded counts, these, and nothing else
+    /// never count a snapshot twice or miss one.
+    pub fn sweep_retired(&self, fold: impl Fn(&Snapshot)) -> (Vec<Arc<Snapshot>>, Arc<Snapshot>) {
+        let mut retired = lock(&self.retired);
+        let (done, held): (Vec<_>, Vec<_>) = std::mem::take(&mut *retired)
+            .into_iter()
+            .partition(|s| Arc::strong_count(s) == 1);
+        // Folded inside the critical section, so that no total misses them; dropped outside.
+        for s in &done {
+            fold(s);
         }
-    }
-
-    /// Takes the retired snapshots (for the metrics to fold).
-    pub fn take_retired(&self) -> Vec<Arc<Snapshot>> {
-        std::mem::take(&mut *lock(&self.retired))
-    }
-
-    /// Gives back retired snapshots that requests still hold.
-    pub fn keep_retired(&self, still_used: Vec<Arc<Snapshot>>) {
-        lock(&self.retired).extend(still_used);
+        *retired = held;
+        let out = (retired.clone(), self.current.load_full());
+        drop(retired);
+        drop(done);
+        out
     }
 
     /// How long ago the current state was published.
@@ -190,7 +200,12 @@ mod tests {
         for _ in 0..100 {
             state.publish(&store);
         }
-        assert!(state.take_retired().is_empty());
+        assert!(
+            state
+                .sweep_retired(|_| panic!("nothing retired"))
+                .0
+                .is_empty()
+        );
 
         // With one, it is folded as soon as no request holds it, and kept until then.
         let state = Shared::new();
@@ -202,13 +217,14 @@ mod tests {
         for _ in 0..100 {
             state.publish(&store);
         }
-        let retired = state.take_retired();
+        let (retired, current) = state.sweep_retired(|_| panic!("the held one is not folded"));
         assert_eq!(retired.len(), 1, "only the held snapshot waits");
         assert_eq!(retired[0].generation, held.generation);
-        state.keep_retired(retired);
+        assert_eq!(current.generation, held.generation + 100);
+        drop((retired, current));
         drop(held);
         state.publish(&store);
-        assert!(state.take_retired().is_empty());
+        assert!(state.sweep_retired(|_| panic!("all folded")).0.is_empty());
         // Generation 0, the 99 never held, then the held one and the last replaced.
         assert_eq!(counting.0.load(Ordering::Relaxed), 102);
     }

@@ -118,22 +118,16 @@ impl Metrics {
 
     /// Decision counts: folded totals plus every snapshot still alive.
     fn decision_counts(&self) -> Folded {
-        let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
-        let mut still_used = Vec::new();
-        for snap in self.state.take_retired() {
-            if Arc::strong_count(&snap) == 1 {
-                add_counts(&snap, &mut folded);
-            } else {
-                still_used.push(snap);
-            }
-        }
-        let mut out = folded.clone();
-        drop(folded);
-        for snap in &still_used {
+        use crate::state::Fold as _;
+        let (held, current) = self.state.sweep_retired(|s| self.fold(s));
+        let mut out = self
+            .folded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for snap in held.iter().chain([&current]) {
             add_counts(snap, &mut out);
         }
-        self.state.keep_retired(still_used);
-        add_counts(&self.state.load_full(), &mut out);
         out
     }
 
@@ -517,5 +511,55 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metri
                 .serve_connection(io, service);
             let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::store::Store;
+
+    /// Decisions counted on snapshots while others replace them: the total a scrape reports
+    /// never goes down (a Prometheus counter that dips reads as a reset), and ends exact.
+    #[test]
+    fn decision_totals_never_dip_while_snapshots_are_replaced() {
+        const DECISIONS: u64 = 300_000;
+        let state = Arc::new(Shared::new());
+        let store = Store::new();
+        state.publish(&store);
+        let metrics = Metrics::new(state.clone());
+        let total = |m: &Metrics| m.decision_counts().decisions.values().sum::<u64>();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut generation = 0;
+                for i in 0..DECISIONS {
+                    // A request holds the snapshot it counts on, as Check does.
+                    let snap = state.load();
+                    snap.counters.fail_closed[0].fetch_add(1, Ordering::Relaxed);
+                    if i % 10_000 == 0 {
+                        // Every 10,000 decisions, at least one replacement in between.
+                        drop(snap);
+                        while state.load().generation == generation {
+                            std::thread::yield_now();
+                        }
+                        generation = state.load().generation;
+                    }
+                }
+                done.store(true, Ordering::Release);
+            });
+            s.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    state.publish(&store);
+                }
+            });
+            let mut last = 0;
+            while !done.load(Ordering::Acquire) {
+                let now = total(&metrics);
+                assert!(now >= last, "decision total went from {last} down to {now}");
+                last = now;
+            }
+        });
+        assert_eq!(total(&metrics), DECISIONS);
     }
 }
