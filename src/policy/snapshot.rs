@@ -243,8 +243,8 @@ impl Snapshot {
         let endpoints = Arc::new(Endpoints::build(store));
         let set = PolicySet::build(store, &store.policies);
         let plans = set.plans(&endpoints);
-        let mut snap = set.into_snapshot(generation, endpoints, plans, store.lineage);
-        snap.services = Arc::new(ServiceIndex::build(store));
+        let services = Arc::new(ServiceIndex::build(store));
+        let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
         snap.shadow = shadow(store, &snap, generation);
         snap
     }
@@ -279,12 +279,12 @@ impl Snapshot {
         } else {
             set.updated_plans(prev, &endpoints, &changes.policies)
         };
-        let mut snap = set.into_snapshot(generation, endpoints, plans, store.lineage);
-        snap.services = if changes.services {
+        let services = if changes.services {
             Arc::new(ServiceIndex::build(store))
         } else {
             prev.services.clone()
         };
+        let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
         snap.shadow = shadow(store, &snap, generation);
         snap
     }
@@ -328,9 +328,13 @@ fn shadow(store: &Store, snap: &Snapshot, generation: u64) -> Option<Box<Snapsho
     shadow_policies(store).map(|policies| {
         let set = PolicySet::build(store, &policies);
         let plans = set.plans(&snap.endpoints);
-        let mut shadow = set.into_snapshot(generation, snap.endpoints.clone(), plans, 0);
-        shadow.services = snap.services.clone();
-        Box::new(shadow)
+        Box::new(set.into_snapshot(
+            generation,
+            snap.endpoints.clone(),
+            snap.services.clone(),
+            plans,
+            0,
+        ))
     })
 }
 
@@ -508,6 +512,7 @@ impl PolicySet {
         self,
         generation: u64,
         endpoints: Arc<Endpoints>,
+        services: Arc<ServiceIndex>,
         plans: Vec<Plan>,
         lineage: u64,
     ) -> Snapshot {
@@ -520,7 +525,7 @@ impl PolicySet {
             staged: self.staged,
             invalid: self.invalid,
             endpoints,
-            services: Arc::default(),
+            services,
             plans,
             lineage,
             counters,
