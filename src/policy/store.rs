@@ -690,44 +690,34 @@ impl Store {
     /// Adds or replaces an object. Returns the key of an object of the same identity that it
     /// replaced, if any (a file source uses this to report duplicates).
     pub fn apply(&mut self, obj: Object) -> Option<Key> {
-        self.changes.key(&obj.key());
-        match obj {
-            Object::Tier { name, tier } => self
-                .tiers
-                .insert(name.clone(), tier)
-                .map(|_| Key::Tier(name)),
-            Object::Policy(p) => {
-                let id = p.id.clone();
-                self.policies
-                    .insert(p.id, p.compiled.map(Arc::new))
-                    .map(|_| Key::Policy(id))
-            }
-            Object::Namespace { name, labels } => self
-                .namespaces
-                .insert(name.clone(), labels)
-                .map(|_| Key::Namespace(name)),
+        let key = obj.key();
+        self.changes.key(&key);
+        let replaced = match obj {
+            Object::Tier { name, tier } => self.tiers.insert(name, tier).is_some(),
+            Object::Policy(p) => self
+                .policies
+                .insert(p.id, p.compiled.map(Arc::new))
+                .is_some(),
+            Object::Namespace { name, labels } => self.namespaces.insert(name, labels).is_some(),
             Object::ServiceAccount {
                 namespace,
                 name,
                 labels,
             } => self
                 .service_accounts
-                .insert((namespace.clone(), name.clone()), labels)
-                .map(|_| Key::ServiceAccount(namespace, name)),
+                .insert((namespace, name), labels)
+                .is_some(),
             Object::Pod(p) => {
-                let key = (p.namespace.clone(), p.name.clone());
+                let at = (p.namespace.clone(), p.name.clone());
                 let w = self.workload(p);
-                self.pods
-                    .insert(key.clone(), w)
-                    .map(|_| Key::Pod(key.0, key.1))
+                self.pods.insert(at, w).is_some()
             }
-            Object::EndpointSlice(e) => {
-                let key = (e.namespace.clone(), e.name.clone());
-                self.endpoint_slices
-                    .insert(key.clone(), e)
-                    .map(|_| Key::EndpointSlice(key.0, key.1))
-            }
-        }
+            Object::EndpointSlice(e) => self
+                .endpoint_slices
+                .insert((e.namespace.clone(), e.name.clone()), e)
+                .is_some(),
+        };
+        replaced.then_some(key)
     }
 
     /// Prepares a pod for the endpoint index, interning its label set.
