@@ -386,14 +386,12 @@ impl Place<'_> {
     }
 }
 
-/// A parsed document (YAML or JSON value). Reading its type and taking a List's items work in
-/// place: a 100,000-object List is never copied whole.
+/// A parsed document (YAML or JSON value). A List's items never reach one: [`Streamed`] decodes
+/// them while the text is parsed.
 trait Doc: Clone + PartialEq + for<'de> serde::Deserializer<'de> + for<'de> Deserialize<'de> {
     fn is_null(&self) -> bool;
     /// `apiVersion` and `kind`, or `None` when the document is not a mapping.
     fn type_meta(&self) -> Option<TypeMeta>;
-    /// Moves a List's `items` out (absent: none; not a sequence: the value's description).
-    fn take_items(self) -> Result<Vec<Self>, &'static str>;
     /// The string, for a string value.
     fn as_str(&self) -> Option<&str>;
     /// A mapping of these fields.
@@ -416,17 +414,6 @@ impl Doc for yaml_serde::Value {
             api_version: field("apiVersion"),
             kind: field("kind"),
         })
-    }
-
-    fn take_items(self) -> Result<Vec<Self>, &'static str> {
-        match self {
-            yaml_serde::Value::Mapping(mut m) => match m.remove("items") {
-                None | Some(yaml_serde::Value::Null) => Ok(Vec::new()),
-                Some(yaml_serde::Value::Sequence(items)) => Ok(items),
-                Some(_) => Err("items: not a sequence"),
-            },
-            _ => Err("not a mapping"),
-        }
     }
 
     fn as_str(&self) -> Option<&str> {
@@ -456,17 +443,6 @@ impl Doc for serde_json::Value {
         })
     }
 
-    fn take_items(self) -> Result<Vec<Self>, &'static str> {
-        match self {
-            serde_json::Value::Object(mut m) => match m.remove("items") {
-                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-                Some(serde_json::Value::Array(items)) => Ok(items),
-                Some(_) => Err("items: not a sequence"),
-            },
-            _ => Err("not a mapping"),
-        }
-    }
-
     fn as_str(&self) -> Option<&str> {
         serde_json::Value::as_str(self)
     }
@@ -492,27 +468,9 @@ where
     let tm = doc
         .type_meta()
         .ok_or_else(|| at.error("not a Kubernetes object: the document is not a mapping"))?;
-    if Kind::of(&tm).map_err(|e| at.error(e.to_string()))? == Kind::List {
-        let items = doc.take_items().map_err(|e| at.error(e))?;
-        for (i, item) in items.into_iter().enumerate() {
-            load_object(item, at, Some(i), loaded)?;
-        }
-        return Ok(());
-    }
-    load_object(doc, at, None, loaded)
-}
-
-fn load_object<D>(
-    doc: D,
-    at: &Place<'_>,
-    item: Option<usize>,
-    loaded: &mut Loaded,
-) -> Result<(), LoadError>
-where
-    D: Doc,
-    for<'de> <D as serde::Deserializer<'de>>::Error: fmt::Display,
-{
-    record(Item::decode(doc), at, item, loaded)
+    // Never a List: `load_streamed` has taken those apart.
+    Kind::of(&tm).map_err(|e| at.error(e.to_string()))?;
+    record(Item::decode(doc), at, None, loaded)
 }
 
 /// Adds a decoded object to the store, or reports why it could not be.
