@@ -596,7 +596,8 @@ pub fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)>
 
 /// Polls `paths` every `interval` and calls `on_change` with a fresh load whenever the files
 /// change. Polling (rather than inotify) survives ConfigMap symlink swaps, editors that replace
-/// files, and network filesystems, at the cost of up to one interval of delay.
+/// files, and network filesystems, at the cost of up to two intervals of delay (see
+/// [`Settle`]).
 pub async fn watch<F>(paths: Vec<PathBuf>, interval: Duration, mut on_change: F)
 where
     F: FnMut(Result<Loaded, LoadError>) + Send + 'static,
@@ -606,13 +607,13 @@ where
 }
 
 /// Polls `paths` every `interval` and calls `on_change` (on a blocking thread) whenever their
-/// [`fingerprint`] changes.
+/// [`fingerprint`] changes and then holds still for one interval.
 pub async fn watch_paths<F>(paths: Vec<PathBuf>, interval: Duration, on_change: F)
 where
     F: FnMut() + Send + 'static,
 {
     let on_change = std::sync::Arc::new(std::sync::Mutex::new(on_change));
-    let mut last = fingerprint(&paths);
+    let mut settle = Settle::new(fingerprint(&paths));
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -622,16 +623,55 @@ where
             Ok(f) => f,
             Err(_) => continue,
         };
-        if now == last {
+        if !settle.observe(now) {
             continue;
         }
-        last = now;
         let f = on_change.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
             f();
         })
         .await;
+    }
+}
+
+/// When to reload: the files changed, and have stayed as they are since the previous poll.
+///
+/// A file written in place (truncated, then written, as `cp`, a shell redirection or some
+/// editors do) can be polled between the two, when it is empty or half written. Read then, an
+/// empty file is a valid, empty state: every request allowed until the next poll. Waiting one
+/// interval for the fingerprint to hold still closes that window for any write shorter than
+/// the interval; a rename into place (what a ConfigMap update does) is atomic anyway.
+#[derive(Debug)]
+pub struct Settle<F> {
+    /// What was last loaded.
+    loaded: F,
+    /// A change seen at the previous poll, not loaded yet.
+    pending: Option<F>,
+}
+
+impl<F: PartialEq> Settle<F> {
+    /// Starts from what is loaded now.
+    pub fn new(loaded: F) -> Self {
+        Settle {
+            loaded,
+            pending: None,
+        }
+    }
+
+    /// Takes one poll's fingerprint; returns whether to reload now.
+    pub fn observe(&mut self, now: F) -> bool {
+        if now == self.loaded {
+            self.pending = None;
+            return false;
+        }
+        if self.pending.as_ref() != Some(&now) {
+            self.pending = Some(now);
+            return false;
+        }
+        self.pending = None;
+        self.loaded = now;
+        true
     }
 }
 
@@ -906,6 +946,23 @@ endpoints: [{addresses: [10.0.0.300]}]
                 "pods in namespace `default` but no Namespace object: namespace selectors see no labels for it"
             ]
         );
+    }
+
+    #[test]
+    fn a_change_is_loaded_once_it_holds_still() {
+        let mut s = Settle::new("v1");
+        assert!(!s.observe("v1"), "nothing changed");
+        // Written in place: truncated at one poll, complete at the next, then still.
+        assert!(!s.observe("empty"));
+        assert!(!s.observe("v2"));
+        assert!(s.observe("v2"), "v2 held still for a poll");
+        assert!(!s.observe("v2"), "loaded once");
+        // Changed and changed back before it held still: nothing to load.
+        assert!(!s.observe("v3"));
+        assert!(!s.observe("v2"));
+        assert!(!s.observe("v2"));
+        assert!(!s.observe("v3"));
+        assert!(s.observe("v3"));
     }
 
     #[test]
