@@ -1524,12 +1524,7 @@ fn workloads_are_locked_down() {
 /// `kubectl kustomize` (Kustomize built into kubectl; no cluster needed), if kubectl is here.
 /// CI cannot count on kubectl, so without it the test renders with [`mini_kustomize`].
 fn kubectl() -> Option<String> {
-    std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| "kubectl".to_owned())
+    common::external_tool(None, "kubectl", &["version", "--client"])
 }
 
 /// Renders a kustomization: with `kubectl kustomize` when there is a kubectl, else with

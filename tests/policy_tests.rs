@@ -203,15 +203,7 @@ fn bench_runs_and_compares_with_the_baseline() {
 /// it and sets `H2LOAD`, and then this test is mandatory), over two alternating rounds.
 #[test]
 fn bench_with_h2load_alternates_rounds() {
-    let h2load = std::env::var("H2LOAD").ok().or_else(|| {
-        Command::new("h2load")
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|_| "h2load".to_owned())
-    });
-    let Some(h2load) = h2load else {
+    let Some(h2load) = common::external_tool(Some("H2LOAD"), "h2load", &["--version"]) else {
         assert!(
             std::env::var_os("H2LOAD_REQUIRED").is_none(),
             "CI must provide h2load (H2LOAD)"

@@ -306,12 +306,20 @@ async fn reload_on_change_and_keep_last_good_state() {
     let mut c = client(&server).await;
     wait_for_code(&mut c, 0).await;
 
-    std::fs::write(&file, STATE_ALLOW.replace("Allow", "Deny")).unwrap();
+    common::write_atomically(
+        dir.path(),
+        "state.yaml",
+        &STATE_ALLOW.replace("Allow", "Deny"),
+    );
     wait_for_code(&mut c, 7).await;
 
     // A broken file: the error is logged with file, document and line; the last good state
     // (deny) keeps serving.
-    std::fs::write(&file, format!("{}\n---\nkind: [unclosed\n", STATE_ALLOW)).unwrap();
+    common::write_atomically(
+        dir.path(),
+        "state.yaml",
+        &format!("{}\n---\nkind: [unclosed\n", STATE_ALLOW),
+    );
     let line = server.wait_for_log("state not reloaded");
     assert!(line.contains("state.yaml:"), "{line}");
     assert!(line.contains("document 3"), "{line}");
@@ -322,18 +330,18 @@ async fn reload_on_change_and_keep_last_good_state() {
     );
 
     // An invalid policy is not a broken file: it loads, and fails closed.
-    std::fs::write(
-        &file,
-        STATE_ALLOW.replace(
+    common::write_atomically(
+        dir.path(),
+        "state.yaml",
+        &STATE_ALLOW.replace(
             "{action: Allow}",
             "{action: Allow, source: {selector: 'a = b'}}",
         ),
-    )
-    .unwrap();
+    );
     let line = server.wait_for_log("is invalid and fails closed");
     assert!(line.contains("GlobalNetworkPolicy p"), "{line}");
     wait_for_code(&mut c, 7).await;
-    std::fs::write(&file, STATE_ALLOW).unwrap();
+    common::write_atomically(dir.path(), "state.yaml", STATE_ALLOW);
     wait_for_code(&mut c, 0).await;
 }
 
@@ -380,15 +388,7 @@ fn bad_state_at_startup_is_a_clear_error() {
 /// this test is mandatory.
 #[test]
 fn grpcurl_walkthrough() {
-    let grpcurl = std::env::var("GRPCURL").ok().or_else(|| {
-        std::process::Command::new("grpcurl")
-            .arg("-version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|_| "grpcurl".to_owned())
-    });
-    let Some(grpcurl) = grpcurl else {
+    let Some(grpcurl) = common::external_tool(Some("GRPCURL"), "grpcurl", &["-version"]) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must provide grpcurl (GRPCURL)"
@@ -615,7 +615,11 @@ async fn metrics_count_decisions_across_reloads() {
     assert_eq!(m[r#"alp_authz_policies{state="enforced"}"#], 1.0);
 
     // A reload starts a new snapshot; the counts of the old one are kept.
-    std::fs::write(&file, STATE_ALLOW.replace("Allow", "Deny")).unwrap();
+    common::write_atomically(
+        dir.path(),
+        "state.yaml",
+        &STATE_ALLOW.replace("Allow", "Deny"),
+    );
     let mut more_allowed = 0.0;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while code(&c.check(simple_request()).await.unwrap().into_inner()) == 0 {
@@ -638,7 +642,7 @@ async fn metrics_count_decisions_across_reloads() {
     );
     assert!(m["alp_authz_state_generation"] >= 2.0);
     // A broken file is counted as a failed reload.
-    std::fs::write(&file, "kind: [").unwrap();
+    common::write_atomically(dir.path(), "state.yaml", "kind: [");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while common::scrape_metrics(&maddr)["alp_authz_state_reload_errors_total"] < 1.0 {
         assert!(std::time::Instant::now() < deadline);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::{
     CheckRequest, authorization_client::AuthorizationClient,
@@ -55,13 +55,6 @@ impl Ca {
     }
 }
 
-/// Writes atomically (write then rename), as Kubernetes and cert-manager do.
-fn write(dir: &Path, name: &str, contents: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(tmp, dir.join(name)).unwrap();
-}
-
 fn request() -> CheckRequest {
     let path = common::root().join("policies/requests/frontend-get-product.json");
     alp_authz::authz::descriptor::check_request_from_json(&std::fs::read_to_string(path).unwrap())
@@ -99,9 +92,9 @@ fn start(mtls: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca) = (Ca::new("server ca"), Ca::new("client ca"));
     let (cert, key) = server_ca.server();
-    write(dir.path(), "tls.crt", &cert);
-    write(dir.path(), "tls.key", &key);
-    write(dir.path(), "client-ca.crt", &client_ca.0.pem());
+    common::write_atomically(dir.path(), "tls.crt", &cert);
+    common::write_atomically(dir.path(), "tls.key", &key);
+    common::write_atomically(dir.path(), "client-ca.crt", &client_ca.0.pem());
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
     let policies = common::root().join("policies").to_str().unwrap().to_owned();
     let mut args = vec![
@@ -208,8 +201,8 @@ async fn rotation_during_a_stream_of_checks_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let new_ca = Ca::new("server ca 2");
     let (cert, key) = new_ca.server();
-    write(s.dir.path(), "tls.key", &key);
-    write(s.dir.path(), "tls.crt", &cert);
+    common::write_atomically(s.dir.path(), "tls.key", &key);
+    common::write_atomically(s.dir.path(), "tls.crt", &cert);
 
     // New connections soon present the new certificate.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -245,8 +238,8 @@ fn bad_tls_files_stop_startup_with_a_clear_error() {
     let ca = Ca::new("ca");
     let (cert, _) = ca.server();
     let (_, other_key) = ca.server();
-    write(dir.path(), "tls.crt", &cert);
-    write(dir.path(), "tls.key", &other_key);
+    common::write_atomically(dir.path(), "tls.crt", &cert);
+    common::write_atomically(dir.path(), "tls.key", &other_key);
     let out = std::process::Command::new(common::bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(dir.path().join("tls.crt"))
@@ -268,7 +261,7 @@ fn bad_tls_files_stop_startup_with_a_clear_error() {
 async fn trust_bundle_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let (mesh, other) = (Ca::new("mesh root"), Ca::new("other root"));
-    write(dir.path(), "roots.pem", &mesh.0.pem());
+    common::write_atomically(dir.path(), "roots.pem", &mesh.0.pem());
     let policies = common::root().join("policies");
     let bundle = dir.path().join("roots.pem");
     let server = common::Server::start(&[
@@ -322,7 +315,7 @@ async fn trust_bundle_reloads() {
         )
     );
 
-    write(
+    common::write_atomically(
         dir.path(),
         "roots.pem",
         &format!("{}{}", mesh.0.pem(), other.0.pem()),
@@ -345,7 +338,7 @@ async fn trust_bundle_reloads() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A broken bundle file is refused and the last good bundle stays.
-    write(dir.path(), "roots.pem", "garbage");
+    common::write_atomically(dir.path(), "roots.pem", "garbage");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         c.check(forwarded(&other))

@@ -341,3 +341,26 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
     }
     samples
 }
+
+/// An external program a test drives: the path in the environment variable `env` when it is set
+/// (`.ci/run` sets it), else `program` if running it with `version_args` succeeds; `None` when
+/// neither is there.
+pub fn external_tool(env: Option<&str>, program: &str, version_args: &[&str]) -> Option<String> {
+    env.and_then(|var| std::env::var(var).ok()).or_else(|| {
+        Command::new(program)
+            .args(version_args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| program.to_owned())
+    })
+}
+
+/// Writes `dir/name` atomically (write a hidden sibling, then rename it into place), as
+/// Kubernetes (ConfigMap and Secret volumes) and cert-manager do: a poller never sees it half
+/// written.
+pub fn write_atomically(dir: &Path, name: &str, contents: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
