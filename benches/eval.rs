@@ -28,15 +28,6 @@ fn sizes() -> Vec<(usize, usize)> {
         .collect()
 }
 
-fn spec(policies: usize, pods: usize) -> Spec {
-    Spec {
-        namespaces: 100.min(pods / 10).max(1),
-        pods,
-        policies,
-        seed: 42,
-    }
-}
-
 /// The benchmarked cases: what the deciding step must be.
 const CASES: [&str; 3] = ["allow-first-rule", "deny-end-of-tier", "pass-3-tiers"];
 
@@ -111,7 +102,7 @@ fn checks(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
     for (policies, pods) in sizes() {
-        let s = spec(policies, pods);
+        let s = Spec::sized(policies, pods);
         let state = Arc::new(Shared::new());
         state.publish(&synth::load(&s).unwrap().store);
         let checker = Checker::new(state, Settings::default());
@@ -137,7 +128,7 @@ fn compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     for (policies, pods) in sizes() {
-        let store = synth::load(&spec(policies, pods)).unwrap().store;
+        let store = synth::load(&Spec::sized(policies, pods)).unwrap().store;
         g.bench_with_input(
             BenchmarkId::new("snapshot", format!("{policies}x{pods}")),
             &store,

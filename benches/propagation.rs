@@ -66,23 +66,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    common::rss_kib(pid).map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 fn measure(policies: usize, pods: usize, rounds: usize) -> Run {
-    let spec = synth::Spec {
-        namespaces: 100.min(pods / 10).max(1),
-        pods,
-        policies,
-        seed: 42,
-    };
+    let spec = synth::Spec::sized(policies, pods);
     let api = FakeApi::start(Calico::V3);
     api.apply(
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "probe"},

@@ -7,12 +7,7 @@ use alp_authz::{policy::snapshot::Snapshot, synth};
 
 fn main() {
     for (policies, pods) in [(10, 1_000), (1_000, 1_000), (10_000, 100_000)] {
-        let spec = synth::Spec {
-            namespaces: 100.min(pods / 10).max(1),
-            pods,
-            policies,
-            seed: 42,
-        };
+        let spec = synth::Spec::sized(policies, pods);
         let t = Instant::now();
         let loaded = synth::load(&spec).unwrap();
         let load = t.elapsed();

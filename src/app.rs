@@ -190,12 +190,7 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
                 .split_once(',')
                 .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
                 .context("--synthetic takes POLICIES,PODS")?;
-            let spec = crate::synth::Spec {
-                namespaces: 100.min(pods / 10).max(1),
-                pods,
-                policies,
-                seed: 42,
-            };
+            let spec = crate::synth::Spec::sized(policies, pods);
             eprintln!("generating a synthetic cluster: {policies} policies, {pods} pods");
             state.publish(&crate::synth::load(&spec)?.store);
             let checker = Checker::new(state.clone(), Settings::default());

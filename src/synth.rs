@@ -23,6 +23,19 @@ pub struct Spec {
     pub seed: u64,
 }
 
+impl Spec {
+    /// The cluster every benchmark and example measures at a size: 10 pods a namespace, at
+    /// most 100 namespaces, seed 42.
+    pub fn sized(policies: usize, pods: usize) -> Spec {
+        Spec {
+            namespaces: 100.min(pods / 10).max(1),
+            pods,
+            policies,
+            seed: 42,
+        }
+    }
+}
+
 /// Apps per namespace.
 pub const APPS: usize = 20;
 
