@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{STATE_ALLOW, simple_request};
+
 use std::{
     sync::{
         Arc,
@@ -27,37 +29,15 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 /// (or beside the reload storm, which keeps both cores busy).
 static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const STATE: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: dst, namespace: default}
-spec: {serviceAccountName: sue}
-status: {phase: Running, podIP: 10.0.0.20}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: p}
-spec: {ingress: [{action: ACTION}]}
-"#;
-
 fn store(action: &str) -> Store {
     let mut loaded = Loaded::default();
     load_text(
         std::path::Path::new("s.yaml"),
-        &STATE.replace("ACTION", action),
+        &STATE_ALLOW.replace("Allow", action),
         &mut loaded,
     )
     .unwrap();
     loaded.store
-}
-
-fn request() -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
-    check_request_from_json(
-        r#"{"attributes": {"source": {"address": {"socketAddress": {"address": "10.0.0.10"}}},
-            "destination": {"address": {"socketAddress": {"address": "10.0.0.20", "portValue": 80}}},
-            "request": {"http": {"method": "GET", "path": "/"}}}}"#,
-    )
-    .unwrap()
 }
 
 /// Thousands of state changes per second while Checks run on other threads: every answer is
@@ -76,7 +56,7 @@ fn reload_storm_while_serving() {
     for _ in 0..2 {
         let (checker, stop, checks) = (checker.clone(), stop.clone(), checks.clone());
         workers.push(std::thread::spawn(move || {
-            let req = request();
+            let req = simple_request();
             while !stop.load(Ordering::Relaxed) {
                 let snap = checker.state().load_full();
                 let d = checker.decide(&snap, &req);

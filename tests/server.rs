@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{STATE_ALLOW, simple_request};
+
 use std::{collections::HashMap, time::Duration};
 
 use alp_authz::authz::descriptor::check_request_from_json;
@@ -253,28 +255,6 @@ async fn health_reports_serving() {
             .into_inner();
         assert_eq!(r.status, 1, "{service:?} is SERVING");
     }
-}
-
-const STATE_ALLOW: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: dst, namespace: default}
-spec: {serviceAccountName: sue}
-status: {phase: Running, podIP: 10.0.0.20}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: p}
-spec: {ingress: [{action: Allow}]}
-"#;
-
-fn simple_request() -> CheckRequest {
-    check_request_from_json(
-        r#"{"attributes": {"source": {"address": {"socketAddress": {"address": "10.0.0.10"}}},
-            "destination": {"address": {"socketAddress": {"address": "10.0.0.20", "portValue": 80}}},
-            "request": {"http": {"method": "GET", "path": "/"}}}}"#,
-    )
-    .unwrap()
 }
 
 async fn wait_for_code(c: &mut AuthorizationClient<Channel>, want: i32) {

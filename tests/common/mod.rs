@@ -364,3 +364,28 @@ pub fn write_atomically(dir: &Path, name: &str, contents: &str) {
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(tmp, dir.join(name)).unwrap();
 }
+
+/// One pod (10.0.0.20) and one GlobalNetworkPolicy `p` that allows everything: replace
+/// `Allow` to change its action.
+pub const STATE_ALLOW: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: dst, namespace: default}
+spec: {serviceAccountName: sue}
+status: {phase: Running, podIP: 10.0.0.20}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec: {ingress: [{action: Allow}]}
+"#;
+
+/// GET / from 10.0.0.10 to [`STATE_ALLOW`]'s pod, port 80.
+pub fn simple_request() -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    alp_authz::authz::descriptor::check_request_from_json(
+        r#"{"attributes": {"source": {"address": {"socketAddress": {"address": "10.0.0.10"}}},
+            "destination": {"address": {"socketAddress": {"address": "10.0.0.20", "portValue": 80}}},
+            "request": {"http": {"method": "GET", "path": "/"}}}}"#,
+    )
+    .unwrap()
+}
