@@ -1,4 +1,4 @@
-//! Every case in `shared/cases/` through `alp-authz check` and through the live gRPC server.
+//! Every case in `tests/data/cases/` through `alp-authz check` and through the live gRPC server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

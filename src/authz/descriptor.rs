@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn shared_examples_parse() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/examples/checkrequests");
+            .join("tests/data/examples/checkrequests");
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

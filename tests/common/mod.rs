@@ -23,15 +23,10 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared` beside the repository (CI clones it there).
-pub fn shared() -> PathBuf {
-    let p = root().join("../shared");
-    assert!(
-        p.join("cases").is_dir(),
-        "the shared conformance cases are expected at {}",
-        p.display()
-    );
-    p
+/// The project's own test data (`tests/data/`): the conformance cases and example messages.
+/// Nothing under it is read from outside the repository.
+pub fn data() -> PathBuf {
+    root().join("tests/data")
 }
 
 /// One conformance case.
@@ -50,9 +45,9 @@ struct CaseFile {
     cases: Vec<Case>,
 }
 
-/// Every case of every file in `shared/cases/`.
+/// Every case of every file in `tests/data/cases/`.
 pub fn cases() -> Vec<Case> {
-    let mut files: Vec<_> = std::fs::read_dir(shared().join("cases"))
+    let mut files: Vec<_> = std::fs::read_dir(data().join("cases"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))

@@ -4,7 +4,7 @@
 
     python3 tests/python/conformance.py target/debug/alp-authz [--cases DIR] [--jobs N]
 
-For every case in ../shared/cases/*.json: write its state as one `kind: List` file, start
+For every case in tests/data/cases/*.json: write its state as one `kind: List` file, start
 `alp-authz serve --listen 127.0.0.1:0 --state FILE`, read the port from its
 `listening on 127.0.0.1:PORT` log line, send the case's CheckRequest (proto3 JSON, parsed
 strictly by protobuf's json_format) to envoy.service.auth.v3.Authorization/Check, and compare
@@ -113,7 +113,7 @@ def run_case(binary, case):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("binary", help="the alp-authz binary, e.g. target/debug/alp-authz")
-    parser.add_argument("--cases", default=os.path.join(ROOT, "..", "shared", "cases"))
+    parser.add_argument("--cases", default=os.path.join(ROOT, "tests", "data", "cases"))
     parser.add_argument("--jobs", type=int, default=4, help="servers running at once")
     args = parser.parse_args()
 

@@ -1,4 +1,4 @@
-//! The selector cases of `shared/cases/selectors.json`, one row each: the policy's
+//! The selector cases of `tests/data/cases/selectors.json`, one row each: the policy's
 //! `source.selector`, the caller pod's labels, and the expected answer. A valid selector allows
 //! exactly when it matches; an invalid one makes the policy invalid, so the call is denied.
 //! Each `deny` row says which of the two it is, so a wrongly rejected selector cannot pass as
