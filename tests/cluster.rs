@@ -1,0 +1,1375 @@
+//! `serve --kubernetes` against a real kube-apiserver and etcd, built from their Go modules by
+//! `tests/cluster/build` and started by `tests/cluster/run` (which sets `ALP_CLUSTER` to the
+//! cluster's state directory). Without `ALP_CLUSTER` every test here says so and passes without
+//! checking anything: `cargo test` on a machine without Go stays green, and the suite of record
+//! is `tests/cluster/run`, which fails if no test ran against the cluster.
+//!
+//! The server always reads the API with the ServiceAccount token of `istio-config/`'s RBAC,
+//! minted through the TokenRequest API: every test is also a test of the shipped ClusterRole.
+//! The tests share one cluster: `tests/cluster/run` runs them one at a time, each in namespaces
+//! of its own (a namespace cannot be deleted without kube-controller-manager's namespace
+//! controller, so none is), and each removes what it created.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use alp_authz::authz::descriptor::check_request_from_json;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, authorization_client::AuthorizationClient,
+};
+use kube::{
+    Api,
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::ApiResource,
+};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// How long a change may take to reach decisions before a test fails.
+const BOUND: Duration = Duration::from_secs(30);
+const OK: i32 = 0;
+const DENIED: i32 = 7;
+const MANAGER: &str = "alp-authz-tests";
+
+// === the cluster ===
+
+/// The running cluster `tests/cluster/run` started: its `env` file and an admin client.
+struct Cluster {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+    rt: tokio::runtime::Runtime,
+    admin: kube::Client,
+    /// Objects this test created, deleted on drop (newest first).
+    created: std::cell::RefCell<Vec<Value>>,
+}
+
+impl Cluster {
+    /// The cluster, or `None` (with a message) when `ALP_CLUSTER` is not set.
+    fn get(test: &str) -> Option<Cluster> {
+        let Some(dir) = std::env::var_os("ALP_CLUSTER").map(PathBuf::from) else {
+            eprintln!(
+                "{test}: skipped: no cluster (ALP_CLUSTER unset); run tests/cluster/run for the real kube-apiserver suite"
+            );
+            return None;
+        };
+        let env = std::fs::read_to_string(dir.join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let admin = rt.block_on(client(&dir.join("admin.kubeconfig")));
+        Some(Cluster {
+            dir,
+            env,
+            rt,
+            admin,
+            created: Default::default(),
+        })
+    }
+
+    fn env(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    /// Runs `tests/cluster/cluster CMD DIR ARGS…` (faults: stop, start, compact).
+    fn ctl(&self, cmd: &str, args: &[&str]) -> String {
+        let out = Command::new(common::root().join("tests/cluster/cluster"))
+            .arg(cmd)
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn api_for(&self, client: &kube::Client, obj: &Value) -> Api<DynamicObject> {
+        let (api_version, kind) = (
+            obj["apiVersion"].as_str().unwrap(),
+            obj["kind"].as_str().unwrap(),
+        );
+        let (plural, namespaced) = resource_of(api_version, kind);
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let ar = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        if namespaced {
+            let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
+            Api::namespaced_with(client.clone(), ns, &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        }
+    }
+
+    fn api(&self, obj: &Value) -> Api<DynamicObject> {
+        self.api_for(&self.admin, obj)
+    }
+
+    /// Creates or updates `obj` (server-side apply, as `kubectl apply --server-side`), creating
+    /// its namespace first. A Pod is then bound to its `spec.nodeName` (the scheduler's
+    /// `binding` subresource) and given its `status` (the status subresource), as the scheduler
+    /// and kubelet would. Returns the object as the API server stored it.
+    fn apply(&self, obj: Value) -> Value {
+        self.try_apply(obj.clone())
+            .unwrap_or_else(|e| panic!("apply {obj}: {e}"))
+    }
+
+    fn try_apply(&self, mut obj: Value) -> Result<Value, kube::Error> {
+        let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+        if let Some(ns) = obj["metadata"]["namespace"].as_str() {
+            self.ensure_namespace(ns);
+        }
+        let is_pod = obj["kind"] == "Pod";
+        let (status, node) = if is_pod {
+            let sa = obj["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned();
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned();
+            self.ensure(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                               "metadata": {"name": sa, "namespace": ns}}));
+            let node = obj["spec"]
+                .as_object_mut()
+                .and_then(|s| s.remove("nodeName"));
+            (obj.as_object_mut().unwrap().remove("status"), node)
+        } else {
+            (None, None)
+        };
+        let api = self.api(&obj);
+        let pp = PatchParams::apply(MANAGER).force();
+        let stored = self
+            .rt
+            .block_on(api.patch(&name, &pp, &Patch::Apply(&obj)))?;
+        self.remember(&obj);
+        if let Some(Value::String(node)) = node
+            && stored.data["spec"]["nodeName"].is_null()
+        {
+            let binding = json!({"apiVersion": "v1", "kind": "Binding",
+                                 "metadata": {"name": name},
+                                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+            let _: Value = self.rt.block_on(api.create_subresource(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            ))?;
+        }
+        if let Some(status) = status {
+            let stored = self.rt.block_on(api.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            ))?;
+            return Ok(serde_json::to_value(stored).unwrap());
+        }
+        Ok(serde_json::to_value(stored).unwrap())
+    }
+
+    /// Creates `obj` (a plain POST, as `kubectl create` or Calico's clients send it).
+    fn create(&self, obj: Value) -> Result<Value, kube::Error> {
+        let api = self.api(&obj);
+        let created = self.rt.block_on(api.create(
+            &PostParams::default(),
+            &serde_json::from_value(obj.clone()).unwrap(),
+        ))?;
+        self.remember(&obj);
+        Ok(serde_json::to_value(created).unwrap())
+    }
+
+    /// Creates `obj` if it does not exist (another field manager: it never takes fields a
+    /// test applied).
+    fn ensure(&self, obj: Value) {
+        let api = self.api(&obj);
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        if self.rt.block_on(api.get_opt(name)).unwrap().is_none() {
+            match self.rt.block_on(api.create(
+                &PostParams::default(),
+                &serde_json::from_value(obj.clone()).unwrap(),
+            )) {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("create {obj}: {e}"),
+            }
+            if obj["kind"] != "Namespace" {
+                self.remember(&obj);
+            }
+        }
+    }
+
+    fn ensure_namespace(&self, ns: &str) {
+        self.ensure(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+
+    fn remember(&self, obj: &Value) {
+        if obj["kind"] == "Namespace" {
+            return;
+        }
+        let key = |o: &Value| {
+            (
+                o["apiVersion"].clone(),
+                o["kind"].clone(),
+                o["metadata"]["namespace"].clone(),
+                o["metadata"]["name"].clone(),
+            )
+        };
+        let mut created = self.created.borrow_mut();
+        if !created.iter().any(|o| key(o) == key(obj)) {
+            created.push(obj.clone());
+        }
+    }
+
+    /// Deletes `obj` at once (a Pod with grace period 0: no kubelet will confirm it).
+    fn delete(&self, obj: &Value) {
+        if let Err(e) = self.try_delete(obj) {
+            panic!("delete {obj}: {e}");
+        }
+    }
+
+    fn try_delete(&self, obj: &Value) -> Result<(), kube::Error> {
+        let api = self.api(obj);
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        match self.rt.block_on(api.delete(name, &dp)) {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes everything this test created so far.
+    fn clean(&self) {
+        let created = std::mem::take(&mut *self.created.borrow_mut());
+        for obj in created.iter().rev() {
+            if let Err(e) = self.try_delete(obj) {
+                eprintln!("cleaning up {obj}: {e}");
+            }
+        }
+    }
+
+    /// Merge-patches a Namespace's or another object's metadata labels (`null` removes one).
+    fn label(&self, obj: &Value, labels: Value) {
+        let api = self.api(obj);
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        self.rt
+            .block_on(api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": labels}})),
+            ))
+            .unwrap();
+    }
+
+    /// The ServiceAccount, ClusterRoles and bindings of `istio-config/`, applied as shipped
+    /// (or with `edit` applied to the ClusterRole `alp-authz` first); then a token for the
+    /// ServiceAccount from the TokenRequest API, in a kubeconfig that holds nothing else.
+    fn alp_kubeconfig(&self, dir: &Path, edit: impl Fn(&mut Value)) -> PathBuf {
+        self.apply_rbac(edit);
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.admin.clone(), "alp-system");
+        let request = k8s_openapi::api::authentication::v1::TokenRequest {
+            spec: Some(k8s_openapi::api::authentication::v1::TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = self
+            .rt
+            .block_on(sa.create_token_request("alp-authz", &PostParams::default(), &request))
+            .unwrap()
+            .status
+            .unwrap()
+            .token;
+        let ca = std::fs::read(self.env("CA")).unwrap();
+        let path = dir.join("alp-authz.kubeconfig");
+        let kubeconfig = json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {"server": self.env("APISERVER_URL"),
+                          "certificate-authority-data": base64(&ca)}}],
+            "users": [{"name": "alp-authz", "user": {"token": token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "alp-authz"}}],
+            "current-context": "test"
+        });
+        std::fs::write(&path, kubeconfig.to_string()).unwrap();
+        path
+    }
+
+    fn apply_rbac(&self, edit: impl Fn(&mut Value)) {
+        for file in [
+            "namespace.yaml",
+            "serviceaccount.yaml",
+            "rbac.yaml",
+            "rbac-calico-apiserver.yaml",
+        ] {
+            let text =
+                std::fs::read_to_string(common::root().join("istio-config").join(file)).unwrap();
+            for mut doc in yaml_docs(&text) {
+                if doc["kind"] == "ClusterRole" && doc["metadata"]["name"] == "alp-authz" {
+                    edit(&mut doc);
+                }
+                let api = self.api(&doc);
+                let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
+                self.rt
+                    .block_on(api.patch(
+                        &name,
+                        &PatchParams::apply(MANAGER).force(),
+                        &Patch::Apply(&doc),
+                    ))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// `alp-authz serve --kubernetes` with the ServiceAccount's kubeconfig.
+    fn serve(&self, dir: &tempfile::TempDir, extra: &[&str]) -> common::Server {
+        let kubeconfig = self.alp_kubeconfig(dir.path(), |_| {});
+        serve_with(&kubeconfig, extra)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Also after a failure: the next test must not find this one's global policies.
+        self.clean();
+    }
+}
+
+fn serve_with(kubeconfig: &Path, extra: &[&str]) -> common::Server {
+    let mut args = vec![
+        "--kubernetes",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--kube-probe-interval",
+        "0.2",
+    ];
+    args.extend_from_slice(extra);
+    common::Server::start(&args)
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn resource_of(api_version: &str, kind: &str) -> (&'static str, bool) {
+    match (api_version, kind) {
+        ("v1", "Namespace") => ("namespaces", false),
+        ("v1", "Node") => ("nodes", false),
+        ("v1", "ServiceAccount") => ("serviceaccounts", true),
+        ("v1", "Pod") => ("pods", true),
+        ("v1", "Service") => ("services", true),
+        ("networking.k8s.io/v1", "NetworkPolicy") => ("networkpolicies", true),
+        ("discovery.k8s.io/v1", "EndpointSlice") => ("endpointslices", true),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => ("clusterroles", false),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => ("clusterrolebindings", false),
+        (_, "GlobalNetworkPolicy") => ("globalnetworkpolicies", false),
+        (_, "NetworkPolicy") => ("networkpolicies", true),
+        (_, "Tier") => ("tiers", false),
+        (_, "StagedGlobalNetworkPolicy") => ("stagedglobalnetworkpolicies", false),
+        (_, "StagedNetworkPolicy") => ("stagednetworkpolicies", true),
+        (_, "StagedKubernetesNetworkPolicy") => ("stagedkubernetesnetworkpolicies", true),
+        _ => panic!("no resource for {api_version} {kind}"),
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The documents of a YAML text, as JSON values.
+fn yaml_docs(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    yaml_serde::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// A `projectcalico.org/v3` object in the `crd.projectcalico.org/v1` storage form the installed
+/// CRDs serve: the name prefixed with its tier (`default.`), the v3 name in the
+/// `projectcalico.org/metadata` annotation. Other objects are returned as they are.
+fn to_crd_v1(mut obj: Value) -> Value {
+    if obj["apiVersion"] != "projectcalico.org/v3" {
+        return obj;
+    }
+    obj["apiVersion"] = json!("crd.projectcalico.org/v1");
+    if obj["kind"] == "Tier" {
+        return obj;
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+    let tier = obj["spec"]["tier"].as_str().unwrap_or("default").to_owned();
+    let stored = if name.starts_with(&format!("{tier}.")) {
+        name.clone()
+    } else {
+        format!("{tier}.{name}")
+    };
+    obj["metadata"]["name"] = json!(stored);
+    obj["metadata"]["annotations"] = json!({"projectcalico.org/metadata":
+        json!({"name": name, "creationTimestamp": null}).to_string()});
+    obj
+}
+
+// === objects ===
+
+fn pod(ns: &str, name: &str, labels: Value, sa: &str, ip: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"serviceAccountName": sa, "nodeName": node,
+                 "containers": [{"name": "app", "image": "registry.example/app:1",
+                                 "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "hostIP": "192.0.2.1", "hostIPs": [{"ip": "192.0.2.1"}],
+                   "podIP": ip, "podIPs": [{"ip": ip}]}
+    })
+}
+
+fn node(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+           "labels": {"kubernetes.io/hostname": name}}})
+}
+
+fn gnp(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+           "metadata": {"name": format!("default.{name}"),
+                        "annotations": {"projectcalico.org/metadata": json!({"name": name}).to_string()}},
+           "spec": spec})
+}
+
+fn cnp(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": format!("default.{name}"), "namespace": ns,
+                        "annotations": {"projectcalico.org/metadata": json!({"name": name, "namespace": ns}).to_string()}},
+           "spec": spec})
+}
+
+/// A request from `src` (its pod IP, and its SPIFFE ID in trust domain `cluster.local`) to
+/// `dst`.
+fn request(src: (&str, &str, &str), dst: &str, port: u16, method: &str, path: &str) -> Req {
+    let (ip, ns, sa) = src;
+    let json = json!({"attributes": {
+        "source": {"address": {"socketAddress": {"address": ip, "portValue": 40000}},
+                   "principal": format!("spiffe://cluster.local/ns/{ns}/sa/{sa}")},
+        "destination": {"address": {"socketAddress": {"address": dst, "portValue": port}}},
+        "request": {"http": {"id": "1", "method": method, "path": path, "host": "svc", "scheme": "http",
+                             "protocol": "HTTP/1.1", "headers": {":method": method, ":path": path, ":authority": "svc"}}}
+    }});
+    Req::new(json)
+}
+
+/// A CheckRequest and its JSON (for `alp-authz check --request`).
+#[derive(Debug)]
+struct Req {
+    json: Value,
+    msg: CheckRequest,
+}
+
+impl Req {
+    fn new(json: Value) -> Req {
+        let msg = check_request_from_json(&json.to_string()).unwrap();
+        Req { json, msg }
+    }
+}
+
+/// The real gRPC client on a runtime of its own.
+struct Grpc {
+    rt: tokio::runtime::Runtime,
+    authz: AuthorizationClient<Channel>,
+    health: HealthClient<Channel>,
+}
+
+impl Grpc {
+    fn connect(server: &common::Server) -> Grpc {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = rt
+            .block_on(Channel::from_shared(server.url()).unwrap().connect())
+            .unwrap();
+        Grpc {
+            rt,
+            authz: AuthorizationClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        }
+    }
+
+    fn check(&mut self, req: &Req) -> Result<i32, tonic::Code> {
+        match self.rt.block_on(self.authz.check(req.msg.clone())) {
+            Ok(resp) => Ok(resp.into_inner().status.map_or(-1, |s| s.code)),
+            Err(status) => Err(status.code()),
+        }
+    }
+
+    fn health(&mut self, service: &str) -> i32 {
+        self.rt
+            .block_on(self.health.check(HealthCheckRequest {
+                service: service.into(),
+            }))
+            .unwrap()
+            .into_inner()
+            .status
+    }
+
+    fn wait_for(&mut self, req: &Req, want: i32, what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let got = self.check(req);
+            if got == Ok(want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < BOUND,
+                "{what}: still {got:?} after {BOUND:?}, want {want}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_health(&mut self, want: i32, what: &str) {
+        let started = Instant::now();
+        while self.health("") != want {
+            assert!(started.elapsed() < BOUND, "{what}: health never {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// What `alp-authz check --state` decides for `req` on `objects` (v3 and v1 objects, as files
+/// hold them): OK or DENIED.
+fn file_mode(objects: &[Value], req: &Req) -> i32 {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    std::fs::write(&state, list.to_string()).unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(&request, req.json.to_string()).unwrap();
+    let (code, out, err) = common::check(&[
+        "--state",
+        state.to_str().unwrap(),
+        "--request",
+        request.to_str().unwrap(),
+    ]);
+    assert!(code == 0 || code == 1, "check failed: {out}{err}");
+    if code == 0 { OK } else { DENIED }
+}
+
+// === the tests ===
+
+/// A small shop in namespace `ns`, in the default tier (the installed Calico 3.28 CRDs have no
+/// Tier kind): frontend may GET productpage; productpage's namespace denies the rest.
+fn shop(ns: &str, net: u8) -> (Vec<Value>, [String; 3]) {
+    let ip = |i: u8| format!("10.{net}.0.{i}");
+    let objects = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"team": "shop"}}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "frontend", "namespace": ns, "labels": {"role": "web"}}}),
+        pod(
+            ns,
+            "frontend",
+            json!({"app": "frontend"}),
+            "frontend",
+            &ip(10),
+            "node-a",
+        ),
+        pod(
+            ns,
+            "productpage",
+            json!({"app": "productpage"}),
+            "productpage",
+            &ip(20),
+            "node-a",
+        ),
+        pod(
+            ns,
+            "oncall",
+            json!({"app": "oncall"}),
+            "oncall",
+            &ip(30),
+            "node-b",
+        ),
+        cnp(
+            ns,
+            "productpage",
+            json!({
+                "order": 100, "selector": "app == 'productpage'", "types": ["Ingress"],
+                "ingress": [{"action": "Allow", "protocol": "TCP",
+                             "source": {"serviceAccounts": {"names": ["frontend"]}},
+                             "destination": {"ports": [8080]},
+                             "http": {"methods": ["GET"]}}]
+            }),
+        ),
+    ];
+    (objects, [ip(10), ip(20), ip(30)])
+}
+
+/// The v3 form (as files hold it) of what was applied in CRD form.
+fn as_files(objects: &[Value]) -> Vec<Value> {
+    objects
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            if o["apiVersion"] == "crd.projectcalico.org/v1" {
+                let meta: Value = serde_json::from_str(
+                    o["metadata"]["annotations"]["projectcalico.org/metadata"]
+                        .as_str()
+                        .unwrap(),
+                )
+                .unwrap();
+                o["apiVersion"] = json!("projectcalico.org/v3");
+                o["metadata"]["name"] = meta["name"].clone();
+                o["metadata"].as_object_mut().unwrap().remove("annotations");
+            }
+            o
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_rbac_suffices_first_sync_and_decisions_equal_file_mode() {
+    let Some(c) = Cluster::get("shipped_rbac") else {
+        return;
+    };
+    c.apply(node("node-a"));
+    c.apply(node("node-b"));
+    let (objects, [fe, pp, oc]) = shop("rbac-shop", 1);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    let line = server.wait_for_log("watching the Kubernetes API");
+    assert!(line.contains("crd.projectcalico.org/v1"), "{line}");
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    g.wait_health(1, "after the first sync");
+    let requests = [
+        request((&fe, "rbac-shop", "frontend"), &pp, 8080, "GET", "/"),
+        request((&fe, "rbac-shop", "frontend"), &pp, 8080, "POST", "/"),
+        request((&oc, "rbac-shop", "oncall"), &pp, 8080, "GET", "/"),
+        request((&pp, "rbac-shop", "productpage"), &oc, 8080, "GET", "/"),
+    ];
+    let files = as_files(&objects);
+    let mut got = Vec::new();
+    for req in &requests {
+        let want = file_mode(&files, req);
+        got.push(g.check(req));
+        assert_eq!(got.last().copied(), Some(Ok(want)), "{req:?}");
+    }
+    assert_eq!(got, [Ok(OK), Ok(DENIED), Ok(DENIED), Ok(OK)]);
+    // Nothing the server read was refused.
+    drop(server);
+}
+
+#[test]
+fn a_missing_rbac_rule_is_named_fails_closed_and_recovers() {
+    let Some(c) = Cluster::get("missing_rbac_rule") else {
+        return;
+    };
+    let (objects, [fe, pp, _]) = shop("rbac-missing", 2);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The ClusterRole without `pods`.
+    let kubeconfig = c.alp_kubeconfig(dir.path(), |role| {
+        for rule in role["rules"].as_array_mut().unwrap() {
+            if let Some(resources) = rule["resources"].as_array_mut() {
+                resources.retain(|r| r != "pods");
+            }
+        }
+    });
+    let server = serve_with(&kubeconfig, &[]);
+    let line = server.wait_for_log("watch failed");
+    assert!(
+        line.contains("resource=pods"),
+        "the log names the resource: {line}"
+    );
+    assert!(
+        line.contains("forbidden"),
+        "and says it is forbidden: {line}"
+    );
+    let mut g = Grpc::connect(&server);
+    let req = request((&fe, "rbac-missing", "frontend"), &pp, 8080, "GET", "/");
+    for _ in 0..10 {
+        assert_eq!(g.health(""), 2, "NOT_SERVING while pods cannot be listed");
+        assert_eq!(g.check(&req), Err(tonic::Code::Unavailable), "fail closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The rule comes back: the watch's next retry lists, and the server starts serving.
+    c.apply_rbac(|_| {});
+    server.wait_for_log_within("synced with the Kubernetes API", Duration::from_secs(60));
+    g.wait_health(1, "after the rule came back");
+    assert_eq!(g.check(&req), Ok(OK));
+}
+
+#[test]
+fn calico_policies_created_modified_deleted_through_the_api() {
+    let Some(c) = Cluster::get("calico_policies") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("pol", 3);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let get = request((&fe, "pol", "frontend"), &pp, 8080, "GET", "/");
+    let to_oncall = request((&pp, "pol", "productpage"), &oc, 8080, "GET", "/");
+    assert_eq!(g.check(&get), Ok(OK));
+    assert_eq!(g.check(&to_oncall), Ok(OK));
+
+    // Created: a GlobalNetworkPolicy ahead of the namespace's denies frontend.
+    let mut freeze = gnp(
+        "freeze",
+        json!({
+            "order": 10, "selector": "app == 'productpage'", "types": ["Ingress"],
+            "ingress": [{"action": "Deny", "source": {"serviceAccounts": {"names": ["frontend"]}}}]
+        }),
+    );
+    c.apply(freeze.clone());
+    g.wait_for(&get, DENIED, "policy created");
+    // Modified: it now denies another account only.
+    freeze["spec"]["ingress"][0]["source"]["serviceAccounts"]["names"] = json!(["nobody"]);
+    c.apply(freeze.clone());
+    g.wait_for(&get, OK, "policy modified");
+    // Deleted.
+    c.apply(cnp(
+        "pol",
+        "lock-oncall",
+        json!({"selector": "app == 'oncall'", "ingress": [{"action": "Deny"}]}),
+    ));
+    g.wait_for(&to_oncall, DENIED, "namespaced policy created");
+    c.delete(&cnp("pol", "lock-oncall", json!({})));
+    g.wait_for(&to_oncall, OK, "namespaced policy deleted");
+    c.delete(&freeze);
+
+    // The CRD's schema applies: an object of the wrong shape never reaches the server.
+    let bad = cnp(
+        "pol",
+        "bad-shape",
+        json!({"selector": "all()", "ingress": "allow everything"}),
+    );
+    let err = c
+        .create(bad)
+        .expect_err("the API server refuses a wrongly typed policy");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 422),
+        "422 Invalid: {err}"
+    );
+    // Fields the CRD does not declare are pruned on create and update (server-side apply
+    // refuses them instead): a `tier` on the 3.28 CRD is dropped by the API server, so the
+    // policy lands in the default tier, as Calico 3.28 itself reads it.
+    let pruned = gnp(
+        "pruned",
+        json!({"tier": "security", "order": 5, "selector": "app == 'oncall'",
+               "ingress": [{"action": "Deny"}], "unknownField": 1}),
+    );
+    let stored = c.create(pruned).unwrap();
+    assert!(stored["spec"].get("tier").is_none(), "{stored}");
+    assert!(stored["spec"].get("unknownField").is_none(), "{stored}");
+    g.wait_for(
+        &to_oncall,
+        DENIED,
+        "the pruned policy applies in the default tier",
+    );
+    // A policy that the schema admits but that does not compile fails closed.
+    c.apply(gnp(
+        "pruned",
+        json!({"order": 5, "selector": "app == ", "ingress": [{"action": "Allow"}]}),
+    ));
+    let line = server.wait_for_log("invalid policy");
+    assert!(line.contains("pruned"), "{line}");
+    g.wait_for(
+        &get,
+        DENIED,
+        "an invalid global policy fails closed on every endpoint",
+    );
+    c.delete(&gnp("pruned", json!({})));
+    g.wait_for(&get, OK, "the invalid policy deleted");
+}
+
+#[test]
+fn pods_namespaces_and_service_accounts_change_decisions() {
+    let Some(c) = Cluster::get("pods_labels") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("labels", 4);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    // Ingress to oncall from namespaces labelled team=shop and accounts labelled role=web.
+    c.apply(cnp("labels", "oncall", json!({
+        "selector": "app == 'oncall'",
+        "ingress": [{"action": "Allow", "source": {"namespaceSelector": "team == 'shop'",
+                                                    "serviceAccounts": {"selector": "role == 'web'"}}}]
+    })));
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let fe_to_oncall = request((&fe, "labels", "frontend"), &oc, 8080, "GET", "/");
+    let get = request((&fe, "labels", "frontend"), &pp, 8080, "GET", "/");
+    assert_eq!(g.check(&fe_to_oncall), Ok(OK));
+
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "labels"}});
+    c.label(&ns, json!({"team": "other"}));
+    g.wait_for(&fe_to_oncall, DENIED, "namespace relabelled");
+    c.label(&ns, json!({"team": "shop"}));
+    g.wait_for(&fe_to_oncall, OK, "namespace relabelled back");
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "frontend", "namespace": "labels"}});
+    c.label(&sa, json!({"role": null}));
+    g.wait_for(&fe_to_oncall, DENIED, "service account relabelled");
+    c.label(&sa, json!({"role": "web"}));
+    g.wait_for(&fe_to_oncall, OK, "service account relabelled back");
+
+    // productpage relabelled: no policy selects it any more.
+    let oncall_get = request((&oc, "labels", "oncall"), &pp, 8080, "GET", "/");
+    assert_eq!(g.check(&oncall_get), Ok(DENIED));
+    let ppod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "productpage", "namespace": "labels"}});
+    c.label(&ppod, json!({"app": "canary"}));
+    g.wait_for(&oncall_get, OK, "pod relabelled");
+    c.label(&ppod, json!({"app": "productpage"}));
+    g.wait_for(&oncall_get, DENIED, "pod relabelled back");
+
+    // A new pod gets its IP through the status subresource: until then it is unknown.
+    let late = pod(
+        "labels",
+        "late",
+        json!({"app": "late"}),
+        "late",
+        "10.4.0.40",
+        "node-a",
+    );
+    let mut no_status = late.clone();
+    no_status.as_object_mut().unwrap().remove("status");
+    c.apply(no_status);
+    let to_late = request((&fe, "labels", "frontend"), "10.4.0.40", 8080, "GET", "/");
+    assert_eq!(
+        g.check(&to_late),
+        Ok(DENIED),
+        "no IP yet: unknown destination"
+    );
+    c.apply(late);
+    g.wait_for(&to_late, OK, "pod given its IP");
+
+    // Deleted: an unknown destination.
+    c.delete(&ppod);
+    g.wait_for(&get, DENIED, "pod deleted");
+}
+
+#[test]
+fn endpoint_slices_follow_services_rules() {
+    let Some(c) = Cluster::get("endpoint_slices") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("svc", 5);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    c.apply(cnp("svc", "from-productpage", json!({
+        "selector": "app == 'oncall'",
+        "ingress": [{"action": "Allow", "source": {"services": {"name": "productpage", "namespace": "svc"}}}]
+    })));
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let from_pp = request((&pp, "svc", "productpage"), &oc, 8080, "GET", "/");
+    let from_fe = request((&fe, "svc", "frontend"), &oc, 8080, "GET", "/");
+    assert_eq!(g.check(&from_pp), Ok(DENIED), "no endpoints yet");
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "productpage-x7k2p", "namespace": "svc",
+                     "labels": {"kubernetes.io/service-name": "productpage"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [pp], "conditions": {"ready": true}, "nodeName": "node-a",
+                       "targetRef": {"kind": "Pod", "name": "productpage", "namespace": "svc"}}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    });
+    c.apply(slice.clone());
+    g.wait_for(&from_pp, OK, "EndpointSlice created");
+    assert_eq!(g.check(&from_fe), Ok(DENIED));
+    c.delete(&slice);
+    g.wait_for(&from_pp, DENIED, "EndpointSlice deleted");
+}
+
+#[test]
+fn kubernetes_network_policies_apply() {
+    let Some(c) = Cluster::get("kubernetes_network_policies") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("knp", 6);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let to_oncall = request((&pp, "knp", "productpage"), &oc, 8080, "GET", "/");
+    let fe_to_oncall = request((&fe, "knp", "frontend"), &oc, 8080, "GET", "/");
+    assert_eq!(g.check(&to_oncall), Ok(OK));
+    let knp = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "oncall-from-frontend", "namespace": "knp"},
+        "spec": {"podSelector": {"matchLabels": {"app": "oncall"}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "frontend"}}}]}]}
+    });
+    let stored = c.apply(knp.clone());
+    assert_eq!(stored["spec"]["policyTypes"], json!(["Ingress"]));
+    g.wait_for(&to_oncall, DENIED, "Kubernetes NetworkPolicy created");
+    assert_eq!(g.check(&fe_to_oncall), Ok(OK));
+    // The decisions equal file mode's on the same objects.
+    let mut files = as_files(&objects);
+    files.push(knp.clone());
+    for req in [&to_oncall, &fe_to_oncall] {
+        assert_eq!(g.check(req), Ok(file_mode(&files, req)), "{req:?}");
+    }
+    c.delete(&knp);
+    g.wait_for(&to_oncall, OK, "Kubernetes NetworkPolicy deleted");
+}
+
+#[test]
+fn per_node_and_per_namespace_modes() {
+    let Some(c) = Cluster::get("node_and_namespace") else {
+        return;
+    };
+    c.apply(node("node-a"));
+    c.apply(node("node-b"));
+    let (objects, [fe, pp, oc]) = shop("scoped", 7);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let (others, [ofe, _, _]) = shop("scoped-other", 8);
+    for o in &others {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let get = request((&fe, "scoped", "frontend"), &pp, 8080, "GET", "/");
+    let to_oncall = request((&pp, "scoped", "productpage"), &oc, 8080, "GET", "/");
+    let other_get = request(
+        (&ofe, "scoped-other", "frontend"),
+        "10.8.0.20",
+        8080,
+        "GET",
+        "/",
+    );
+
+    // --node: the API server filters Pods by spec.nodeName (set by the binding subresource).
+    let server = c.serve(&dir, &["--node", "node-a"]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    assert_eq!(g.check(&get), Ok(OK), "productpage is on node-a");
+    assert_eq!(
+        g.check(&to_oncall),
+        Ok(DENIED),
+        "oncall is on node-b: unknown here"
+    );
+    assert_eq!(g.check(&other_get), Ok(OK), "node-a of another namespace");
+    drop(g);
+    drop(server);
+
+    // --namespace: only scoped's pods and policies.
+    let server = c.serve(&dir, &["--namespace", "scoped"]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    assert_eq!(g.check(&get), Ok(OK));
+    assert_eq!(g.check(&to_oncall), Ok(OK));
+    assert_eq!(
+        g.check(&other_get),
+        Ok(DENIED),
+        "another namespace's pods are not watched"
+    );
+}
+
+/// kube-apiserver stopped while the server serves: the last good state keeps serving; changes
+/// made meanwhile (through a second kube-apiserver on the same etcd) arrive after the restart.
+#[test]
+fn apiserver_stopped_and_restarted_while_serving() {
+    let Some(c) = Cluster::get("apiserver_restart") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("outage", 9);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let get = request((&fe, "outage", "frontend"), &pp, 8080, "GET", "/");
+    let to_oncall = request((&pp, "outage", "productpage"), &oc, 8080, "GET", "/");
+    assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
+
+    c.ctl("apiserver-stop", &[]);
+    server.wait_for_log("API server unreachable");
+    for _ in 0..10 {
+        assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
+        assert_eq!(g.health(""), 1, "SERVING during the outage");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Meanwhile, through another kube-apiserver: a policy added, a pod deleted.
+    let alt = c.env("APISERVER_ALT_PORT").to_owned();
+    c.ctl("apiserver-start", &[&alt]);
+    let alt_client = {
+        let text = std::fs::read_to_string(c.dir.join("admin.kubeconfig"))
+            .unwrap()
+            .replace(c.env("APISERVER_PORT"), &alt);
+        let path = dir.path().join("alt.kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        c.rt.block_on(client(&path))
+    };
+    let lock = cnp(
+        "outage",
+        "lock-oncall",
+        json!({"selector": "app == 'oncall'", "ingress": [{"action": "Deny"}]}),
+    );
+    let api = c.api_for(&alt_client, &lock);
+    c.rt.block_on(api.patch(
+        "default.lock-oncall",
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&lock),
+    ))
+    .unwrap();
+    c.remember(&lock);
+    let ppod = pod(
+        "outage",
+        "productpage",
+        json!({}),
+        "productpage",
+        &pp,
+        "node-a",
+    );
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    c.rt.block_on(c.api_for(&alt_client, &ppod).delete("productpage", &dp))
+        .unwrap();
+    c.ctl("apiserver-stop", &[&alt]);
+    assert_eq!(
+        (g.check(&get), g.check(&to_oncall)),
+        (Ok(OK), Ok(OK)),
+        "nothing arrived yet"
+    );
+
+    c.ctl("apiserver-start", &[]);
+    server.wait_for_log_within("API server reachable again", BOUND);
+    g.wait_for(&to_oncall, DENIED, "a policy added during the outage");
+    g.wait_for(&get, DENIED, "a pod deleted during the outage");
+}
+
+/// etcd compacted past the server's watch position while it was away: its watch cannot resume
+/// (410 Gone) and it relists, with nothing lost or kept stale.
+#[test]
+fn an_etcd_compaction_expires_the_watch_and_it_relists() {
+    let Some(c) = Cluster::get("etcd_compaction") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("compact", 10);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = common::free_loopback_addr();
+    let server = c.serve(&dir, &["--metrics", &metrics]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let get = request((&fe, "compact", "frontend"), &pp, 8080, "GET", "/");
+    let to_oncall = request((&pp, "compact", "productpage"), &oc, 8080, "GET", "/");
+    assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
+    let lists = |m: &HashMap<String, f64>| {
+        m.get("alp_authz_kubernetes_watch_lists_total{resource=\"pods\"}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let before = lists(&common::scrape_metrics(&metrics));
+
+    c.ctl("apiserver-stop", &[]);
+    server.wait_for_log("API server unreachable");
+    let alt = c.env("APISERVER_ALT_PORT").to_owned();
+    c.ctl("apiserver-start", &[&alt]);
+    let text = std::fs::read_to_string(c.dir.join("admin.kubeconfig"))
+        .unwrap()
+        .replace(c.env("APISERVER_PORT"), &alt);
+    let path = dir.path().join("alt.kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    let alt_client = c.rt.block_on(client(&path));
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    let ppod = pod(
+        "compact",
+        "productpage",
+        json!({}),
+        "productpage",
+        &pp,
+        "node-a",
+    );
+    c.rt.block_on(c.api_for(&alt_client, &ppod).delete("productpage", &dp))
+        .unwrap();
+    let lock = cnp(
+        "compact",
+        "lock-oncall",
+        json!({"selector": "app == 'oncall'", "ingress": [{"action": "Deny"}]}),
+    );
+    c.rt.block_on(c.api_for(&alt_client, &lock).patch(
+        "default.lock-oncall",
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&lock),
+    ))
+    .unwrap();
+    c.remember(&lock);
+    // Some churn elsewhere, then etcd forgets all history up to now.
+    for i in 0..20 {
+        let cm = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": format!("churn-{i}"), "namespace": "compact"}});
+        c.rt.block_on(c.api_for(&alt_client, &cm).patch(
+            &format!("churn-{i}"),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&cm),
+        ))
+        .unwrap();
+        c.remember(&cm);
+    }
+    c.ctl("etcd-compact", &[]);
+    c.ctl("apiserver-stop", &[&alt]);
+    c.ctl("apiserver-start", &[]);
+
+    g.wait_for(&get, DENIED, "a pod deleted before the compaction");
+    g.wait_for(&to_oncall, DENIED, "a policy added before the compaction");
+    let started = Instant::now();
+    while lists(&common::scrape_metrics(&metrics)) <= before {
+        assert!(started.elapsed() < BOUND, "pods were never relisted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn etcd_restarted_while_serving() {
+    let Some(c) = Cluster::get("etcd_restart") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("etcd", 11);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = c.serve(&dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let get = request((&fe, "etcd", "frontend"), &pp, 8080, "GET", "/");
+    let to_oncall = request((&pp, "etcd", "productpage"), &oc, 8080, "GET", "/");
+    assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
+    c.ctl("etcd-stop", &[]);
+    for _ in 0..20 {
+        assert_eq!(
+            (g.check(&get), g.check(&to_oncall)),
+            (Ok(OK), Ok(OK)),
+            "etcd away: still serving"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.ctl("etcd-start", &[]);
+    // kube-apiserver reconnects to etcd; a change made after that arrives.
+    let started = Instant::now();
+    let lock = cnp(
+        "etcd",
+        "lock-oncall",
+        json!({"selector": "app == 'oncall'", "ingress": [{"action": "Deny"}]}),
+    );
+    while c.try_apply(lock.clone()).is_err() {
+        assert!(
+            started.elapsed() < BOUND,
+            "kube-apiserver never wrote to etcd again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    g.wait_for(&to_oncall, DENIED, "a change after etcd came back");
+    assert_eq!(g.check(&get), Ok(OK));
+}
+
+/// Whether a conformance case can be stored in the installed CRDs: no Tier or staged kind and
+/// no tier but `default` (Calico 3.28's CRDs have neither).
+fn storable(case: &common::Case) -> Result<(), String> {
+    for o in &case.state {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        if kind == "Tier" || kind.starts_with("Staged") {
+            return Err(format!("a {kind}"));
+        }
+        if o["spec"]["tier"].as_str().is_some_and(|t| t != "default") {
+            return Err("a tier other than default".into());
+        }
+    }
+    Ok(())
+}
+
+/// Every conformance case whose objects the installed CRDs can hold: loaded into the real API
+/// server (Pods created, bound and given their status), decided through `--kubernetes`, and
+/// compared with the case's expected answer and with file mode.
+#[test]
+fn conformance_cases_through_the_real_api_server() {
+    let Some(c) = Cluster::get("conformance") else {
+        return;
+    };
+    let cases = common::cases();
+    let mut failures = Vec::new();
+    let mut skipped = BTreeMap::<String, usize>::new();
+    let mut ran = 0;
+    let mut labelled: BTreeSet<String> = BTreeSet::new();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = c.alp_kubeconfig(dir.path(), |_| {});
+    for case in &cases {
+        if let Err(why) = storable(case) {
+            *skipped.entry(why).or_default() += 1;
+            continue;
+        }
+        // Namespaces are kept between cases (they cannot be deleted here): set each one's
+        // labels to the case's, and clear those of earlier cases.
+        let mut in_case = BTreeMap::new();
+        for o in case.state.iter().filter(|o| o["kind"] == "Namespace") {
+            in_case.insert(
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+                o["metadata"]["labels"].clone(),
+            );
+        }
+        for ns in labelled
+            .iter()
+            .chain(in_case.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+        {
+            c.ensure_namespace(&ns);
+            set_labels(&c, &ns, in_case.get(&ns).cloned().unwrap_or(Value::Null));
+        }
+        labelled.extend(in_case.keys().cloned());
+        let mut failed = None;
+        for o in &case.state {
+            if o["kind"] == "Namespace" {
+                continue;
+            }
+            if let Err(e) = c.try_apply(to_crd_v1(o.clone())) {
+                failed = Some(format!(
+                    "{}: the API server refused {} {}: {e}",
+                    case.name, o["kind"], o["metadata"]["name"]
+                ));
+                break;
+            }
+        }
+        if let Some(f) = failed {
+            failures.push(f);
+            c.clean();
+            continue;
+        }
+        let server = serve_with(&kubeconfig, &[]);
+        server.wait_for_log("synced with the Kubernetes API");
+        let mut g = Grpc::connect(&server);
+        let req = Req::new(case.request.clone());
+        let got = g.check(&req);
+        let want = if case.expected == "allow" { OK } else { DENIED };
+        let file = file_mode(&case.state, &req);
+        if got != Ok(want) || file != want {
+            failures.push(format!(
+                "{}: expected {}, --kubernetes {got:?}, file mode {file}",
+                case.name, case.expected
+            ));
+        }
+        ran += 1;
+        drop(g);
+        drop(server);
+        c.clean();
+    }
+    eprintln!(
+        "conformance through kube-apiserver: {ran} cases decided, skipped (not storable in the installed CRDs): {skipped:?}"
+    );
+    assert!(ran >= 90, "only {ran} cases ran");
+    common::assert_all_passed(&failures, ran);
+}
+
+/// Replaces a Namespace's labels with `labels` (the API server keeps its own
+/// `kubernetes.io/metadata.name`).
+fn set_labels(c: &Cluster, ns: &str, labels: Value) {
+    let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    let api = c.api(&obj);
+    let mut current = c.rt.block_on(api.get(ns)).unwrap();
+    let mut want: BTreeMap<String, String> =
+        serde_json::from_value(if labels.is_null() { json!({}) } else { labels }).unwrap();
+    want.insert("kubernetes.io/metadata.name".into(), ns.into());
+    current.metadata.labels = Some(want);
+    current.metadata.managed_fields = None;
+    c.rt.block_on(api.replace(ns, &PostParams::default(), &current))
+        .unwrap();
+}
+
+#[test]
+fn the_cluster_suite_ran_when_asked_to() {
+    // tests/cluster/run sets ALP_CLUSTER_REQUIRED: a suite that silently skipped would pass.
+    if std::env::var_os("ALP_CLUSTER_REQUIRED").is_some() {
+        assert!(
+            std::env::var_os("ALP_CLUSTER").is_some(),
+            "ALP_CLUSTER_REQUIRED but no ALP_CLUSTER"
+        );
+        let c = Cluster::get("required").unwrap();
+        let list =
+            c.rt.block_on(
+                Api::<k8s_openapi::api::core::v1::Namespace>::all(c.admin.clone())
+                    .list(&ListParams::default()),
+            )
+            .unwrap();
+        assert!(
+            list.items
+                .iter()
+                .any(|n| n.metadata.name.as_deref() == Some("kube-system"))
+        );
+    }
+}
