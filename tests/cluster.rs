@@ -36,6 +36,9 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// How long a change may take to reach decisions before a test fails.
 const BOUND: Duration = Duration::from_secs(30);
+/// After an outage of tens of seconds: the watchers' backoff has grown towards its 30 s cap
+/// (kube-runtime's default, with jitter), so the first retry that succeeds may be that far off.
+const AFTER_OUTAGE: Duration = Duration::from_secs(90);
 const OK: i32 = 0;
 const DENIED: i32 = 7;
 const MANAGER: &str = "alp-authz-tests";
@@ -560,6 +563,10 @@ impl Grpc {
     }
 
     fn wait_for(&mut self, req: &Req, want: i32, what: &str) -> Duration {
+        self.wait_for_within(req, want, what, BOUND)
+    }
+
+    fn wait_for_within(&mut self, req: &Req, want: i32, what: &str, bound: Duration) -> Duration {
         let started = Instant::now();
         loop {
             let got = self.check(req);
@@ -567,8 +574,8 @@ impl Grpc {
                 return started.elapsed();
             }
             assert!(
-                started.elapsed() < BOUND,
-                "{what}: still {got:?} after {BOUND:?}, want {want}"
+                started.elapsed() < bound,
+                "{what}: still {got:?} after {bound:?}, want {want}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1105,8 +1112,18 @@ fn apiserver_stopped_and_restarted_while_serving() {
 
     c.ctl("apiserver-start", &[]);
     server.wait_for_log_within("API server reachable again", BOUND);
-    g.wait_for(&to_oncall, DENIED, "a policy added during the outage");
-    g.wait_for(&get, DENIED, "a pod deleted during the outage");
+    g.wait_for_within(
+        &to_oncall,
+        DENIED,
+        "a policy added during the outage",
+        AFTER_OUTAGE,
+    );
+    g.wait_for_within(
+        &get,
+        DENIED,
+        "a pod deleted during the outage",
+        AFTER_OUTAGE,
+    );
 }
 
 /// etcd compacted past the server's watch position while it was away: its watch cannot resume
@@ -1186,13 +1203,25 @@ fn an_etcd_compaction_expires_the_watch_and_it_relists() {
     c.ctl("apiserver-stop", &[&alt]);
     c.ctl("apiserver-start", &[]);
 
-    g.wait_for(&get, DENIED, "a pod deleted before the compaction");
-    g.wait_for(&to_oncall, DENIED, "a policy added before the compaction");
+    g.wait_for_within(
+        &get,
+        DENIED,
+        "a pod deleted before the compaction",
+        AFTER_OUTAGE,
+    );
+    g.wait_for_within(
+        &to_oncall,
+        DENIED,
+        "a policy added before the compaction",
+        AFTER_OUTAGE,
+    );
     let started = Instant::now();
     while lists(&common::scrape_metrics(&metrics)) <= before {
-        assert!(started.elapsed() < BOUND, "pods were never relisted");
+        assert!(started.elapsed() < AFTER_OUTAGE, "pods were never relisted");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let line = server.wait_for_log("watch expired (410 Gone): relisting");
+    assert!(line.contains("too old resource version"), "{line}");
 }
 
 #[test]

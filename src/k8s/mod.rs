@@ -304,6 +304,13 @@ impl Watch<'_> {
             let event = match event {
                 Ok(event) => event,
                 Err(error) => {
+                    if let watcher::Error::WatchError(status) = &error
+                        && status.code == 410
+                    {
+                        // Said whether or not the watch was already failing (after an outage
+                        // it usually is): the relist that follows is what an operator sees.
+                        tracing::info!(resource = %self.tag, message = %status.message, "watch expired (410 Gone): relisting");
+                    }
                     if let Some(s) = counters {
                         s.errors.fetch_add(1, Ordering::Relaxed);
                         if !s.failing.swap(true, Ordering::Relaxed) {
