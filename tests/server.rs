@@ -733,6 +733,66 @@ async fn dry_run_allows_and_counts_what_policy_denies() {
     );
 }
 
+/// Regression (#13, item 3): under `--dry-run` a request policy denies still reaches the
+/// upstream, so the identity header must be set or removed on it as on any allow; it was not,
+/// and a caller's forged header passed through.
+#[tokio::test]
+async fn dry_run_still_sets_or_removes_the_identity_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let caller = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: src, namespace: default}
+spec: {serviceAccountName: web}
+status: {phase: Running, podIP: 10.0.0.10}
+"#;
+    std::fs::write(
+        dir.path().join("state.yaml"),
+        STATE_ALLOW.replace("Allow", "Deny") + caller,
+    )
+    .unwrap();
+    let server = common::Server::start(&[
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--dry-run",
+        "--identity-header",
+        "x-alp-caller-identity",
+    ]);
+    let mut c = client(&server).await;
+    // No principal: a forged header is removed.
+    let mut req = simple_request();
+    http_mut(&mut req).headers.insert(
+        "x-alp-caller-identity".into(),
+        "spiffe://cluster.local/ns/kube-system/sa/admin".into(),
+    );
+    let r = c.check(req).await.unwrap().into_inner();
+    assert_eq!(code(&r), 0, "dry run allows");
+    let (headers, removed) = ok_headers(&r);
+    assert_eq!(removed, ["x-alp-caller-identity"]);
+    assert!(headers.is_empty(), "{headers:?}");
+    // An authenticated caller (from its pod's address): the header is set to its identity.
+    let mut req = simple_request();
+    req.attributes
+        .as_mut()
+        .unwrap()
+        .source
+        .as_mut()
+        .unwrap()
+        .principal = "spiffe://cluster.local/ns/default/sa/web".into();
+    let r = c.check(req).await.unwrap().into_inner();
+    let (headers, removed) = ok_headers(&r);
+    assert!(removed.is_empty(), "{removed:?}");
+    assert_eq!(
+        headers,
+        [(
+            "x-alp-caller-identity".to_owned(),
+            "spiffe://cluster.local/ns/default/sa/web".to_owned(),
+            2
+        )]
+    );
+}
+
 fn read_log_lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
