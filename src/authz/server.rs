@@ -2,7 +2,13 @@
 //! gRPC reflection (v1 and v1alpha: grpcurl 1.8 only speaks v1alpha), per-request bounds and
 //! graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 
@@ -270,8 +276,8 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn bind_unix(path: &PathBuf, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
     // Remove a stale socket left by a previous run; never remove anything else.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
@@ -284,11 +290,40 @@ fn bind_unix(path: &PathBuf, mode: u32) -> anyhow::Result<tokio::net::UnixListen
             );
         }
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-    Ok(listener)
+    // The socket is bound and given its mode inside a directory only we can enter, then renamed
+    // into place. Binding at the path and `chmod`ing it there would follow a symlink that
+    // someone with write access to the directory swapped in between the two calls, and change
+    // the mode of whatever it points to (the socket inode cannot be `fchmod`ed on Linux). A
+    // rename replaces a symlink at the target itself, never what it points to.
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file path", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let private = parent.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("cannot create {}", private.display()))?;
+    let staged = private.join("socket");
+    let result = (|| {
+        let listener = tokio::net::UnixListener::bind(&staged)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+        std::fs::rename(&staged, path)
+            .with_context(|| format!("cannot move the socket into place at {}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
@@ -307,5 +342,42 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term => tracing::info!("received SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unix_socket_gets_its_mode_with_nothing_left_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authz.sock");
+        let _listener = bind_unix(&path, 0o660).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["authz.sock"], "the private directory is gone");
+        // A client reaches the listener at the final path.
+        tokio::net::UnixStream::connect(&path).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unix_socket_never_touches_what_a_symlink_points_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("authz.sock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(bind_unix(&path, 0o666).is_err(), "a symlink is in the way");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }
