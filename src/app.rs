@@ -425,9 +425,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             unix: args.unix.clone(),
             unix_mode: args.unix_mode,
             request_timeout: args.request_timeout(),
-            max_concurrent_streams: None,
+            max_concurrent_streams: Some(args.max_streams_per_connection.max(1)),
             max_decoding_message_size: args.max_request_bytes,
             max_in_flight: (args.max_in_flight > 0).then_some(args.max_in_flight),
+            limits: args.limits(),
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),

@@ -351,3 +351,59 @@ async fn trust_bundle_reloads() {
         0
     );
 }
+
+/// Silent TCP connections to the TLS port from one peer (127.0.0.2), `n` of them; kept open
+/// while the returned vector lives.
+async fn silent_connections(addr: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        if let Ok(c) = s.connect(target).await {
+            v.push(c);
+        }
+    }
+    v
+}
+
+/// Regression (#13 item 6): 256 silent TCP connections took every handshake slot for 10 s, and
+/// new mTLS connections failed meanwhile. Now a peer that sends nothing holds only its own
+/// share of connections, and peers that do handshake are answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_do_not_lock_out_handshakes() {
+    let s = start(true);
+    let good = s.client_ca.client();
+    let pid = s.server.pid();
+    let before = common::rss_kib(pid).unwrap();
+    let silent = silent_connections(&s.server.addr, 600).await;
+    assert!(silent.len() >= 300, "only {} connections", silent.len());
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        let ch = tokio::time::timeout(
+            Duration::from_secs(3),
+            channel(&s.server.addr, &s.server_ca, Some(&good)),
+        )
+        .await
+        .expect("an mTLS connection waited behind silent peers")
+        .unwrap();
+        let r = AuthorizationClient::new(ch)
+            .check(request())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.unwrap().code, 0);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?} for 10 mTLS connections",
+        started.elapsed()
+    );
+    let after = common::rss_kib(pid).unwrap();
+    eprintln!(
+        "RSS {before} KiB → {after} KiB with {} silent connections",
+        silent.len()
+    );
+    assert!(after < before + 16 * 1024, "RSS {before} → {after} KiB");
+    drop(silent);
+}

@@ -17,13 +17,14 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
     Authorization, AuthorizationServer,
 };
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use super::{
     descriptor::FILE_DESCRIPTOR_SET,
     explain_service::{ExplainService, pb::explainer_server::ExplainerServer},
+    limits::{self, AdmissionLayer, Limits},
     tls::{self, TlsFiles},
 };
 
@@ -54,6 +55,9 @@ pub struct ServerConfig {
     /// Requests in flight at once, across all connections; beyond it, requests are refused at
     /// once with `RESOURCE_EXHAUSTED` (Envoy then applies its failure mode) instead of queueing.
     pub max_in_flight: Option<usize>,
+    /// What one peer can hold: connections, silent connections and streams, watches
+    /// (`max_in_flight` and `max_decoding_message_size` are copied into it).
+    pub limits: Limits,
     /// TLS (and mTLS) for the TCP listener; the Unix socket stays plaintext.
     pub tls: Option<TlsFiles>,
     /// How often the TLS files are checked for changes.
@@ -70,6 +74,7 @@ impl Default for ServerConfig {
             max_concurrent_streams: None,
             max_decoding_message_size: 4 * 1024 * 1024,
             max_in_flight: None,
+            limits: Limits::default(),
             tls: None,
             tls_reload_interval: Duration::from_secs(1),
         }
@@ -130,15 +135,14 @@ where
     let authz =
         AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
 
-    // Load shedding: tonic's LoadShed sits outside the layers given here, so when the global
-    // limit has no permit left the request is refused with RESOURCE_EXHAUSTED, not queued.
-    let limit = tower::util::option_layer(
-        cfg.max_in_flight
-            .map(tower::limit::GlobalConcurrencyLimitLayer::new),
-    );
+    // Admission: a unary request takes its in-flight slot only once its whole message has
+    // arrived (within the receive timeout); beyond the limit it is refused with
+    // RESOURCE_EXHAUSTED, not queued. Health/Watch streams are capped and end after a lifetime.
+    let mut limits = cfg.limits.clone();
+    limits.max_in_flight = cfg.max_in_flight;
+    limits.max_message_bytes = cfg.max_decoding_message_size;
     let router = Server::builder()
-        .load_shed(cfg.max_in_flight.is_some())
-        .layer(limit)
+        .layer(AdmissionLayer::new(&limits))
         .timeout(cfg.request_timeout)
         .max_concurrent_streams(cfg.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -224,14 +228,14 @@ where
                     " (TLS)"
                 };
                 tracing::info!("listening on {local}{mtls}");
-                let incoming = tls::incoming(listener, config, stop_rx.clone());
+                let incoming = tls::incoming(listener, config, &limits, stop_rx.clone());
                 let server =
                     router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
                 tasks.spawn(async move { server.await.context("gRPC server on TLS failed") });
             }
             None => {
                 tracing::info!("listening on {local}");
-                let incoming = TcpListenerStream::new(listener);
+                let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
                 let server =
                     router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
                 tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
