@@ -438,12 +438,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 _ => None,
             },
             tls_reload_interval: args.reload_interval(),
+            explain: args.explain_listen,
         };
-        let explainer = ExplainService::new(checker.clone()).into_server();
+        let explainer = args
+            .explain_listen
+            .map(|_| ExplainService::new(checker.clone()).into_server());
         let served = server::serve(
             cfg,
             AuthzService::new(checker),
-            Some(explainer),
+            explainer,
             state.ready(),
             server::shutdown_signal(),
         )

@@ -194,6 +194,11 @@ pub struct ServeArgs {
     /// Largest CheckRequest accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Serve `alp.authz.v1.Explainer/Explain` on this loopback address (e.g. 127.0.0.1:9193),
+    /// e.g. for `kubectl port-forward`. Off by default, and never on the Check port: it lists
+    /// pods and policies and answers "may X do Y?" for any X.
+    #[arg(long, value_name = "ADDR")]
+    pub explain_listen: Option<SocketAddr>,
     /// Connections open at once on the TCP listener; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,

@@ -888,8 +888,39 @@ async fn explain_rpc_short_form_and_check_request() {
         ExplainRequest, ShortRequest, explain_request::Request as R,
         explainer_client::ExplainerClient,
     };
-    let server = common::Server::start(&["--state", &policies()]);
-    let channel = Channel::from_shared(server.url())
+    // Regression (#13 item 5): Explain was served on the Check port to anyone. Now it is
+    // opt-in, on its own loopback listener, counted and in the decision log.
+    let explain_addr = common::free_loopback_addr();
+    let maddr = common::free_loopback_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--explain-listen",
+        &explain_addr,
+        "--metrics",
+        &maddr,
+        "--decision-log",
+        log.to_str().unwrap(),
+    ]);
+    let on_check_port = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = ExplainerClient::new(on_check_port)
+        .explain(ExplainRequest {
+            request: Some(R::Short(ShortRequest {
+                from: "shop/frontend-7d4b9".into(),
+                to: "shop/productpage-5f6c8".into(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+    let channel = Channel::from_shared(format!("http://{explain_addr}"))
         .unwrap()
         .connect()
         .await
@@ -954,6 +985,10 @@ async fn explain_rpc_short_form_and_check_request() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }
+    let m = common::scrape_metrics(&maddr);
+    assert_eq!(m["alp_authz_explain_requests_total"], 2.0, "{m:?}");
+    let lines = read_log_lines(&log, 2);
+    assert!(lines.iter().all(|l| l["explain"] == true), "{lines:?}");
 }
 
 #[tokio::test]

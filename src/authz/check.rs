@@ -214,6 +214,32 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// The explain trace of `req` against `snap`, for the Explain RPC: counted
+    /// (`alp_authz_explain_requests_total`) and written to the decision log (marked
+    /// `explain`), as it tells the caller how policy decides.
+    pub fn explain_counted(&self, snap: &Snapshot, req: &CheckRequest) -> serde_json::Value {
+        let started = Instant::now();
+        if let Some(m) = &self.metrics {
+            m.explain_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let trace = super::explain::explain(self, snap, req);
+        if let Some(log) = &self.decision_log {
+            let resolved = self.settings.identity.resolve(req);
+            let principal = request::principal(&self.settings.identity, &resolved);
+            let view = request::to_request(req, principal);
+            let decision = eval::evaluate(snap, &view, &self.settings.eval);
+            if log.wants(!decision.allowed()) {
+                let mut r = record(req, &view, snap, &decision, started.elapsed(), false);
+                r.explain = true;
+                log.send(r);
+            }
+        }
+        trace
+    }
+}
+
 /// `allow; generation=G; tier=T; policy=P; rule=R` (absent parts left out).
 fn summary(snap: &Snapshot, d: &Decision) -> String {
     let verdict = if d.allowed() { "allow" } else { "deny" };
@@ -272,6 +298,7 @@ fn record(
         path: http.map(|h| h.path.clone()).unwrap_or_default(),
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         dry_run: dry_run && !d.allowed(),
+        explain: false,
     }
 }
 

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// Where `alp.authz.v1.Explainer` is served (`None`: nowhere). Never on the Check
+    /// listeners: it tells any caller how policy decides. Loopback only (checked by `serve`).
+    pub explain: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             tls: None,
             tls_reload_interval: Duration::from_secs(1),
+            explain: None,
         }
     }
 }
@@ -150,8 +154,27 @@ where
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(authz)
-        .add_optional_service(explainer);
+        .add_service(authz);
+    // Explain on its own listener, with the same admission and message size limit as Check.
+    let explain = match (cfg.explain, explainer) {
+        (Some(addr), Some(svc)) => {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!(
+                    "--explain-listen {addr}: Explain tells any caller how policy decides, so it is only served on a loopback address"
+                );
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for Explain"))?;
+            let router = Server::builder()
+                .layer(AdmissionLayer::new(&limits))
+                .timeout(cfg.request_timeout)
+                .max_concurrent_streams(cfg.max_concurrent_streams)
+                .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
+            Some((listener, router))
+        }
+        _ => None,
+    };
 
     // One shutdown signal, fanned out to every listener.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -202,6 +225,15 @@ where
     };
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some((listener, router)) = explain {
+        let local = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        tracing::info!("Explain served on {local} (loopback only)");
+        let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
+        let server = router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+        tasks.spawn(async move { server.await.context("Explain server failed") });
+    }
     if let Some((path, listener)) = unix {
         tracing::info!("listening on unix:{}", path.display());
         let incoming = UnixListenerStream::new(listener);
