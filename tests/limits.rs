@@ -154,7 +154,11 @@ async fn health_watch_streams_are_capped_and_end() {
         "RSS {before} KiB → {after} KiB after 1,000 watch attempts ({} open, {refused} refused)",
         open.len()
     );
-    assert!(opening.elapsed() < Duration::from_secs(8), "{:?}", opening.elapsed());
+    assert!(
+        opening.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        opening.elapsed()
+    );
     assert_eq!(open.len(), 32);
     assert_eq!(refused, 1000 - 32);
     assert!(after < before + 8 * 1024, "RSS {before} → {after} KiB");
