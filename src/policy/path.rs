@@ -111,9 +111,9 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// Paths longer than this that have more than one reading are not read (they are
-/// [`RequestPath::Undecodable`]): each reading is a copy, and Envoy's own header limit
-/// (60 KiB by default) is far above any path a router serves.
+/// Paths longer than this that are not plain (they hold one of `% ; \\ //` or a dot
+/// segment) are not read (they are [`RequestPath::Undecodable`]): each reading is a copy, and
+/// a path router serves nothing that long. Plain paths have one reading at any length.
 pub const MAX_READ_PATH_LEN: usize = 16 * 1024;
 
 /// A request path as upstreams may read it.
@@ -125,7 +125,7 @@ pub enum RequestPath<'a> {
     Many(Box<[Box<str>]>),
     /// Cannot be decoded (an invalid escape, NUL, a double encoding, bytes that are not UTF-8),
     /// does not start with `/` (`OPTIONS *`, `http://…`), or is too long to read
-    /// ([`MAX_READ_PATH_LEN`]).
+    /// ([`MAX_READ_PATH_LEN`], when not plain).
     Undecodable,
 }
 
