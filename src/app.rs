@@ -439,6 +439,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             tls_reload_interval: args.reload_interval(),
             explain: args.explain_listen,
+            explain_mtls: match (&args.explain_client_ca, &args.tls_cert, &args.tls_key) {
+                (Some(ca), Some(cert), Some(key)) => {
+                    if args.explain_allow.is_empty() {
+                        anyhow::bail!(
+                            "--explain-client-ca needs at least one --explain-allow SPIFFE ID"
+                        );
+                    }
+                    Some((
+                        TlsFiles {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                            client_ca: Some(ca.clone()),
+                        },
+                        args.explain_allow.clone(),
+                    ))
+                }
+                _ => None,
+            },
         };
         let explainer = args
             .explain_listen

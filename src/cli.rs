@@ -199,6 +199,14 @@ pub struct ServeArgs {
     /// pods and policies and answers "may X do Y?" for any X.
     #[arg(long, value_name = "ADDR")]
     pub explain_listen: Option<SocketAddr>,
+    /// Serve Explain over mTLS (with `--tls-cert`/`--tls-key`), to clients with a certificate
+    /// from these CAs (PEM) whose SPIFFE ID `--explain-allow` names; then `--explain-listen`
+    /// may be any address.
+    #[arg(long, value_name = "FILE", requires_all = ["explain_listen", "tls_cert"])]
+    pub explain_client_ca: Option<PathBuf>,
+    /// A client SPIFFE ID allowed to call Explain over mTLS (repeatable).
+    #[arg(long, value_name = "SPIFFE_ID", requires = "explain_client_ca")]
+    pub explain_allow: Vec<String>,
     /// Connections open at once on the TCP listener; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
@@ -211,10 +219,10 @@ pub struct ServeArgs {
     /// Seconds a new connection has to complete its TLS handshake and send the HTTP/2 preface.
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
     pub handshake_timeout: f64,
-    /// Seconds a request has to arrive whole once its headers have; it takes no
-    /// `--max-in-flight` slot until then.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
-    pub receive_timeout: f64,
+    /// Seconds a request has to arrive whole once its headers have (default: the request
+    /// timeout); it takes no `--max-in-flight` slot until then.
+    #[arg(long, value_name = "SECONDS")]
+    pub receive_timeout: Option<f64>,
     /// grpc.health.v1.Health/Watch streams open at once.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_watches: usize,
@@ -308,7 +316,9 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_connections_per_peer: self.max_connections_per_peer,
             handshake_timeout: secs(self.handshake_timeout),
-            receive_timeout: secs(self.receive_timeout),
+            receive_timeout: self
+                .receive_timeout
+                .map_or_else(|| self.request_timeout(), secs),
             max_in_flight: (self.max_in_flight > 0).then_some(self.max_in_flight),
             max_message_bytes: self.max_request_bytes,
             max_watches: self.max_watches,

@@ -407,3 +407,67 @@ async fn silent_peers_do_not_lock_out_handshakes() {
     assert!(after < before + 16 * 1024, "RSS {before} → {after} KiB");
     drop(silent);
 }
+
+/// #13 item 5: Explain off loopback only over mTLS, and only to the clients `--explain-allow`
+/// names: a certificate from the right CA with another SPIFFE ID is refused.
+#[tokio::test]
+async fn explain_over_mtls_only_to_allowed_clients() {
+    use alp_authz::authz::explain_service::pb::{
+        ExplainRequest, ShortRequest, explain_request::Request as R,
+        explainer_client::ExplainerClient,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (server_ca, client_ca) = (Ca::new("server ca"), Ca::new("client ca"));
+    let (cert, key) = server_ca.server();
+    common::write_atomically(dir.path(), "tls.crt", &cert);
+    common::write_atomically(dir.path(), "tls.key", &key);
+    common::write_atomically(dir.path(), "client-ca.crt", &client_ca.0.pem());
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let explain_addr = common::free_loopback_addr();
+    let policies = common::root().join("policies").to_str().unwrap().to_owned();
+    let _server = common::Server::start(&[
+        "--state",
+        &policies,
+        "--tls-cert",
+        &p("tls.crt"),
+        "--tls-key",
+        &p("tls.key"),
+        "--explain-listen",
+        &explain_addr,
+        "--explain-client-ca",
+        &p("client-ca.crt"),
+        "--explain-allow",
+        "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway",
+    ]);
+    let ask = |ch: Channel| async move {
+        ExplainerClient::new(ch)
+            .explain(ExplainRequest {
+                request: Some(R::Short(ShortRequest {
+                    from: "shop/frontend-7d4b9".into(),
+                    to: "shop/productpage-5f6c8".into(),
+                    ..ShortRequest::default()
+                })),
+            })
+            .await
+    };
+    let allowed = client_ca.client();
+    let ch = channel(&explain_addr, &server_ca, Some(&allowed))
+        .await
+        .unwrap();
+    assert!(ask(ch).await.is_ok(), "the allowed client is answered");
+    let other = client_ca.issue(
+        vec![SanType::URI(
+            "spiffe://cluster.local/ns/shop/sa/frontend"
+                .try_into()
+                .unwrap(),
+        )],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    for client in [Some(&other), None] {
+        let refused = match channel(&explain_addr, &server_ca, client).await {
+            Err(_) => true,
+            Ok(ch) => ask(ch).await.is_err(),
+        };
+        assert!(refused, "a client not in --explain-allow was answered");
+    }
+}

@@ -61,7 +61,7 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_peer: 128,
             handshake_timeout: Duration::from_secs(2),
-            receive_timeout: Duration::from_secs(1),
+            receive_timeout: Duration::from_secs(5),
             max_in_flight: None,
             max_message_bytes: 4 * 1024 * 1024,
             max_watches: 256,
@@ -156,6 +156,11 @@ impl<T> Guarded<T> {
     /// `inner`, holding `slot`.
     pub fn new(inner: T, slot: ConnectionSlot) -> Self {
         Guarded { inner, _slot: slot }
+    }
+
+    /// The connection.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
     }
 }
 

@@ -63,8 +63,12 @@ pub struct ServerConfig {
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
     /// Where `alp.authz.v1.Explainer` is served (`None`: nowhere). Never on the Check
-    /// listeners: it tells any caller how policy decides. Loopback only (checked by `serve`).
+    /// listeners: it tells any caller how policy decides. Loopback only (checked by `serve`),
+    /// unless `explain_mtls` is set.
     pub explain: Option<SocketAddr>,
+    /// Serve Explain over mTLS (these files, with a client CA), only to clients whose
+    /// certificate's SPIFFE ID is in the list.
+    pub explain_mtls: Option<(TlsFiles, Vec<String>)>,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
             tls: None,
             tls_reload_interval: Duration::from_secs(1),
             explain: None,
+            explain_mtls: None,
         }
     }
 }
@@ -158,9 +163,9 @@ where
     // Explain on its own listener, with the same admission and message size limit as Check.
     let explain = match (cfg.explain, explainer) {
         (Some(addr), Some(svc)) => {
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && cfg.explain_mtls.is_none() {
                 anyhow::bail!(
-                    "--explain-listen {addr}: Explain tells any caller how policy decides, so it is only served on a loopback address"
+                    "--explain-listen {addr}: Explain tells any caller how policy decides, so it is only served on a loopback address, or over mTLS to the clients --explain-allow names"
                 );
             }
             let listener = tokio::net::TcpListener::bind(addr)
@@ -229,10 +234,33 @@ where
         let local = listener
             .local_addr()
             .context("cannot read the bound address")?;
-        tracing::info!("Explain served on {local} (loopback only)");
-        let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
-        let server = router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        tasks.spawn(async move { server.await.context("Explain server failed") });
+        match &cfg.explain_mtls {
+            Some((files, allowed)) => {
+                let config = Arc::new(ArcSwap::from_pointee(files.load()?));
+                tracing::info!(
+                    "Explain served on {local} (mTLS, {} allowed clients)",
+                    allowed.len()
+                );
+                let allowed = allowed.clone();
+                let incoming = tokio_stream::StreamExt::filter(
+                    tls::incoming(listener, config, &limits, stop_rx.clone()),
+                    move |c| {
+                        c.as_ref()
+                            .map_or(true, |s| tls::client_allowed(s.get_ref(), &allowed))
+                    },
+                );
+                let server =
+                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                tasks.spawn(async move { server.await.context("Explain server failed") });
+            }
+            None => {
+                tracing::info!("Explain served on {local} (loopback only)");
+                let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
+                let server =
+                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                tasks.spawn(async move { server.await.context("Explain server failed") });
+            }
+        }
     }
     if let Some((path, listener)) = unix {
         tracing::info!("listening on unix:{}", path.display());

@@ -125,3 +125,25 @@ pub fn incoming(
     });
     ReceiverStream::new(rx)
 }
+
+/// Whether the client's certificate (verified in the handshake) carries one of the `allowed`
+/// SPIFFE IDs; refused connections are logged.
+pub fn client_allowed(tls: &TlsStream<tokio::net::TcpStream>, allowed: &[String]) -> bool {
+    let (tcp, session) = tls.get_ref();
+    let id = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::identity::cert::PeerCert::from_der(c.clone().into_owned()).ok())
+        .map(|c| c.spiffe.to_string());
+    let ok = id
+        .as_ref()
+        .is_some_and(|id| allowed.iter().any(|a| a == id));
+    if !ok {
+        tracing::warn!(
+            peer = ?tcp.peer_addr().ok(),
+            client = id.as_deref().unwrap_or("(no SPIFFE ID)"),
+            "Explain refused: the client is not in --explain-allow"
+        );
+    }
+    ok
+}
