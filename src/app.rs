@@ -425,9 +425,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             unix: args.unix.clone(),
             unix_mode: args.unix_mode,
             request_timeout: args.request_timeout(),
-            max_concurrent_streams: None,
+            max_concurrent_streams: Some(args.max_streams_per_connection.max(1)),
             max_decoding_message_size: args.max_request_bytes,
             max_in_flight: (args.max_in_flight > 0).then_some(args.max_in_flight),
+            limits: args.limits(),
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),
@@ -437,12 +438,33 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 _ => None,
             },
             tls_reload_interval: args.reload_interval(),
+            explain: args.explain_listen,
+            explain_mtls: match (&args.explain_client_ca, &args.tls_cert, &args.tls_key) {
+                (Some(ca), Some(cert), Some(key)) => {
+                    if args.explain_allow.is_empty() {
+                        anyhow::bail!(
+                            "--explain-client-ca needs at least one --explain-allow SPIFFE ID"
+                        );
+                    }
+                    Some((
+                        TlsFiles {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                            client_ca: Some(ca.clone()),
+                        },
+                        args.explain_allow.clone(),
+                    ))
+                }
+                _ => None,
+            },
         };
-        let explainer = ExplainService::new(checker.clone()).into_server();
+        let explainer = args
+            .explain_listen
+            .map(|_| ExplainService::new(checker.clone()).into_server());
         let served = server::serve(
             cfg,
             AuthzService::new(checker),
-            Some(explainer),
+            explainer,
             state.ready(),
             server::shutdown_signal(),
         )

@@ -194,6 +194,41 @@ pub struct ServeArgs {
     /// Largest CheckRequest accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Serve `alp.authz.v1.Explainer/Explain` on this loopback address (e.g. 127.0.0.1:9193),
+    /// e.g. for `kubectl port-forward`. Off by default, and never on the Check port: it lists
+    /// pods and policies and answers "may X do Y?" for any X.
+    #[arg(long, value_name = "ADDR")]
+    pub explain_listen: Option<SocketAddr>,
+    /// Serve Explain over mTLS (with `--tls-cert`/`--tls-key`), to clients with a certificate
+    /// from these CAs (PEM) whose SPIFFE ID `--explain-allow` names; then `--explain-listen`
+    /// may be any address.
+    #[arg(long, value_name = "FILE", requires_all = ["explain_listen", "tls_cert"])]
+    pub explain_client_ca: Option<PathBuf>,
+    /// A client SPIFFE ID allowed to call Explain over mTLS (repeatable).
+    #[arg(long, value_name = "SPIFFE_ID", requires = "explain_client_ca")]
+    pub explain_allow: Vec<String>,
+    /// Connections open at once on the TCP listener; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (a sidecar or waypoint opens a few).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_connections_per_peer: usize,
+    /// HTTP/2 streams open at once on one connection.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_streams_per_connection: u32,
+    /// Seconds a new connection has to complete its TLS handshake and send the HTTP/2 preface.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub handshake_timeout: f64,
+    /// Seconds a request has to arrive whole once its headers have (default: the request
+    /// timeout); it takes no `--max-in-flight` slot until then.
+    #[arg(long, value_name = "SECONDS")]
+    pub receive_timeout: Option<f64>,
+    /// grpc.health.v1.Health/Watch streams open at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_watches: usize,
+    /// Seconds one Health/Watch stream lasts (then it ends with DEADLINE_EXCEEDED; watch again).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub watch_lifetime: f64,
     /// Kubernetes API options (`--kubernetes`).
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
@@ -272,6 +307,23 @@ impl ServeArgs {
     /// The reload interval as a duration (at least 10 ms).
     pub fn reload_interval(&self) -> Duration {
         Duration::from_secs_f64(self.reload_interval.clamp(0.01, 86_400.0))
+    }
+
+    /// The connection and stream bounds.
+    pub fn limits(&self) -> crate::authz::limits::Limits {
+        let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.001, 86_400.0));
+        crate::authz::limits::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            handshake_timeout: secs(self.handshake_timeout),
+            receive_timeout: self
+                .receive_timeout
+                .map_or_else(|| self.request_timeout(), secs),
+            max_in_flight: (self.max_in_flight > 0).then_some(self.max_in_flight),
+            max_message_bytes: self.max_request_bytes,
+            max_watches: self.max_watches,
+            watch_lifetime: secs(self.watch_lifetime),
+        }
     }
 
     /// The per-request bound as a duration (at least 1 ms).

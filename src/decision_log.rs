@@ -69,6 +69,9 @@ pub struct Record {
     /// The answer was allowed although policy denied (`--dry-run`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// An Explain call, not a Check: nothing was let through or refused.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub explain: bool,
 }
 
 /// The sending side, held by the checker.
@@ -220,6 +223,7 @@ mod tests {
             path: String::new(),
             latency_us: 3,
             dry_run: false,
+            explain: false,
         }
     }
 

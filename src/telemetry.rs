@@ -44,6 +44,8 @@ pub struct Metrics {
     latency_count: AtomicU64,
     /// Decision log events dropped because the log could not keep up.
     pub decision_log_dropped: Arc<AtomicU64>,
+    /// Explain calls answered (`--explain-listen`).
+    pub explain_requests: AtomicU64,
     folded: Mutex<Folded>,
     kubernetes: std::sync::OnceLock<Arc<crate::k8s::status::Status>>,
 }
@@ -65,6 +67,7 @@ impl Metrics {
             latency_sum_ns: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
             decision_log_dropped: Arc::new(AtomicU64::new(0)),
+            explain_requests: AtomicU64::new(0),
             folded: Mutex::new(Folded::default()),
             kubernetes: std::sync::OnceLock::new(),
         });
@@ -373,6 +376,14 @@ impl Collector for Metrics {
         if let Some(k) = self.kubernetes.get() {
             encode_kubernetes(&mut encoder, k)?;
         }
+        ConstCounter::new(self.explain_requests.load(Ordering::Relaxed)).encode(
+            encoder.encode_descriptor(
+                "alp_authz_explain_requests",
+                "Explain calls answered (each is also in the decision log, marked explain).",
+                None,
+                MetricType::Counter,
+            )?,
+        )?;
         ConstCounter::new(self.decision_log_dropped.load(Ordering::Relaxed)).encode(
             encoder.encode_descriptor(
                 "alp_authz_decision_log_dropped",

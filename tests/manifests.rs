@@ -1237,6 +1237,77 @@ fn mesh_config_service_deployment_and_envoy_agree_with_the_server() {
     assert_eq!(tc["include_peer_certificate"], json!(true));
 }
 
+/// #13 item 1: the shipped proxies normalize request paths before ext_authz and refuse escaped
+/// slashes, so that alp-authz and the workload see one path; and only proxies reach the port.
+#[test]
+fn proxies_normalize_paths_and_only_proxies_reach_the_port() {
+    let envoy = yaml(&read(&common::root().join("istio-config/envoy.yaml")));
+    let hcm = &envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["normalize_path"], json!(true));
+    assert_eq!(hcm["merge_slashes"], json!(true));
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
+    let operator = load("istio-config/mesh/istio-operator.yaml").remove(0);
+    let values = yaml(&read(
+        &common::root().join("istio-config/mesh/istiod-values.yaml"),
+    ));
+    for mesh in [&operator["spec"]["meshConfig"], &values["meshConfig"]] {
+        assert_eq!(mesh["pathNormalization"]["normalization"], "MERGE_SLASHES");
+    }
+    let ef = one(
+        "istio-config/mesh/reject-escaped-slashes.yaml",
+        "EnvoyFilter",
+        "alp-authz-reject-escaped-slashes",
+    );
+    let patch = &ef["spec"]["configPatches"][0];
+    assert_eq!(patch["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(
+        patch["patch"]["value"]["typed_config"]["path_with_escaped_slashes_action"],
+        "REJECT_REQUEST"
+    );
+
+    // The NetworkPolicy selects the Deployment's pods and lets only sidecars and waypoints
+    // reach the gRPC port; the kustomization lists it.
+    let d = one("istio-config/deployment.yaml", "Deployment", "alp-authz");
+    let np = one(
+        "istio-config/networkpolicy.yaml",
+        "NetworkPolicy",
+        "alp-authz",
+    );
+    assert_eq!(np["metadata"]["namespace"], d["metadata"]["namespace"]);
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    let grpc = np["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"] == json!(9191))
+        .unwrap();
+    let from: Vec<_> = grpc["from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["podSelector"]["matchLabels"].clone())
+        .collect();
+    assert_eq!(
+        from,
+        [
+            json!({"security.istio.io/tlsMode": "istio"}),
+            json!({"gateway.istio.io/managed": "istio.io-mesh-controller"})
+        ]
+    );
+    let k = yaml(&read(
+        &common::root().join("istio-config/kustomization.yaml"),
+    ));
+    assert!(
+        k["resources"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("networkpolicy.yaml"))
+    );
+}
+
 #[test]
 fn authorization_policies_name_registered_providers() {
     let operator = load("istio-config/mesh/istio-operator.yaml").remove(0);
@@ -1694,6 +1765,7 @@ fn kustomize_builds_the_base_the_per_node_variant_and_the_peer_certificate_compo
             "ClusterRoleBinding/alp-authz-calico-tiers",
             "Deployment/alp-authz",
             "Namespace/alp-system",
+            "NetworkPolicy/alp-authz",
             "PodDisruptionBudget/alp-authz",
             "Service/alp-authz",
             "ServiceAccount/alp-authz",
@@ -1705,6 +1777,7 @@ fn kustomize_builds_the_base_the_per_node_variant_and_the_peer_certificate_compo
     let per_node = kustomize(kubectl, &root.join("per-node"));
     assert!(kinds(&per_node).contains("DaemonSet/alp-authz-node"));
     assert!(kinds(&per_node).contains("ServiceEntry/alp-authz-local"));
+    assert!(kinds(&per_node).contains("NetworkPolicy/alp-authz-node"));
 
     // The component, from an overlay outside istio-config/ (as the README shows).
     std::fs::create_dir_all(common::root().join("target")).unwrap();

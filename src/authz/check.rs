@@ -123,24 +123,7 @@ impl Checker {
         let http = view.http.is_some();
         let answer = &settings.answer;
         let mut resp = match decision.verdict {
-            Verdict::Allow => {
-                let mut resp = response::allowed(http);
-                if let Some(ok) = response::ok_mut(&mut resp) {
-                    if let Some(name) = &answer.identity_header {
-                        match principal {
-                            Principal::Valid(id) => {
-                                ok.headers.push(response::header(name, &id.to_string()))
-                            }
-                            _ => ok.headers_to_remove.push(name.clone()),
-                        }
-                    }
-                    if let Some(name) = &answer.decision_header {
-                        ok.headers
-                            .push(response::header(name, &summary(&snap, &decision)));
-                    }
-                }
-                resp
-            }
+            Verdict::Allow => self.let_through(http, principal, &snap, &decision),
             Verdict::Deny if settings.dry_run => {
                 tracing::info!(
                     target: "decision",
@@ -148,7 +131,9 @@ impl Checker {
                     reason = %decision.reason(&snap),
                     "dry run: allowed a request that policy denies"
                 );
-                response::allowed(http)
+                // The request reaches the upstream: the identity header must be set or removed
+                // as on any allow, or a caller's forged header would pass through unchanged.
+                self.let_through(http, principal, &snap, &decision)
             }
             Verdict::Deny if settings.explain_denials && wants_trace(req) => {
                 // A person debugging a 403 asked for the trace (`x-alp-explain`), and the
@@ -195,6 +180,63 @@ impl Checker {
             ));
         }
         (resp, decision)
+    }
+}
+
+impl Checker {
+    /// The answer that lets a request through (an allow, or a denial under `--dry-run`), with
+    /// the upstream headers: the identity header set to the caller's SPIFFE ID, or removed when
+    /// it has none, so that a caller cannot forge it; the decision header.
+    fn let_through(
+        &self,
+        http: bool,
+        principal: Principal<'_>,
+        snap: &Snapshot,
+        decision: &Decision,
+    ) -> CheckResponse {
+        let answer = &self.settings.answer;
+        let mut resp = response::allowed(http);
+        if let Some(ok) = response::ok_mut(&mut resp) {
+            if let Some(name) = &answer.identity_header {
+                match principal {
+                    Principal::Valid(id) => {
+                        ok.headers.push(response::header(name, &id.to_string()))
+                    }
+                    _ => ok.headers_to_remove.push(name.clone()),
+                }
+            }
+            if let Some(name) = &answer.decision_header {
+                ok.headers
+                    .push(response::header(name, &summary(snap, decision)));
+            }
+        }
+        resp
+    }
+}
+
+impl Checker {
+    /// The explain trace of `req` against `snap`, for the Explain RPC: counted
+    /// (`alp_authz_explain_requests_total`) and written to the decision log (marked
+    /// `explain`), as it tells the caller how policy decides.
+    pub fn explain_counted(&self, snap: &Snapshot, req: &CheckRequest) -> serde_json::Value {
+        let started = Instant::now();
+        if let Some(m) = &self.metrics {
+            m.explain_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let trace = super::explain::explain(self, snap, req);
+        if let Some(log) = &self.decision_log {
+            let resolved = self.settings.identity.resolve(req);
+            let principal = request::principal(&self.settings.identity, &resolved);
+            let view = request::to_request(req, principal);
+            let decision = eval::evaluate(snap, &view, &self.settings.eval);
+            if log.wants(!decision.allowed()) {
+                let mut r = record(req, &view, snap, &decision, started.elapsed(), false);
+                r.explain = true;
+                log.send(r);
+            }
+        }
+        trace
     }
 }
 
@@ -256,6 +298,7 @@ fn record(
         path: http.map(|h| h.path.clone()).unwrap_or_default(),
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         dry_run: dry_run && !d.allowed(),
+        explain: false,
     }
 }
 

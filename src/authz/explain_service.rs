@@ -6,7 +6,7 @@ use prost::Message as _;
 use prost_reflect::{DeserializeOptions, DynamicMessage};
 use tonic::{Request, Response, Status};
 
-use super::{check::Checker, descriptor, explain};
+use super::{check::Checker, descriptor};
 use crate::testing::{ShortForm, short_request};
 
 /// Generated code for `proto/alp_authz.proto`.
@@ -79,7 +79,7 @@ impl pb::explainer_server::Explainer for ExplainService {
             }
             None => return Err(Status::invalid_argument("give `checkRequest` or `short`")),
         };
-        let trace = explain::explain(&self.checker, &snap, &check);
+        let trace = self.checker.explain_counted(&snap, &check);
         to_proto(trace).map(Response::new)
     }
 }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod descriptor;
 pub mod explain;
 pub mod explain_service;
+pub mod limits;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -2,7 +2,13 @@
 //! gRPC reflection (v1 and v1alpha: grpcurl 1.8 only speaks v1alpha), per-request bounds and
 //! graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 
@@ -11,13 +17,14 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
     Authorization, AuthorizationServer,
 };
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use super::{
     descriptor::FILE_DESCRIPTOR_SET,
     explain_service::{ExplainService, pb::explainer_server::ExplainerServer},
+    limits::{self, AdmissionLayer, Limits},
     tls::{self, TlsFiles},
 };
 
@@ -48,10 +55,20 @@ pub struct ServerConfig {
     /// Requests in flight at once, across all connections; beyond it, requests are refused at
     /// once with `RESOURCE_EXHAUSTED` (Envoy then applies its failure mode) instead of queueing.
     pub max_in_flight: Option<usize>,
+    /// What one peer can hold: connections, silent connections and streams, watches
+    /// (`max_in_flight` and `max_decoding_message_size` are copied into it).
+    pub limits: Limits,
     /// TLS (and mTLS) for the TCP listener; the Unix socket stays plaintext.
     pub tls: Option<TlsFiles>,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// Where `alp.authz.v1.Explainer` is served (`None`: nowhere). Never on the Check
+    /// listeners: it tells any caller how policy decides. Loopback only (checked by `serve`),
+    /// unless `explain_mtls` is set.
+    pub explain: Option<SocketAddr>,
+    /// Serve Explain over mTLS (these files, with a client CA), only to clients whose
+    /// certificate's SPIFFE ID is in the list.
+    pub explain_mtls: Option<(TlsFiles, Vec<String>)>,
 }
 
 impl Default for ServerConfig {
@@ -64,8 +81,11 @@ impl Default for ServerConfig {
             max_concurrent_streams: None,
             max_decoding_message_size: 4 * 1024 * 1024,
             max_in_flight: None,
+            limits: Limits::default(),
             tls: None,
             tls_reload_interval: Duration::from_secs(1),
+            explain: None,
+            explain_mtls: None,
         }
     }
 }
@@ -124,15 +144,14 @@ where
     let authz =
         AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
 
-    // Load shedding: tonic's LoadShed sits outside the layers given here, so when the global
-    // limit has no permit left the request is refused with RESOURCE_EXHAUSTED, not queued.
-    let limit = tower::util::option_layer(
-        cfg.max_in_flight
-            .map(tower::limit::GlobalConcurrencyLimitLayer::new),
-    );
+    // Admission: a unary request takes its in-flight slot only once its whole message has
+    // arrived (within the receive timeout); beyond the limit it is refused with
+    // RESOURCE_EXHAUSTED, not queued. Health/Watch streams are capped and end after a lifetime.
+    let mut limits = cfg.limits.clone();
+    limits.max_in_flight = cfg.max_in_flight;
+    limits.max_message_bytes = cfg.max_decoding_message_size;
     let router = Server::builder()
-        .load_shed(cfg.max_in_flight.is_some())
-        .layer(limit)
+        .layer(AdmissionLayer::new(&limits))
         .timeout(cfg.request_timeout)
         .max_concurrent_streams(cfg.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -140,8 +159,27 @@ where
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(authz)
-        .add_optional_service(explainer);
+        .add_service(authz);
+    // Explain on its own listener, with the same admission and message size limit as Check.
+    let explain = match (cfg.explain, explainer) {
+        (Some(addr), Some(svc)) => {
+            if !addr.ip().is_loopback() && cfg.explain_mtls.is_none() {
+                anyhow::bail!(
+                    "--explain-listen {addr}: Explain tells any caller how policy decides, so it is only served on a loopback address, or over mTLS to the clients --explain-allow names"
+                );
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for Explain"))?;
+            let router = Server::builder()
+                .layer(AdmissionLayer::new(&limits))
+                .timeout(cfg.request_timeout)
+                .max_concurrent_streams(cfg.max_concurrent_streams)
+                .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
+            Some((listener, router))
+        }
+        _ => None,
+    };
 
     // One shutdown signal, fanned out to every listener.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -192,6 +230,38 @@ where
     };
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some((listener, router)) = explain {
+        let local = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        match &cfg.explain_mtls {
+            Some((files, allowed)) => {
+                let config = Arc::new(ArcSwap::from_pointee(files.load()?));
+                tracing::info!(
+                    "Explain served on {local} (mTLS, {} allowed clients)",
+                    allowed.len()
+                );
+                let allowed = allowed.clone();
+                let incoming = tokio_stream::StreamExt::filter(
+                    tls::incoming(listener, config, &limits, stop_rx.clone()),
+                    move |c| {
+                        c.as_ref()
+                            .map_or(true, |s| tls::client_allowed(s.get_ref(), &allowed))
+                    },
+                );
+                let server =
+                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                tasks.spawn(async move { server.await.context("Explain server failed") });
+            }
+            None => {
+                tracing::info!("Explain served on {local} (loopback only)");
+                let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
+                let server =
+                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                tasks.spawn(async move { server.await.context("Explain server failed") });
+            }
+        }
+    }
     if let Some((path, listener)) = unix {
         tracing::info!("listening on unix:{}", path.display());
         let incoming = UnixListenerStream::new(listener);
@@ -218,14 +288,14 @@ where
                     " (TLS)"
                 };
                 tracing::info!("listening on {local}{mtls}");
-                let incoming = tls::incoming(listener, config, stop_rx.clone());
+                let incoming = tls::incoming(listener, config, &limits, stop_rx.clone());
                 let server =
                     router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
                 tasks.spawn(async move { server.await.context("gRPC server on TLS failed") });
             }
             None => {
                 tracing::info!("listening on {local}");
-                let incoming = TcpListenerStream::new(listener);
+                let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
                 let server =
                     router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
                 tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
@@ -270,8 +340,8 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn bind_unix(path: &PathBuf, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
     // Remove a stale socket left by a previous run; never remove anything else.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
@@ -284,11 +354,40 @@ fn bind_unix(path: &PathBuf, mode: u32) -> anyhow::Result<tokio::net::UnixListen
             );
         }
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-    Ok(listener)
+    // The socket is bound and given its mode inside a directory only we can enter, then renamed
+    // into place. Binding at the path and `chmod`ing it there would follow a symlink that
+    // someone with write access to the directory swapped in between the two calls, and change
+    // the mode of whatever it points to (the socket inode cannot be `fchmod`ed on Linux). A
+    // rename replaces a symlink at the target itself, never what it points to.
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file path", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let private = parent.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("cannot create {}", private.display()))?;
+    let staged = private.join("socket");
+    let result = (|| {
+        let listener = tokio::net::UnixListener::bind(&staged)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+        std::fs::rename(&staged, path)
+            .with_context(|| format!("cannot move the socket into place at {}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
@@ -307,5 +406,42 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term => tracing::info!("received SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unix_socket_gets_its_mode_with_nothing_left_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authz.sock");
+        let _listener = bind_unix(&path, 0o660).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["authz.sock"], "the private directory is gone");
+        // A client reaches the listener at the final path.
+        tokio::net::UnixStream::connect(&path).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unix_socket_never_touches_what_a_symlink_points_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("authz.sock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(bind_unix(&path, 0o666).is_err(), "a symlink is in the way");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

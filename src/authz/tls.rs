@@ -3,7 +3,7 @@
 //! The current `rustls::ServerConfig` sits in an `ArcSwap`; every new connection handshakes with
 //! whatever is current, so a rotated certificate (Istio, cert-manager) applies to new connections
 //! while existing ones keep theirs and are never dropped. Handshakes run in their own tasks with a
-//! timeout and a concurrency limit, so a slow or silent client cannot stall accepting.
+//! timeout, within the connection limits, so a slow or silent client cannot stall accepting.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -15,10 +15,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once.
-pub const MAX_HANDSHAKES: usize = 256;
+use super::limits::{ConnectionSlots, Guarded, Limits};
 
 /// The files that make up the listener's TLS configuration.
 #[derive(Debug, Clone)]
@@ -80,15 +77,20 @@ impl TlsFiles {
     }
 }
 
-/// Accepts TCP connections and completes TLS handshakes with the current configuration,
-/// yielding established streams until `stop` turns true.
+/// Accepts TCP connections within the connection limits and completes TLS handshakes with the
+/// current configuration, each in its own task bounded by the handshake timeout, yielding
+/// established streams until `stop` turns true. Accepting never waits on a handshake: a
+/// connection over the limits (all peers, or its own peer's share) is closed at once, so silent
+/// peers cannot lock out the others (#13 item 6).
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ArcSwap<ServerConfig>>,
+    limits: &Limits,
     mut stop: watch::Receiver<bool>,
-) -> ReceiverStream<std::io::Result<TlsStream<tokio::net::TcpStream>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(MAX_HANDSHAKES);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+) -> ReceiverStream<std::io::Result<Guarded<TlsStream<tokio::net::TcpStream>>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let slots = ConnectionSlots::new(limits);
+    let within = limits.handshake_timeout;
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -104,16 +106,16 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+            let Some(slot) = slots.take(Some(peer.ip().to_canonical())) else {
+                tracing::debug!(%peer, "connection limit reached; closed");
+                continue;
             };
             let acceptor = TlsAcceptor::from(config.load_full());
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(within, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                        let _ = tx.send(Ok(Guarded::new(tls, slot))).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -122,4 +124,26 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Whether the client's certificate (verified in the handshake) carries one of the `allowed`
+/// SPIFFE IDs; refused connections are logged.
+pub fn client_allowed(tls: &TlsStream<tokio::net::TcpStream>, allowed: &[String]) -> bool {
+    let (tcp, session) = tls.get_ref();
+    let id = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::identity::cert::PeerCert::from_der(c.clone().into_owned()).ok())
+        .map(|c| c.spiffe.to_string());
+    let ok = id
+        .as_ref()
+        .is_some_and(|id| allowed.iter().any(|a| a == id));
+    if !ok {
+        tracing::warn!(
+            peer = ?tcp.peer_addr().ok(),
+            client = id.as_deref().unwrap_or("(no SPIFFE ID)"),
+            "Explain refused: the client is not in --explain-allow"
+        );
+    }
+    ok
 }

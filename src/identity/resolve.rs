@@ -161,18 +161,45 @@ impl IdentityConfig {
     fn xfcc(&self, req: &CheckRequest) -> Option<Resolved<'static>> {
         let attrs = req.attributes.as_ref()?;
         let http = attrs.request.as_ref()?.http.as_ref()?;
-        let header = http
-            .headers
-            .get(XFCC_HEADER)
-            .map(String::as_str)
-            .or_else(|| {
-                http.header_map
+        let joined;
+        let header = match http.headers.get(XFCC_HEADER) {
+            Some(h) => h.as_str(),
+            None => {
+                // `header_map` (Envoy's `encode_raw_headers`) keeps each occurrence of a
+                // repeated header as its own entry, in order: together they are one list, as
+                // Envoy joins them into `headers` with commas, so the last element is the
+                // last entry's (the one our proxy appended), never the first's, which a caller
+                // may have sent.
+                let mut entries = http
+                    .header_map
                     .as_ref()?
                     .headers
                     .iter()
-                    .find(|h| h.key.eq_ignore_ascii_case(XFCC_HEADER))
-                    .and_then(|h| std::str::from_utf8(&h.raw_value).ok())
-            })?;
+                    .filter(|h| h.key.eq_ignore_ascii_case(XFCC_HEADER))
+                    .map(|h| {
+                        if h.raw_value.is_empty() {
+                            Ok(h.value.as_str())
+                        } else {
+                            std::str::from_utf8(&h.raw_value)
+                        }
+                    });
+                let mut all = String::new();
+                for entry in &mut entries {
+                    let Ok(entry) = entry else {
+                        return Some(Resolved::Rejected(Rejection::XfccMalformed));
+                    };
+                    if !all.is_empty() {
+                        all.push(',');
+                    }
+                    all.push_str(entry);
+                }
+                if all.is_empty() {
+                    return None;
+                }
+                joined = all;
+                joined.as_str()
+            }
+        };
         let elements = match xfcc::parse(header) {
             Ok(e) => e,
             Err(_) => return Some(Resolved::Rejected(Rejection::XfccMalformed)),
@@ -588,6 +615,48 @@ mod tests {
             decide(xfcc_cfg(), &request("", None, Some(&appended), PP)),
             (Verdict::Deny, END_OF_TIER.into())
         );
+    }
+
+    /// Regression (#13, item 9): with `header_map`, a caller's own XFCC header came first and
+    /// was the one read; the proxy's (appended, last) must decide.
+    #[test]
+    fn xfcc_from_header_map_takes_the_last_entry() {
+        use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+        let entry = |v: &str| HeaderValue {
+            key: XFCC_HEADER.into(),
+            value: String::new(),
+            raw_value: v.as_bytes().to_vec(),
+        };
+        let with_map = |entries: Vec<HeaderValue>| {
+            let mut req = request("", None, None, PP);
+            let http = req
+                .attributes
+                .as_mut()
+                .and_then(|a| a.request.as_mut())
+                .and_then(|r| r.http.as_mut())
+                .unwrap();
+            http.headers.clear();
+            http.header_map = Some(HeaderMap { headers: entries });
+            req
+        };
+        // The forged entry (naming the asking proxy as By) first, the sidecar's genuine one
+        // last: the genuine one decides (frontend, allowed).
+        let forged = format!("By={PP};URI=spiffe://cluster.local/ns/ops/sa/oncall");
+        let req = with_map(vec![entry(&forged), entry(ISTIO_XFCC)]);
+        assert_eq!(decide(xfcc_cfg(), &req), (Verdict::Allow, ALLOWED.into()));
+        // Reversed: the forged one is last, and it names an identity the genuine one does not.
+        let oncall_last = with_map(vec![entry(ISTIO_XFCC), entry(&forged)]);
+        assert_ne!(
+            decide(xfcc_cfg(), &oncall_last),
+            decide(xfcc_cfg(), &req),
+            "the last entry decides"
+        );
+        // A `value` (not `raw_value`) entry is read too.
+        let mut v = entry(ISTIO_XFCC);
+        v.value = ISTIO_XFCC.into();
+        v.raw_value.clear();
+        let req = with_map(vec![entry(&forged), v]);
+        assert_eq!(decide(xfcc_cfg(), &req), (Verdict::Allow, ALLOWED.into()));
     }
 
     #[test]

@@ -26,8 +26,11 @@ pub enum Cause {
         policy: PolicyIdx,
         /// The rule's index in the policy's ingress rules.
         rule: u32,
-        /// Allow or Deny.
+        /// The rule's action (Allow, Deny, Pass or Log).
         action: Action,
+        /// The rule's path criterion matched some readings of the request path but not
+        /// others (or the path cannot be read): denied whatever the action.
+        ambiguous_path: bool,
     },
     /// A tier had policies selecting the destination but none decided: its default (Deny).
     EndOfTier {
@@ -124,6 +127,10 @@ impl Decision {
     /// The action that produced the verdict: the rule's, or the default that applied.
     pub fn action(&self) -> &'static str {
         match self.cause {
+            Cause::Rule {
+                ambiguous_path: true,
+                ..
+            } => "Deny",
             Cause::Rule { action, .. } => action.as_str(),
             _ => match self.verdict {
                 Verdict::Allow => "Allow",
@@ -140,7 +147,19 @@ impl Decision {
             Cause::Rule {
                 policy,
                 rule,
+                ambiguous_path: true,
+                ..
+            } => write!(
+                s,
+                "ambiguous path: upstreams may read the request path so that rule {rule} of policy {} in tier {} matches it, or so that it does not",
+                self.policy(snap).unwrap_or_default(),
+                snap.tier_of(policy).name
+            ),
+            Cause::Rule {
+                policy,
+                rule,
                 action,
+                ..
             } => write!(
                 s,
                 "{} by rule {rule} of policy {} in tier {}",

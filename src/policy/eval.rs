@@ -6,12 +6,12 @@
 //! identity criteria do *not* match (fail closed), and pod-label selectors are evaluated on the
 //! source pod found by IP, trusted only when it agrees with the authenticated principal.
 
-use std::{borrow::Cow, net::IpAddr};
+use std::net::IpAddr;
 
 use super::{
     compile::{Action, Entity, NamespaceMatch, PortMatch, Rule},
     decision::{Cause, Decision},
-    path,
+    path::{self, PathOutcome, RequestPath},
     snapshot::{Endpoint, EndpointIdx, LabelMap, PolicyIdx, ServiceIndex, Snapshot, TierIdx},
 };
 use crate::identity::{Rejection, spiffe::SpiffeRef};
@@ -48,16 +48,16 @@ pub struct Addr {
 pub struct HttpRequest<'a> {
     /// Method, as sent (matching is case-sensitive).
     pub method: &'a str,
-    /// Normalized path; `None` when it cannot be normalized (then it matches no path criterion).
-    pub path: Option<Cow<'a, str>>,
+    /// The path as upstreams may read it (SEMANTICS.md §4).
+    pub path: RequestPath<'a>,
 }
 
 impl<'a> HttpRequest<'a> {
-    /// Builds the HTTP part, normalizing the path once.
+    /// Builds the HTTP part, reading the path once.
     pub fn new(method: &'a str, raw_path: &'a str) -> Self {
         HttpRequest {
             method,
-            path: path::normalize(raw_path),
+            path: path::readings(raw_path),
         }
     }
 }
@@ -114,6 +114,9 @@ pub enum Criterion {
     HttpMethods,
     /// `http.paths`.
     HttpPaths,
+    /// `http.paths` matched some readings of the request path and not others, or the path
+    /// cannot be read, and every other criterion matched: the request is denied there.
+    AmbiguousPath,
     /// A criterion of `source` or `destination`.
     Entity(Side, EntityCriterion),
 }
@@ -157,6 +160,7 @@ impl std::fmt::Display for Criterion {
             Criterion::NotProtocol => return f.write_str("notProtocol"),
             Criterion::HttpMethods => return f.write_str("http.methods"),
             Criterion::HttpPaths => return f.write_str("http.paths"),
+            Criterion::AmbiguousPath => return f.write_str("http.paths (ambiguous path)"),
             Criterion::Entity(side, c) => (side, c),
         };
         let side = match side {
@@ -295,14 +299,23 @@ pub fn evaluate_traced<T: Trace>(
             for (ri, rule) in rules.iter().enumerate() {
                 let result = rule_matches(rule, req, &source, &destination, &snap.services);
                 trace.rule(pi, ri as u32, result);
-                if result.is_err() {
-                    continue;
-                }
+                let ambiguous_path = match result {
+                    Ok(()) => false,
+                    // "Matching under some but not all [readings] makes the path ambiguous: the
+                    // request is denied there" (SEMANTICS.md §4), whatever the rule's action:
+                    // a later rule must not allow it.
+                    Err(Criterion::AmbiguousPath) => true,
+                    Err(_) => continue,
+                };
                 let cause = Cause::Rule {
                     policy: pi,
                     rule: ri as u32,
                     action: rule.action,
+                    ambiguous_path,
                 };
+                if ambiguous_path {
+                    return Decision::deny(cause);
+                }
                 match rule.action {
                     Action::Allow => return Decision::allow(cause),
                     Action::Deny => return Decision::deny(cause),
@@ -350,7 +363,7 @@ fn rule_matches(
     if rule.not_protocol.is_some_and(|p| p == req.protocol) {
         return Err(Criterion::NotProtocol);
     }
-    http_matches(rule, req)?;
+    let ambiguous = http_matches(rule, req)? == PathOutcome::Ambiguous;
     entity_matches(&rule.source, src, req.protocol, services, Side::Source)
         .map_err(|c| Criterion::Entity(Side::Source, c))?;
     entity_matches(
@@ -360,26 +373,30 @@ fn rule_matches(
         services,
         Side::Destination,
     )
-    .map_err(|c| Criterion::Entity(Side::Destination, c))
+    .map_err(|c| Criterion::Entity(Side::Destination, c))?;
+    if ambiguous {
+        return Err(Criterion::AmbiguousPath);
+    }
+    Ok(())
 }
 
-fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<(), Criterion> {
+/// `Ok(Match)` or `Ok(Ambiguous)` (the path criterion matched some readings only).
+fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<PathOutcome, Criterion> {
     let (Some(h), Some(r)) = (&rule.http, &req.http) else {
         // No HTTP criteria, or a TCP-level check: "a request without an HTTP part matches any
         // method criterion" and any path criterion (reference/dikastes-semantics.md §5.2).
-        return Ok(());
+        return Ok(PathOutcome::Match);
     };
     if !(h.methods.is_empty() || h.any_method || h.methods.iter().any(|m| **m == *r.method)) {
         return Err(Criterion::HttpMethods);
     }
-    let paths = h.paths.is_empty()
-        || r.path
-            .as_deref()
-            .is_some_and(|p| h.paths.iter().any(|m| m.matches(p)));
-    if !paths {
-        return Err(Criterion::HttpPaths);
+    if h.paths.is_empty() {
+        return Ok(PathOutcome::Match);
     }
-    Ok(())
+    match r.path.outcome(&h.paths) {
+        PathOutcome::NoMatch => Err(Criterion::HttpPaths),
+        o => Ok(o),
+    }
 }
 
 fn entity_matches(

@@ -8,7 +8,8 @@ enum name anywhere, including inside `typed_config` (google.protobuf.Any), is an
 - istio-config/envoy.yaml as an envoy.config.bootstrap.v3.Bootstrap;
 - the `patch.value` of every EnvoyFilter under istio-config/ that patches an HTTP filter, as an
   envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter (what Istio merges it
-  into).
+  into), and of every one that patches a network filter (the HTTP connection manager's
+  settings, mesh/reject-escaped-slashes.yaml) as an envoy.config.listener.v3.Filter.
 """
 
 import glob
@@ -20,6 +21,7 @@ from google.protobuf import json_format
 
 # The Bootstrap and every type that a `typed_config` here names must be in the descriptor pool.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2,
 )
@@ -51,11 +53,17 @@ def main():
             if d.get("kind") != "EnvoyFilter":
                 continue
             for i, patch in enumerate(d["spec"]["configPatches"]):
-                if patch.get("applyTo") != "HTTP_FILTER" or "value" not in patch["patch"]:
-                    failures.append(f"{path}: patch {i}: not an HTTP filter patch, not checked")
+                # An HTTP filter patch is an HttpFilter; a network filter patch (the HTTP
+                # connection manager's settings) a listener Filter.
+                kinds = {
+                    "HTTP_FILTER": http_connection_manager_pb2.HttpFilter,
+                    "NETWORK_FILTER": listener_components_pb2.Filter,
+                }
+                if patch.get("applyTo") not in kinds or "value" not in patch["patch"]:
+                    failures.append(f"{path}: patch {i}: not an HTTP or network filter patch, not checked")
                     continue
                 try:
-                    json_format.ParseDict(patch["patch"]["value"], http_connection_manager_pb2.HttpFilter())
+                    json_format.ParseDict(patch["patch"]["value"], kinds[patch["applyTo"]]())
                     checked += 1
                 except json_format.ParseError as e:
                     failures.append(f"{os.path.relpath(path, ROOT)}: patch {i}: {e}")
@@ -64,7 +72,7 @@ def main():
         print(f"FAILED {f}")
     print(f"envoy config against Envoy's protos: {checked} checked")
     print(f"{checked} passed, {len(failures)} failed")
-    return 1 if failures or checked < 2 else 0
+    return 1 if failures or checked < 3 else 0
 
 
 if __name__ == "__main__":

@@ -547,8 +547,11 @@ fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
         let mut passed = false;
         'policies: for p in ps {
             for rule in &p.ingress {
-                if !rule_matches(c, p, rule, &caller, dst, r) {
-                    continue;
+                match rule_matches(c, p, rule, &caller, dst, r) {
+                    RuleMatch::No => continue,
+                    // §4: "the request is denied there (reason `ambiguous path`)".
+                    RuleMatch::AmbiguousPath => return false,
+                    RuleMatch::Yes => {}
                 }
                 match rule.action {
                     Action::Allow => return true,
@@ -581,6 +584,14 @@ fn proto_is_tcp(p: Proto) -> bool {
     matches!(p, Proto::Tcp | Proto::TcpLower | Proto::Six)
 }
 
+/// How a rule fares.
+enum RuleMatch {
+    Yes,
+    No,
+    /// Every criterion matched but the path matched only some of its readings (or has none).
+    AmbiguousPath,
+}
+
 /// §4: every criterion ANDed.
 fn rule_matches(
     c: &Cluster,
@@ -589,35 +600,157 @@ fn rule_matches(
     caller: &Caller<'_>,
     dst: &Pod,
     r: &Request,
-) -> bool {
+) -> RuleMatch {
     // "protocol / notProtocol: the request is TCP (6)."
     if rule.protocol.is_some_and(|p| !proto_is_tcp(p)) {
-        return false;
+        return RuleMatch::No;
     }
     if rule.not_protocol.is_some_and(proto_is_tcp) {
-        return false;
+        return RuleMatch::No;
     }
+    let mut ambiguous = false;
     // "A TCP-level check (no request.http) matches every http criterion."
     if let (Some(h), Some((method, path))) = (&rule.http, &r.http) {
         if !h.methods.is_empty() && !h.methods.iter().any(|m| m == "*" || m == method) {
-            return false;
+            return RuleMatch::No;
         }
         if !h.paths.is_empty() {
-            let Some(path) = normalize(path) else {
-                return false; // "matches no path criterion"
+            let matches = |reading: &str| {
+                h.paths.iter().any(|m| match m {
+                    PathMatch::Exact(e) => normalize(e).is_some_and(|e| e == reading),
+                    PathMatch::Prefix(pre) => normalize(pre).is_some_and(|pre| {
+                        pre == "/" || reading == pre || reading.starts_with(&format!("{pre}/"))
+                    }),
+                })
             };
-            let ok = h.paths.iter().any(|m| match m {
-                PathMatch::Exact(e) => normalize(e).is_some_and(|e| e == path),
-                PathMatch::Prefix(pre) => normalize(pre).is_some_and(|pre| {
-                    pre == "/" || path == pre || path.starts_with(&format!("{pre}/"))
-                }),
-            });
-            if !ok {
-                return false;
+            match readings(path) {
+                // "a path that cannot be decoded … is denied there"
+                None => ambiguous = true,
+                Some(all) => {
+                    let hits = all.iter().filter(|x| matches(x)).count();
+                    if hits == 0 {
+                        return RuleMatch::No; // "Matching under none of them is no match."
+                    }
+                    ambiguous = hits < all.len();
+                }
             }
         }
     }
-    source_matches(c, p, &rule.source, caller) && destination_matches(&rule.destination, dst, r)
+    if !(source_matches(c, p, &rule.source, caller)
+        && destination_matches(&rule.destination, dst, r))
+    {
+        RuleMatch::No
+    } else if ambiguous {
+        RuleMatch::AmbiguousPath
+    } else {
+        RuleMatch::Yes
+    }
+}
+
+/// SEMANTICS.md §4 request path readings, naively: all 32 combinations of the five ways (each
+/// on or off), every time. `None`: the path cannot be read (invalid escape, NUL, not UTF-8,
+/// a double encoding, not starting with `/`, or longer than 16 KiB and not plain).
+pub fn readings(raw: &str) -> Option<Vec<String>> {
+    // "the query and fragment always cut"
+    let cut = raw.split(['?', '#']).next().unwrap_or_default();
+    if !cut.starts_with('/') {
+        return None;
+    }
+    // "percent-escapes of unreserved characters are always decoded" (and every escape but
+    // those of the delimiters `/`, `\`, `;`, which are kept as `%2F`, `%5C`, `%3B`).
+    let b = cut.as_bytes();
+    let mut decoded = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            decoded.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let c = u8::from_str_radix(hex, 16).ok()?;
+        match c {
+            0 => return None,
+            b'/' | b'\\' | b';' => decoded.extend(format!("%{}", hex.to_ascii_uppercase()).bytes()),
+            b'%' => {
+                // A double encoding: `%25` then the escape of `.`, `/`, `\`, `;` or `%`.
+                let next =
+                    std::str::from_utf8(b.get(i + 3..i + 5).unwrap_or_default()).unwrap_or("");
+                if let Ok(n) = u8::from_str_radix(next, 16)
+                    && next.len() == 2
+                    && next.bytes().all(|c| c.is_ascii_hexdigit())
+                    && [b'.', b'/', b'\\', b';', b'%'].contains(&n)
+                {
+                    return None;
+                }
+                decoded.push(c);
+            }
+            c => decoded.push(c),
+        }
+        i += 3;
+    }
+    let base = String::from_utf8(decoded).ok()?;
+    if base.contains('\0') {
+        return None;
+    }
+    let mut all: Vec<String> = Vec::new();
+    for ways in 0..32u8 {
+        let (params, escaped, backslash, merge, dots) = (
+            ways & 1 != 0,
+            ways & 2 != 0,
+            ways & 4 != 0,
+            ways & 8 != 0,
+            ways & 16 != 0,
+        );
+        let mut s = base.clone();
+        if escaped {
+            s = s
+                .replace("%2F", "/")
+                .replace("%5C", "\\")
+                .replace("%3B", ";");
+        }
+        if backslash {
+            s = s.replace('\\', "/");
+        }
+        let mut out: Vec<String> = Vec::new();
+        for seg in s.split('/').skip(1) {
+            let seg = if params {
+                seg.split(';').next().unwrap_or_default()
+            } else {
+                seg
+            };
+            if seg.is_empty() && merge {
+                continue;
+            }
+            if dots && seg == "." {
+                continue;
+            }
+            if dots && seg == ".." {
+                out.pop();
+                continue;
+            }
+            out.push(seg.to_owned());
+        }
+        // "a trailing `/` always dropped"
+        while out.last().is_some_and(String::is_empty) {
+            out.pop();
+        }
+        let reading = format!("/{}", out.join("/"));
+        if !all.contains(&reading) {
+            all.push(reading);
+        }
+    }
+    // Too long to read: more than 16 KiB with any of `% ; \\ //` or a dot segment.
+    let plain = !cut.contains(['%', ';', '\\'])
+        && !cut.contains("//")
+        && !cut.split('/').any(|s| s == "." || s == "..");
+    if cut.len() > 16 * 1024 && !plain {
+        return None;
+    }
+    Some(all)
 }
 
 fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> bool {
