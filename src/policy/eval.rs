@@ -82,6 +82,11 @@ pub struct Request<'a> {
 pub struct Options {
     /// Resolve a caller with no principal by its source IP (Calico's network-identity model).
     pub trust_network_identity: bool,
+    /// Let a valid principal whose source address is no known workload match `serviceAccounts`,
+    /// `namespaceSelector`, namespace scoping and `notSelector` on the principal alone (for
+    /// deployments where the address Envoy reports is a gateway's or waypoint's). Off by default:
+    /// these criteria need the address *and* the certificate (SEMANTICS.md §1).
+    pub identity_only_source: bool,
     /// Per-pod deployment: the destination is always this pod (namespace, name).
     pub workload: Option<(String, String)>,
 }
@@ -94,6 +99,7 @@ struct Identity<'a> {
 }
 
 /// One side of the request with everything rule criteria look at.
+#[derive(Clone, Copy)]
 struct Peer<'a> {
     identity: Option<Identity<'a>>,
     /// The workload, only when it is trusted to be this peer.
@@ -101,6 +107,16 @@ struct Peer<'a> {
     ns_labels: &'a LabelMap,
     sa_labels: &'a LabelMap,
     addr: Addr,
+    /// Whether an address outside every selected set satisfies `notSelector` without an
+    /// identity: true when the peer is seen as Calico's IP sets see it (its address).
+    by_address: bool,
+}
+
+/// How the rules see the source: one view for rules that grant (Allow, Pass, Log), one for Deny
+/// rules, which never treat a caller better for lacking an identity (SEMANTICS.md §1).
+struct Sources<'a> {
+    grant: Peer<'a>,
+    deny: Peer<'a>,
 }
 
 /// Which criterion of a rule failed to match.
@@ -234,40 +250,18 @@ pub fn evaluate_traced<T: Trace>(
 
     let src_idx = req.source.ip.and_then(|ip| snap.endpoint_by_ip(ip));
     let src_ep = src_idx.and_then(|i| snap.endpoints.get(i as usize));
-    let (identity, src_ep) = match (req.principal, src_ep) {
-        (Principal::Valid(id), Some(ep)) => {
-            if id.namespace() != &*ep.namespace || id.service_account() != &*ep.service_account {
-                // "Its labels are trusted only when the Pod's namespace and service account equal
-                // the authenticated identity's. A disagreement is a deny" (SEMANTICS.md §1).
-                trace.endpoints(dst_idx, None);
-                return Decision::deny(Cause::IdentityMismatch {
-                    source: src_idx.unwrap_or_default(),
-                });
-            }
-            (Some(identity_of(id)), Some(ep))
-        }
-        (Principal::Valid(id), None) => (Some(identity_of(id)), None),
-        (Principal::Absent, Some(ep)) if opts.trust_network_identity => (
-            Some(Identity {
-                namespace: &ep.namespace,
-                service_account: &ep.service_account,
-            }),
-            Some(ep),
-        ),
-        // No (trusted) identity: identity criteria do not match, pod labels are not trusted.
-        _ => (None, None),
-    };
-    trace.endpoints(dst_idx, src_ep.and(src_idx));
-    let no_labels = snap.namespace_labels("");
-    let source = Peer {
-        identity,
-        endpoint: src_ep,
-        ns_labels: identity.map_or(no_labels, |i| snap.namespace_labels(i.namespace)),
-        sa_labels: identity.map_or(no_labels, |i| {
-            snap.service_account_labels(i.namespace, i.service_account)
-        }),
-        addr: req.source,
-    };
+    if let (Principal::Valid(id), Some(ep)) = (req.principal, src_ep)
+        && (id.namespace() != &*ep.namespace || id.service_account() != &*ep.service_account)
+    {
+        // "Its labels are trusted only when the Pod's namespace and service account equal the
+        // authenticated identity's. A disagreement is a deny" (SEMANTICS.md §1).
+        trace.endpoints(dst_idx, None);
+        return Decision::deny(Cause::IdentityMismatch {
+            source: src_idx.unwrap_or_default(),
+        });
+    }
+    let sources = sources(snap, req, opts, src_ep);
+    trace.endpoints(dst_idx, sources.grant.endpoint.and(src_idx));
     let destination = Peer {
         identity: Some(Identity {
             namespace: &dst.namespace,
@@ -277,6 +271,7 @@ pub fn evaluate_traced<T: Trace>(
         ns_labels: snap.namespace_labels(&dst.namespace),
         sa_labels: snap.service_account_labels(&dst.namespace, &dst.service_account),
         addr: req.destination,
+        by_address: true,
     };
 
     let mut passed = None;
@@ -293,7 +288,11 @@ pub fn evaluate_traced<T: Trace>(
             };
             trace.policy(pi);
             for (ri, rule) in rules.iter().enumerate() {
-                let result = rule_matches(rule, req, &source, &destination, &snap.services);
+                let source = match rule.action {
+                    Action::Deny => &sources.deny,
+                    _ => &sources.grant,
+                };
+                let result = rule_matches(rule, req, source, &destination, &snap.services);
                 trace.rule(pi, ri as u32, result);
                 if result.is_err() {
                     continue;
@@ -337,6 +336,73 @@ fn identity_of(id: SpiffeRef<'_>) -> Identity<'_> {
     }
 }
 
+/// The source as grant rules and as Deny rules see it (SEMANTICS.md §1), given the workload
+/// at the source address (which, with a valid principal, agrees with it).
+///
+/// - "Network identity and certificate together": with a valid principal, identity criteria
+///   match only when the source address is that workload. From an address that is no workload
+///   they match nothing, unless `identity_only_source` lets the principal alone stand.
+/// - "No identity": grant rules see no identity (unless `trust_network_identity` resolves an
+///   absent principal by address); "a Deny rule is never escaped by lacking an identity": Deny
+///   rules see the caller's network identity, the workload at the address, as Calico's IP sets
+///   would match it. An invalid principal is treated as an absent one there.
+fn sources<'a>(
+    snap: &'a Snapshot,
+    req: &Request<'a>,
+    opts: &Options,
+    src_ep: Option<&'a Endpoint>,
+) -> Sources<'a> {
+    let peer = |identity: Option<Identity<'a>>, endpoint: Option<&'a Endpoint>, by_address| {
+        let no_labels = snap.namespace_labels("");
+        Peer {
+            identity,
+            endpoint,
+            ns_labels: identity.map_or(no_labels, |i| snap.namespace_labels(i.namespace)),
+            sa_labels: identity.map_or(no_labels, |i| {
+                snap.service_account_labels(i.namespace, i.service_account)
+            }),
+            addr: req.source,
+            by_address,
+        }
+    };
+    // The caller as its address identifies it: what Calico's IP sets match.
+    let network = || {
+        let identity = src_ep.map(|ep| Identity {
+            namespace: &ep.namespace,
+            service_account: &ep.service_account,
+        });
+        peer(identity, src_ep, true)
+    };
+    match (req.principal, src_ep) {
+        // INVARIANT: the caller checked that the principal agrees with the workload.
+        (Principal::Valid(_), Some(_)) => {
+            let p = network();
+            Sources { grant: p, deny: p }
+        }
+        (Principal::Valid(id), None) => {
+            // What Dikastes alone would match: the principal, no labels.
+            let principal = peer(Some(identity_of(id)), None, true);
+            let grant = if opts.identity_only_source {
+                principal
+            } else {
+                peer(None, None, false)
+            };
+            Sources {
+                grant,
+                deny: principal,
+            }
+        }
+        (Principal::Absent, Some(_)) if opts.trust_network_identity => {
+            let p = network();
+            Sources { grant: p, deny: p }
+        }
+        _ => Sources {
+            grant: peer(None, None, false),
+            deny: network(),
+        },
+    }
+}
+
 fn rule_matches(
     rule: &Rule,
     req: &Request<'_>,
@@ -372,7 +438,7 @@ fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<(), Criterion> {
     if !(h.methods.is_empty() || h.any_method || h.methods.iter().any(|m| **m == *r.method)) {
         return Err(Criterion::HttpMethods);
     }
-    let paths = h.paths.is_empty()
+    let paths = (h.paths.is_empty() && h.skipped_paths == 0)
         || r.path
             .as_deref()
             .is_some_and(|p| h.paths.iter().any(|m| m.matches(p)));
@@ -443,10 +509,11 @@ fn entity_matches(
     {
         return Err(C::Selector);
     }
-    // …and `notSelector` matches every address outside that set, but only for a caller whose
-    // identity we know (no identity: identity criteria do not match).
+    // …and `notSelector` matches every address outside that set, but only for a caller seen
+    // by its address or whose identity we know (no identity: identity criteria do not match).
     if let Some(s) = &e.not_selector
-        && (side.identity.is_none() || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
+        && ((side.identity.is_none() && !side.by_address)
+            || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
     {
         return Err(C::NotSelector);
     }
@@ -565,7 +632,10 @@ status: {phase: Running, podIP: 10.0.1.30}
         let snap = snapshot(policies);
         let principal = match r.principal {
             "" => Principal::Absent,
-            p => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Valid),
+            p => match p.strip_prefix("untrusted ") {
+                Some(p) => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Untrusted),
+                None => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Valid),
+            },
         };
         let req = Request {
             source: Addr {
@@ -612,9 +682,9 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("source: {services: {name: web, namespace: default}}", &JOB, Deny; "not an endpoint of it")]
     #[test_case("source: {services: {name: nope}}", &WEB, Deny; "an unknown service has no endpoints")]
     #[test_case("source: {services: {name: web, namespace: other}}", &WEB, Deny; "the same name in another namespace")]
-    #[test_case("destination: {services: {name: db}}", &WEB, Allow; "destination address and port")]
-    #[test_case("destination: {services: {name: db}}", &Req { port: 9090, ..WEB }, Deny; "another port of the endpoint")]
-    #[test_case("destination: {services: {name: web}}", &WEB, Deny; "an endpoint of another service")]
+    // "Services are only allowed in the source on Ingress rules" (Calico `validator.go`
+    // validateRule): such a policy is invalid and fails closed.
+    #[test_case("destination: {services: {name: db}}", &WEB, Deny; "destination services in an ingress rule is invalid")]
     #[test_case("source: {services: {name: web}}", &PLAIN, Allow; "by address, with or without an identity")]
     fn services(entity: &str, r: &Req, want: Verdict) {
         let policy = format!("{SLICES}{}", np(&format!("[{{action: Allow, {entity}}}]")));
@@ -669,7 +739,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[]", WEB, Deny; "no rules: end of tier deny")]
     #[test_case("[{action: Log}, {action: Allow}]", WEB, Allow; "log continues")]
     #[test_case("[{action: Log}]", WEB, Deny; "log only reaches end of tier")]
-    #[test_case("[{action: allow}]", WEB, Allow; "action case-insensitive")]
+    #[test_case("[{action: allow}]", WEB, Deny; "lower-case action is invalid as in calico validator.go policy_common.go Enum")]
     #[test_case("[{action: Pass}]", WEB, Allow; "pass out of the last tier allows")]
     // Protocol.
     #[test_case("[{action: Allow, protocol: TCP}]", WEB, Allow; "protocol tcp")]
@@ -686,14 +756,14 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, source: {notNets: [10.9.0.0/16]}}]", WEB, Allow; "source not net miss")]
     #[test_case("[{action: Allow, destination: {nets: [10.0.0.20]}}]", WEB, Allow; "destination bare address net")]
     // Ports.
-    #[test_case("[{action: Allow, destination: {ports: [8080]}}]", WEB, Allow; "destination port")]
-    #[test_case("[{action: Allow, destination: {ports: [80]}}]", WEB, Deny; "destination port miss")]
-    #[test_case("[{action: Allow, destination: {ports: ['8000:8080']}}]", WEB, Allow; "port range inclusive")]
-    #[test_case("[{action: Allow, destination: {ports: ['8081:9000']}}]", WEB, Deny; "port range miss")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: [8080]}}]", WEB, Allow; "destination port")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: [80]}}]", WEB, Deny; "destination port miss")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: ['8000:8080']}}]", WEB, Allow; "port range inclusive")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: ['8081:9000']}}]", WEB, Deny; "port range miss")]
     #[test_case("[{action: Allow, destination: {ports: [http]}}]", WEB, Allow; "named port")]
     #[test_case("[{action: Allow, destination: {ports: [grpc]}}]", WEB, Deny; "unknown named port")]
-    #[test_case("[{action: Allow, destination: {notPorts: [8080]}}]", WEB, Deny; "not port")]
-    #[test_case("[{action: Allow, source: {ports: ['50000:50001']}}]", WEB, Allow; "source port")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {notPorts: [8080]}}]", WEB, Deny; "not port")]
+    #[test_case("[{action: Allow, protocol: TCP, source: {ports: ['50000:50001']}}]", WEB, Allow; "source port")]
     // Service accounts.
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", WEB, Allow; "sa name")]
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [bob, steve]}}}]", WEB, Allow; "sa names any")]
@@ -703,7 +773,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve], selector: role == 'x'}}}]", WEB, Deny; "sa names and selector are anded")]
     #[test_case("[{action: Allow, source: {serviceAccounts: {selector: has(role)}}}]", JOB, Deny; "unknown sa has no labels")]
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", PLAIN, Deny; "sa needs identity")]
-    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [steve]}}}, {action: Allow}]", PLAIN, Allow; "no identity skips a deny by sa")]
+    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [steve]}}}, {action: Allow}]", PLAIN, Deny; "no identity does not escape a deny by sa")]
     #[test_case("[{action: Allow, destination: {serviceAccounts: {names: [sue]}}}]", WEB, Allow; "destination sa")]
     // Namespaces.
     #[test_case("[{action: Allow, source: {namespaceSelector: env == 'prod'}}]", WEB, Allow; "namespace selector")]
@@ -721,7 +791,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", WEB, Allow; "not selector miss")]
     #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", PLAIN, Deny; "not selector needs identity")]
     #[test_case("[{action: Allow, source: {selector: all()}}]", Req { src: "10.9.9.9", ..WEB }, Deny; "selector needs a known source pod")]
-    #[test_case("[{action: Allow, source: {notSelector: app == 'web'}}]", Req { src: "10.9.9.9", ..WEB }, Allow; "not selector matches a non-workload caller")]
+    #[test_case("[{action: Allow, source: {notSelector: app == 'web'}}]", Req { src: "10.9.9.9", ..WEB }, Deny; "not selector needs a known source pod with a principal")]
     #[test_case("[{action: Allow, destination: {selector: app == 'db'}}]", WEB, Allow; "destination selector")]
     // HTTP.
     #[test_case("[{action: Allow, http: {methods: [GET]}}]", WEB, Allow; "method")]
@@ -737,6 +807,122 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, http: {methods: [GET], paths: [{exact: /x}]}}]", WEB, Deny; "methods and paths are anded")]
     fn gnp_rules(rules: &str, r: Req, expected: Verdict) {
         assert_eq!(decide(&gnp(rules), &r), expected);
+    }
+
+    /// `web`'s certificate from an address that is no pod (a gateway, a waypoint, a spoofed IP).
+    const GATEWAY: Req = Req {
+        src: "10.9.9.9",
+        ..WEB
+    };
+
+    fn with_opt_out(opt_out: bool) -> Options {
+        Options {
+            identity_only_source: opt_out,
+            ..Options::default()
+        }
+    }
+
+    // "Network identity and certificate together" (SEMANTICS.md §1). Calico compiles these
+    // criteria into the rule's source IP set (libcalico-go
+    // `syncersv1/updateprocessors/rules.go` GetEntityRuleSelector) and Dikastes requires the
+    // source IP in that set as well as the principal (`app-policy/checker/match.go`
+    // matchSource → matchSrcIPSets, matchServiceAccounts, matchNamespace).
+    #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", false, Deny; "sa needs the pod address")]
+    #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", true, Allow; "sa on the principal alone with the opt-out")]
+    #[test_case("[{action: Allow, source: {namespaceSelector: env == 'prod'}}]", false, Deny; "namespace selector needs the pod address")]
+    #[test_case("[{action: Allow, source: {namespaceSelector: env == 'prod'}}]", true, Allow; "namespace selector on the principal with the opt-out")]
+    #[test_case("[{action: Allow, source: {namespaceSelector: all()}}]", false, Deny; "namespace all needs the pod address")]
+    #[test_case("[{action: Allow, source: {selector: app == 'web'}}]", true, Deny; "selector needs pod labels even with the opt-out")]
+    #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", false, Deny; "not selector needs the pod address")]
+    #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", true, Allow; "not selector on the principal with the opt-out")]
+    #[test_case("[{action: Allow, source: {nets: [10.9.0.0/16]}}]", false, Allow; "nets apply to any address")]
+    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [steve]}}}, {action: Allow}]", false, Deny; "a deny on the principal holds from any address")]
+    #[test_case("[{action: Pass, source: {serviceAccounts: {names: [steve]}}}, {action: Deny}]", false, Deny; "pass grants and needs the pod address")]
+    fn principal_from_an_address_that_is_no_pod(rules: &str, opt_out: bool, expected: Verdict) {
+        let (v, _) = decide_with(&gnp(rules), &GATEWAY, &with_opt_out(opt_out));
+        assert_eq!(v, expected);
+    }
+
+    #[test_case(false, Deny; "scoping needs the pod address")]
+    #[test_case(true, Allow; "scoping on the principal with the opt-out")]
+    fn namespace_scoping_from_an_address_that_is_no_pod(opt_out: bool, expected: Verdict) {
+        let rules = np("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]");
+        assert_eq!(
+            decide_with(&rules, &GATEWAY, &with_opt_out(opt_out)).0,
+            expected
+        );
+    }
+
+    /// `job`'s pod (other/sam, labels `app: web`) with no principal, an invalid one, and one from
+    /// a trust domain that is not allowed.
+    const JOB_PLAIN: Req = Req {
+        principal: "",
+        ..JOB
+    };
+    const JOB_INVALID: Req = Req {
+        principal: "spiffe://cluster.local/ns/other/sa/sam/extra",
+        ..JOB
+    };
+    const JOB_UNTRUSTED: Req = Req {
+        principal: "untrusted spiffe://elsewhere.example/ns/other/sa/sam",
+        ..JOB
+    };
+
+    // "A Deny rule is never escaped by lacking an identity" (SEMANTICS.md §1): its identity
+    // criteria are matched against the pod at the source address, as Calico's IP sets match
+    // it whatever the principal (Dikastes `checker/match.go` matchSrcIPSets; Felix fills the
+    // sets from every workload, `felix/calc` ipset members), and an invalid principal is never
+    // treated better than an absent one, with or without `--trust-network-identity`.
+    #[test_case("[{action: Deny, source: {namespaceSelector: env == 'dev'}}, {action: Allow}]"; "namespace selector")]
+    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [sam]}}}, {action: Allow}]"; "service account")]
+    #[test_case("[{action: Deny, source: {selector: app == 'web', namespaceSelector: all()}}, {action: Allow}]"; "selector")]
+    #[test_case("[{action: Deny, source: {notSelector: app == 'db'}}, {action: Allow}]"; "not selector")]
+    fn a_deny_is_not_escaped_without_an_identity(rules: &str) {
+        let rules = gnp(rules);
+        for trust in [false, true] {
+            let opts = Options {
+                trust_network_identity: trust,
+                ..Options::default()
+            };
+            for r in [&JOB, &JOB_PLAIN, &JOB_INVALID, &JOB_UNTRUSTED] {
+                let (v, reason) = decide_with(&rules, r, &opts);
+                assert_eq!(
+                    (v, reason.as_str()),
+                    (Deny, "denied by rule 0 of policy p in tier default"),
+                    "principal {:?}, trust {trust}",
+                    r.principal
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_deny_by_not_selector_matches_an_unknown_address_without_an_identity() {
+        // Calico: an address in no selected set satisfies `notSelector` (`!in ipset`).
+        let rules = gnp("[{action: Deny, source: {notSelector: app == 'web'}}, {action: Allow}]");
+        let r = Req {
+            src: "10.9.9.9",
+            principal: "",
+            ..WEB
+        };
+        assert_eq!(decide(&rules, &r), Deny);
+        // A namespaced policy scopes it to its namespace: no pod, not in that set.
+        let rules = np("[{action: Deny, source: {notSelector: app == 'db'}}, {action: Allow}]");
+        assert_eq!(decide(&rules, &r), Allow);
+    }
+
+    #[test]
+    fn an_invalid_principal_is_never_better_than_an_absent_one_for_grants() {
+        let rules = gnp("[{action: Allow, source: {namespaceSelector: env == 'dev'}}]");
+        let trust = Options {
+            trust_network_identity: true,
+            ..Options::default()
+        };
+        assert_eq!(decide_with(&rules, &JOB_PLAIN, &trust).0, Allow);
+        for r in [&JOB_INVALID, &JOB_UNTRUSTED] {
+            assert_eq!(decide_with(&rules, r, &trust).0, Deny, "{}", r.principal);
+            assert_eq!(decide(&rules, r), Deny, "{}", r.principal);
+        }
     }
 
     #[test_case("[{action: Allow, source: {selector: app == 'web'}}]", WEB, Allow; "same namespace")]
