@@ -584,7 +584,13 @@ status: {phase: Running, podIP: 10.0.1.30}
 "#;
 
     fn snapshot(policies: &str) -> Snapshot {
+        snapshot_on(None, policies)
+    }
+
+    /// The cluster and `policies`, as an instance serving `node` (`--node`) sees it.
+    fn snapshot_on(node: Option<&str>, policies: &str) -> Snapshot {
         let mut store = Store::new();
+        store.set_node(node);
         let text = format!("{CLUSTER}\n---\n{policies}");
         for doc in yaml_serde::Deserializer::from_str(&text) {
             let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
@@ -629,7 +635,10 @@ status: {phase: Running, podIP: 10.0.1.30}
     };
 
     fn decide_with(policies: &str, r: &Req, opts: &Options) -> (Verdict, String) {
-        let snap = snapshot(policies);
+        decide_on(&snapshot(policies), r, opts)
+    }
+
+    fn decide_on(snap: &Snapshot, r: &Req, opts: &Options) -> (Verdict, String) {
         let principal = match r.principal {
             "" => Principal::Absent,
             p => match p.strip_prefix("untrusted ") {
@@ -650,8 +659,8 @@ status: {phase: Running, podIP: 10.0.1.30}
             protocol: PROTO_TCP,
             http: r.http.then(|| HttpRequest::new(r.method, r.path)),
         };
-        let d = evaluate(&snap, &req, opts);
-        (d.verdict, d.reason(&snap))
+        let d = evaluate(snap, &req, opts);
+        (d.verdict, d.reason(snap))
     }
 
     fn decide(policies: &str, r: &Req) -> Verdict {
@@ -1224,5 +1233,232 @@ spec:
         let snap = snapshot(KNP);
         assert_eq!(snap.policies[0].id.to_string(), "default/knp.default.db");
         assert_eq!(snap.policies[0].order, Some(1000.0));
+    }
+
+    /// A pod of `default/steve` labelled `app: web` at `ip`, with these metadata fields.
+    fn steve_pod(name: &str, meta: &str, status: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: web}}{meta}}}\nspec: {{serviceAccountName: steve}}\nstatus: {{phase: Running{status}}}\n"
+        )
+    }
+
+    // Pod IPs as Calico reads them (libcalico-go `k8s/conversion/conversion.go` getPodIPs:
+    // status, then `cni.projectcalico.org/podIPs`, `…/podIP`, `vpc.amazonaws.com/pod-ips`) and
+    // when a pod is finished (IsFinished: a deletionTimestamp and an emptied CNI annotation).
+    #[test_case(", annotations: {cni.projectcalico.org/podIPs: '10.0.2.1/32,fd00::1/128'}", "", Allow; "calico cni plural annotation")]
+    #[test_case(", annotations: {cni.projectcalico.org/podIP: 10.0.2.1/32}", "", Allow; "calico cni singular annotation")]
+    #[test_case(", annotations: {vpc.amazonaws.com/pod-ips: 10.0.2.1}", "", Allow; "aws vpc cni annotation")]
+    #[test_case(", annotations: {cni.projectcalico.org/podIP: 10.9.9.9/32}", ", podIP: 10.0.2.1", Allow; "status wins over the annotation")]
+    #[test_case(", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {cni.projectcalico.org/podIP: ''}", ", podIP: 10.0.2.1", Deny; "terminating with calico cni ip released is finished")]
+    #[test_case(", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {vpc.amazonaws.com/pod-ips: ''}", ", podIP: 10.0.2.1", Deny; "terminating with aws cni ip released is finished")]
+    #[test_case(", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {cni.projectcalico.org/podIP: 10.0.2.1/32}", ", podIP: 10.0.2.1", Allow; "terminating in its grace period is still a workload")]
+    #[test_case(", annotations: {cni.projectcalico.org/podIP: ''}", ", podIP: 10.0.2.1", Allow; "an empty annotation without deletion changes nothing")]
+    fn pod_ip_lifecycle(meta: &str, status: &str, expected: Verdict) {
+        let rules = gnp("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]");
+        let state = format!("{}---\n{rules}", steve_pod("cni", meta, status));
+        let r = Req {
+            src: "10.0.2.1",
+            ..WEB
+        };
+        assert_eq!(decide(&state, &r), expected);
+    }
+
+    #[test]
+    fn a_finished_destination_is_unknown() {
+        let state = steve_pod(
+            "gone",
+            ", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {cni.projectcalico.org/podIP: ''}",
+            ", podIP: 10.0.2.1",
+        );
+        let r = Req {
+            dst: "10.0.2.1",
+            ..WEB
+        };
+        assert_eq!(
+            decide_with(&state, &r, &Options::default()),
+            (Deny, "unknown destination".to_owned())
+        );
+    }
+
+    /// A destination whose service account name is 63 characters long: Calico gives it no
+    /// `projectcalico.org/serviceaccount` label.
+    fn long_sa_pod() -> String {
+        let sa = "s".repeat(63);
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: long, namespace: default, labels: {{app: db}}}}\nspec: {{serviceAccountName: {sa}}}\nstatus: {{phase: Running, podIP: 10.0.0.40}}\n"
+        )
+    }
+
+    // libcalico-go `updateprocessors/globalnetworkpolicyprocessor.go`
+    // ConvertGlobalNetworkPolicyV3ToV1Value: with a serviceAccountSelector, every `all()` in the
+    // joined selector becomes `has(projectcalico.org/serviceaccount)`; the NetworkPolicy
+    // processor (`networkpolicyprocessor.go`) does no such rewrite.
+    #[test_case("GlobalNetworkPolicy", "", "serviceAccountSelector: all()", "10.0.0.20", Deny; "gnp sa all selects a labelled endpoint")]
+    #[test_case("GlobalNetworkPolicy", "", "serviceAccountSelector: all()", "10.0.0.40", Allow; "gnp sa all skips an endpoint without the sa label")]
+    #[test_case("GlobalNetworkPolicy", "", "serviceAccountSelector: '!has(role)'", "10.0.0.40", Deny; "gnp sa selector without all is not rewritten")]
+    #[test_case("GlobalNetworkPolicy", "", "selector: all(), serviceAccountSelector: '!has(role)'", "10.0.0.40", Allow; "gnp selector all is rewritten too")]
+    #[test_case("GlobalNetworkPolicy", "", "selector: all(), namespaceSelector: all(), serviceAccountSelector: '!has(role)'", "10.0.0.40", Deny; "a namespace selector rewrites all first")]
+    #[test_case("NetworkPolicy", ", namespace: default", "serviceAccountSelector: all()", "10.0.0.40", Deny; "np sa all is not rewritten")]
+    fn service_account_selector_all(
+        kind: &str,
+        ns: &str,
+        spec: &str,
+        dst: &'static str,
+        expected: Verdict,
+    ) {
+        let state = format!(
+            "{}---\napiVersion: projectcalico.org/v3\nkind: {kind}\nmetadata: {{name: p{ns}}}\nspec: {{{spec}, ingress: [{{action: Deny}}]}}\n",
+            long_sa_pod()
+        );
+        assert_eq!(decide(&state, &Req { dst, ..WEB }), expected);
+    }
+
+    // libcalico-go `k8s/conversion/conversion.go` k8sRuleToCalico (protocolPorts): a port entry
+    // with a protocol and no port is every port of it, and other entries never narrow it; an
+    // entry with neither allows everything.
+    #[test_case("[{protocol: TCP}, {protocol: TCP, port: 80}]", 8080, Allow; "protocol without port is every port")]
+    #[test_case("[{protocol: TCP, port: 80}, {protocol: TCP}]", 8080, Allow; "in either order")]
+    #[test_case("[{protocol: UDP}, {protocol: TCP, port: 80}]", 8080, Deny; "another protocol's entry does not widen")]
+    #[test_case("[{protocol: TCP, port: 80}, {protocol: TCP, port: 8080}]", 8080, Allow; "ports of a protocol are grouped")]
+    #[test_case("[{}]", 9999, Allow; "an empty entry allows all")]
+    fn kubernetes_ports_without_a_port(ports: &str, port: u32, expected: Verdict) {
+        let knp = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db, namespace: default}}\nspec:\n  podSelector: {{matchLabels: {{app: db}}}}\n  ingress:\n  - ports: {ports}\n"
+        );
+        assert_eq!(decide(&knp, &Req { port, ..WEB }), expected);
+    }
+
+    #[test]
+    fn ties_in_order_are_broken_by_name_namespace_kind() {
+        // felix `calc/policy_sorter.go` PolKVLess: "<name>/<namespace>/<kind>" compared as
+        // strings, so `web-allow/…` ('-' < '/') comes before `web/…`.
+        let s = format!(
+            "{}{}",
+            policy("web", "default", Some(5.0), "[{action: Deny}]"),
+            policy("web-allow", "default", Some(5.0), "[{action: Allow}]"),
+        );
+        let (v, reason) = decide_with(&s, &WEB, &Options::default());
+        assert_eq!(
+            (v, reason.as_str()),
+            (
+                Allow,
+                "allowed by rule 0 of policy web-allow in tier default"
+            )
+        );
+        // Same name: the namespace decides before the kind; a GNP's namespace is empty.
+        let np = "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: default}\nspec: {order: 5, selector: app == 'db', ingress: [{action: Allow}]}\n";
+        let s = format!(
+            "{}{np}",
+            policy("web", "default", Some(5.0), "[{action: Deny}]")
+        );
+        assert_eq!(
+            decide(&s, &WEB),
+            Deny,
+            "web//GlobalNetworkPolicy < web/default/…"
+        );
+    }
+
+    // A selector of only white space is present (libcalico-go `updateprocessors/rules.go`
+    // getEndpointSelector tests `!= ""`): it parses to `all()`.
+    #[test_case(np("[{action: Allow, source: {selector: app == 'web', namespaceSelector: '  '}}]"), JOB, Allow; "blank namespace selector lifts the scoping")]
+    #[test_case(gnp("[{action: Allow, source: {selector: ' '}}]"), GATEWAY, Deny; "blank selector needs a workload")]
+    #[test_case(gnp("[{action: Allow, source: {selector: ' '}}]"), WEB, Allow; "blank selector is all")]
+    #[test_case(np("[{action: Allow, source: {notSelector: ' '}}]"), WEB, Deny; "blank not selector excludes every workload")]
+    fn blank_selectors_are_present(rules: String, r: Req, expected: Verdict) {
+        assert_eq!(decide(&rules, &r), expected);
+    }
+
+    #[test]
+    fn an_unnormalizable_rule_path_entry_is_skipped() {
+        // Dikastes `app-policy/checker/match.go` matchHTTPPaths: "HTTP Path exact rule could not
+        // be normalized; skipping."
+        let before =
+            crate::policy::compile::SKIPPED_RULE_PATHS.load(std::sync::atomic::Ordering::Relaxed);
+        let rules = gnp("[{action: Allow, http: {paths: [{exact: '/%zz'}, {prefix: /api}]}}]");
+        assert_eq!(decide(&rules, &WEB), Allow);
+        let after =
+            crate::policy::compile::SKIPPED_RULE_PATHS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(after > before, "counted");
+        // Every entry skipped: the rule matches no path (not every path).
+        let rules = gnp("[{action: Allow, http: {paths: [{prefix: '/%252e'}]}}, {action: Deny}]");
+        let (v, reason) = decide_with(&rules, &WEB, &Options::default());
+        assert_eq!(
+            (v, reason.as_str()),
+            (Deny, "denied by rule 1 of policy p in tier default")
+        );
+    }
+
+    // What libcalico-go's validator (`lib/validator/v3/validator.go`) and the v3 API schema
+    // (`api/pkg/apis/projectcalico/v3/policy_common.go`) reject is an invalid policy here too.
+    #[test_case("[{action: allow}]", "spec.ingress[0].action: `allow` is not one of"; "lower case action (Enum=Allow;Deny;Log;Pass)")]
+    #[test_case("[{action: next-tier}]", "spec.ingress[0].action: `next-tier` is not one of"; "v1 action name")]
+    #[test_case("[{action: Allow, source: {nets: [10.0.0.1/24]}}]", "`10.0.0.1/24` has host bits set"; "host bits set (validateIPNetwork)")]
+    #[test_case("[{action: Allow, destination: {services: {name: db}}}]", "services are only allowed in the source of an ingress rule"; "destination services in ingress (validateRule)")]
+    #[test_case("[{action: Allow, protocol: UDP, http: {methods: [GET]}}]", "HTTP match needs protocol TCP"; "http with a non-tcp protocol")]
+    #[test_case("[{action: Allow, destination: {ports: [8080]}}]", "rules with numeric port or port range must set protocol"; "numeric port without protocol (validateRule)")]
+    #[test_case("[{action: Allow, protocol: ICMP, destination: {ports: [http]}}]", "rules that specify ports must set protocol"; "ports with icmp (SupportsPorts)")]
+    #[test_case("[{action: Allow, source: {notNets: [0.0.0.0/0]}}]", "catch-all CIDR in negation"; "catch all not nets (scanNets)")]
+    #[test_case("[{action: Allow, source: {nets: [10.0.0.0/8], notNets: ['fd00::/8']}}]", "rule contains both IPv4 and IPv6 CIDRs"; "mixed ip versions (scanNets)")]
+    fn validation_parity(rules: &str, message: &str) {
+        let (v, reason) = decide_with(&gnp(rules), &WEB, &Options::default());
+        assert_eq!(v, Deny);
+        assert!(reason.starts_with("policy p invalid: "), "{reason}");
+        assert!(reason.contains(message), "{reason}");
+    }
+
+    #[test]
+    fn named_ports_need_no_protocol() {
+        let rules = gnp("[{action: Allow, destination: {ports: [http]}}]");
+        assert_eq!(decide(&rules, &WEB), Allow);
+    }
+
+    // "A typo in one rule must not deny a whole cluster" (SEMANTICS.md §3.6): a policy that does
+    // not decode fails closed on what its readable selectors select.
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {selector: app == 'other', ingress: [{action: Deny, sourc: {}}]}\n", Allow; "gnp typo outside its selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {selector: app == 'db', ingress: [{action: Deny, sourc: {}}]}\n", Deny; "gnp typo inside its selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {namespaceSelector: env == 'dev', ingress: [{action: Deny, sourc: {}}]}\n", Allow; "gnp typo outside its namespace selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {serviceAccountSelector: role == 'client', ingress: [{action: Deny, sourc: {}}]}\n", Allow; "gnp typo outside its sa selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {selector: {app: db}, ingress: [{action: Deny, sourc: {}}]}\n", Deny; "an unreadable selector fails closed everywhere")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {selector: app == 'web', ingress: 7}\n", Allow; "np wrong type outside its selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {selectr: app == 'web', ingress: []}\n", Deny; "a misspelt selector reads as all of its namespace")]
+    #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{fromm: []}]}\n", Allow; "knp typo outside its pod selector")]
+    #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: db}}, ingress: [{fromm: []}]}\n", Deny; "knp typo inside its pod selector")]
+    #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{from: [{podSelector: {matchExpressions: [{key: a, operator: Near}]}}]}]}\n", Allow; "knp compile error outside its pod selector")]
+    fn a_typo_fails_closed_on_what_the_policy_selects(policy: &str, expected: Verdict) {
+        let (v, reason) = decide_with(policy, &WEB, &Options::default());
+        assert_eq!(v, expected, "{reason}");
+        if v == Deny {
+            assert!(reason.starts_with("policy "), "{reason}");
+        }
+    }
+
+    #[test]
+    fn per_node_mode_knows_callers_on_other_nodes() {
+        // Felix's IP sets hold every workload of the cluster; a `--node` instance must too.
+        let pods = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: here, namespace: default, labels: {app: db}}\nspec: {serviceAccountName: sue, nodeName: node-a}\nstatus: {phase: Running, podIP: 10.0.3.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: there, namespace: default, labels: {app: web}}\nspec: {serviceAccountName: steve, nodeName: node-b}\nstatus: {phase: Running, podIP: 10.0.3.2}\n";
+        let rules = gnp(
+            "[{action: Allow, source: {serviceAccounts: {names: [steve]}, selector: app == 'web'}}]",
+        );
+        let snap = snapshot_on(Some("node-a"), &format!("{pods}---\n{rules}"));
+        let from_b = Req {
+            src: "10.0.3.2",
+            dst: "10.0.3.1",
+            ..WEB
+        };
+        assert_eq!(decide_on(&snap, &from_b, &Options::default()).0, Allow);
+        // A pod of another node is never a destination here.
+        let to_b = Req {
+            src: "10.0.3.1",
+            principal: "spiffe://cluster.local/ns/default/sa/sue",
+            dst: "10.0.3.2",
+            ..WEB
+        };
+        assert_eq!(
+            decide_on(&snap, &to_b, &Options::default()),
+            (Deny, "unknown destination".to_owned())
+        );
+        // Pods without a node (hand-written state) stay local: no plan is lost by default.
+        let all = snapshot_on(None, &format!("{pods}---\n{rules}"));
+        assert_eq!(decide_on(&all, &to_b, &Options::default()).0, Allow);
     }
 }
