@@ -701,6 +701,8 @@ pub struct Store {
     pub(crate) endpoint_slices: BTreeMap<(String, String), SliceInfo>,
     /// Every label set of a pod, once (see [`Workload`]).
     interned: std::collections::HashSet<Arc<LabelMap>>,
+    /// Every namespace and service-account name of a pod, once: 100k pods share a few thousand.
+    names: std::collections::HashSet<Arc<str>>,
     /// Identifies this store, so that a snapshot built from it can be updated from it.
     pub(crate) lineage: u64,
     changes: Changes,
@@ -719,6 +721,7 @@ impl Default for Store {
             pods: BTreeMap::new(),
             endpoint_slices: BTreeMap::new(),
             interned: std::collections::HashSet::new(),
+            names: std::collections::HashSet::new(),
             lineage: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             changes: Changes::everything(),
             node: None,
@@ -868,14 +871,26 @@ impl Store {
         self.node = node.map(Arc::from);
     }
 
+    /// The shared copy of a namespace or service-account name.
+    fn name(&mut self, s: &str) -> Arc<str> {
+        match self.names.get(s) {
+            Some(shared) => shared.clone(),
+            None => {
+                let a: Arc<str> = s.into();
+                self.names.insert(a.clone());
+                a
+            }
+        }
+    }
+
     /// Prepares a pod for the endpoint index, interning its label set.
     fn workload(&mut self, pod: PodInfo) -> Workload {
         let local = self
             .node
             .as_deref()
             .is_none_or(|n| pod.node.as_deref() == Some(n));
-        let namespace: Arc<str> = pod.namespace.as_str().into();
-        let service_account: Arc<str> = pod.service_account.as_str().into();
+        let namespace = self.name(&pod.namespace);
+        let service_account = self.name(&pod.service_account);
         let mut labels: LabelMap = pod
             .labels
             .iter()
@@ -943,8 +958,9 @@ impl Store {
     /// What changed since the last call (everything, for a new store).
     pub fn take_changes(&mut self) -> Changes {
         if self.changes.endpoints {
-            // Label sets no pod uses any more (only the interner holds them).
+            // Label sets and names no pod uses any more (only the interner holds them).
             self.interned.retain(|l| Arc::strong_count(l) > 1);
+            self.names.retain(|n| Arc::strong_count(n) > 1);
         }
         std::mem::take(&mut self.changes)
     }
