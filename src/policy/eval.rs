@@ -2,9 +2,11 @@
 //! allocation; the request borrows from the wire message.
 //!
 //! Semantics: `shared/SEMANTICS.md` (normative), after Calico's Dikastes
-//! (`app-policy/checker/check.go`, `match.go`) with its documented departures: no identity means
-//! identity criteria do *not* match (fail closed), and pod-label selectors are evaluated on the
-//! source pod found by IP, trusted only when it agrees with the authenticated principal.
+//! (`app-policy/checker/check.go`, `match.go`) with its documented departures: identity criteria
+//! need the source address to be a known pod *and* the principal to agree with it (Calico's IP
+//! sets and Dikastes' principal check together); with no identity they do not match in granting
+//! rules (fail closed), while Deny rules see the caller's network identity, the pod at its
+//! address, so that lacking an identity never escapes a Deny.
 
 use std::{borrow::Cow, net::IpAddr};
 
