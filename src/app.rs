@@ -145,6 +145,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
     Settings {
         eval: Options {
             trust_network_identity: args.trust_network_identity,
+            identity_only_source: args.identity_only_source,
             workload: args.workload.clone(),
         },
         identity: IdentityConfig {

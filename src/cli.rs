@@ -98,6 +98,12 @@ pub struct PolicyArgs {
     /// identity). Off by default: without a principal, identity criteria never match.
     #[arg(long)]
     pub trust_network_identity: bool,
+    /// Let a valid principal match `serviceAccounts`, `namespaceSelector`, namespace scoping and
+    /// `notSelector` even when its source address is no known pod (for deployments where Envoy
+    /// reports a gateway's or waypoint's address). A widening, off by default: these criteria
+    /// need the caller's pod address and its certificate together.
+    #[arg(long)]
+    pub identity_only_source: bool,
     /// Per-pod deployment: the destination is always this pod, `NAMESPACE/NAME`.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_workload)]
     pub workload: Option<(String, String)>,

@@ -106,7 +106,7 @@ pub fn objects(spec: &Spec) -> Vec<Value> {
             "spec": {"tier": tier, "order": g, "namespaceSelector": format!("team == 'team-{}'", g % 7), "types": ["Ingress"], "ingress": [
                 {"action": "Deny", "source": {"nets": ["192.168.0.0/16"], "notNets": ["192.168.1.0/24"]}},
                 {"action": "Log", "source": {"serviceAccounts": {"selector": "tier == 'db'"}}},
-                {"action": "Deny", "source": {"serviceAccounts": {"names": [format!("app-{}", g % APPS)]}, "namespaceSelector": "env == 'dev'"}, "destination": {"ports": ["9000:9100"]}},
+                {"action": "Deny", "protocol": "TCP", "source": {"serviceAccounts": {"names": [format!("app-{}", g % APPS)]}, "namespaceSelector": "env == 'dev'"}, "destination": {"ports": ["9000:9100"]}},
                 {"action": "Pass"},
             ]},
         }));
@@ -124,7 +124,7 @@ pub fn objects(spec: &Spec) -> Vec<Value> {
                  "destination": {"ports": ["http", 8443]},
                  "http": {"methods": ["GET", "HEAD"], "paths": [{"prefix": "/api"}, {"exact": "/healthz"}]}},
                 {"action": "Allow", "source": {"selector": format!("app == 'app-{}' && version != 'v2'", (from + 1) % APPS), "namespaceSelector": "env == 'prod'"}, "http": {"methods": ["POST"], "paths": [{"prefix": "/api/orders"}]}},
-                {"action": "Allow", "source": {"nets": ["10.0.0.0/8"], "notSelector": "app == 'app-0'"}, "destination": {"notPorts": [9090]}, "http": {"paths": [{"exact": "/metrics"}]}},
+                {"action": "Allow", "protocol": "TCP", "source": {"nets": ["10.0.0.0/8"], "notSelector": "app == 'app-0'"}, "destination": {"notPorts": [9090]}, "http": {"paths": [{"exact": "/metrics"}]}},
             ]},
         }));
     }

@@ -348,6 +348,15 @@ impl Collector for Metrics {
             None,
             MetricType::Counter,
         )?)?;
+        ConstCounter::new(
+            crate::policy::compile::SKIPPED_RULE_PATHS.load(Ordering::Relaxed),
+        )
+        .encode(encoder.encode_descriptor(
+            "alp_authz_rule_paths_skipped",
+            "Rule path entries skipped because they cannot be normalized (the rest of the rule stands).",
+            None,
+            MetricType::Counter,
+        )?)?;
         let mut m = encoder.encode_descriptor(
             "alp_authz_policies",
             "Policies in the served state.",

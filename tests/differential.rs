@@ -159,6 +159,10 @@ impl Rule {
             ports: self.ports.iter().map(|p| Port::Num(*p)).collect(),
             ..Destination::default()
         };
+        // Numeric ports need a protocol (Calico's validator; SEMANTICS.md §4).
+        if self.ports.is_some() {
+            r.protocol = Some(reference::Proto::Tcp);
+        }
         if self.methods.is_some() || self.prefix.is_some() {
             r.http = Some(Http {
                 methods: self.methods.as_deref().map(strings).unwrap_or_default(),
@@ -280,27 +284,50 @@ fn tiers() -> impl Strategy<Value = Vec<Tier>> {
     })
 }
 
+/// Which principal a request carries.
+#[derive(Debug, Clone, Copy)]
+enum Principal {
+    /// The source pod's own (a real caller), or `a/web`'s from an address that is no pod.
+    Own,
+    /// None (plaintext).
+    Absent,
+    /// Not a SPIFFE ID of the expected form.
+    Invalid,
+    /// `b/job`'s (a mismatch from a pod, a gateway's caller from an address that is no pod).
+    Other,
+}
+
 #[derive(Debug, Clone)]
 struct Req {
     src: Option<usize>,
-    authenticated: bool,
+    principal: Principal,
     dst: usize,
     port: u16,
     method: &'static str,
     path: &'static str,
+    trust_network_identity: bool,
+    identity_only_source: bool,
 }
 
 impl Req {
     fn to_reference(&self) -> reference::Request {
         let src = self.src.map(|i| &PODS[i]);
+        let spiffe = |ns: &str, sa: &str| format!("spiffe://cluster.local/ns/{ns}/sa/{sa}");
         reference::Request {
             source_ip: src.map_or("192.0.2.99", |p| p.ip).into(),
-            principal: src
-                .filter(|_| self.authenticated)
-                .map(|p| format!("spiffe://cluster.local/ns/{}/sa/{}", p.ns, p.sa)),
+            principal: match self.principal {
+                Principal::Own => {
+                    Some(src.map_or_else(|| spiffe("a", "web"), |p| spiffe(p.ns, p.sa)))
+                }
+                Principal::Absent => None,
+                Principal::Invalid => Some("spiffe://cluster.local/ns/a/sa/web/x".into()),
+                Principal::Other => Some(spiffe("b", "job")),
+            },
             destination_ip: PODS[self.dst].ip.into(),
             port: self.port,
             http: Some((self.method.into(), self.path.into())),
+            trust_network_identity: self.trust_network_identity,
+            identity_only_source: self.identity_only_source,
         }
     }
 }
@@ -308,8 +335,14 @@ impl Req {
 fn req() -> impl Strategy<Value = Req> {
     (
         prop::option::of(0..PODS.len()),
-        any::<bool>(),
-        0..PODS.len(),
+        prop::sample::select(vec![
+            Principal::Own,
+            Principal::Own,
+            Principal::Absent,
+            Principal::Invalid,
+            Principal::Other,
+        ]),
+        (0..PODS.len(), any::<bool>(), any::<bool>()),
         prop::sample::select(vec![8080u16, 9090]),
         prop::sample::select(vec!["GET", "POST", "DELETE"]),
         prop::sample::select(vec![
@@ -321,14 +354,25 @@ fn req() -> impl Strategy<Value = Req> {
             "/adm%69n",
         ]),
     )
-        .prop_map(|(src, authenticated, dst, port, method, path)| Req {
-            src,
-            authenticated,
-            dst,
-            port,
-            method,
-            path,
-        })
+        .prop_map(
+            |(
+                src,
+                principal,
+                (dst, trust_network_identity, identity_only_source),
+                port,
+                method,
+                path,
+            )| Req {
+                src,
+                principal,
+                dst,
+                port,
+                method,
+                path,
+                trust_network_identity,
+                identity_only_source,
+            },
+        )
 }
 
 // --- The compiled index ------------------------------------------------------------------
@@ -346,7 +390,10 @@ fn engine(cluster: &Cluster, r: &reference::Request) -> bool {
     );
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
-    let checker = Checker::new(state, Settings::default());
+    let mut settings = Settings::default();
+    settings.eval.trust_network_identity = r.trust_network_identity;
+    settings.eval.identity_only_source = r.identity_only_source;
+    let checker = Checker::new(state, settings);
     let req = check_request_from_json(&reference::check_request_json(r)).unwrap();
     checker.decide(&snap, &req).allowed()
 }

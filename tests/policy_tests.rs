@@ -257,3 +257,43 @@ fn bench_with_h2load_alternates_rounds() {
     let ratio: f64 = median.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(ratio.is_finite() && ratio > 0.0, "{median}");
 }
+
+#[test]
+fn identity_only_source_is_an_explicit_widening() {
+    // frontend's principal from an address that is no pod (a gateway's): denied by default, as
+    // Calico's source IP sets would not hold it (SEMANTICS.md §1); allowed on the principal
+    // alone only with `--identity-only-source`.
+    let text = std::fs::read_to_string("policies/requests/frontend-get-product.json").unwrap();
+    let text = text.replace("\"10.0.1.10\"", "\"10.250.0.1\"");
+    assert!(text.contains("10.250.0.1"));
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("gateway.json");
+    std::fs::write(&request, text).unwrap();
+    let check = |extra: &[&str]| {
+        let out = Command::new(common::bin())
+            .args(["check", "--state", "policies", "--request"])
+            .arg(&request)
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code(),
+            v["reason"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(
+        check(&[]),
+        (
+            Some(1),
+            "denied at the end of tier default: no rule matched".to_owned()
+        )
+    );
+    assert_eq!(
+        check(&["--identity-only-source"]),
+        (
+            Some(0),
+            "allowed by rule 0 of policy shop/productpage in tier default".to_owned()
+        )
+    );
+}

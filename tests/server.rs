@@ -616,6 +616,7 @@ async fn metrics_count_decisions_across_reloads() {
     );
     assert_eq!(m["alp_authz_state_generation"], 1.0);
     assert_eq!(m[r#"alp_authz_policies{state="enforced"}"#], 1.0);
+    assert_eq!(m["alp_authz_rule_paths_skipped_total"], 0.0);
 
     // A reload starts a new snapshot; the counts of the old one are kept.
     common::write_atomically(

@@ -3,7 +3,8 @@
 //! service accounts, namespace and pod selectors, nets, ports, protocols, methods and paths) and a
 //! few requests, decided by the compiled index (`Snapshot::build` + `Checker::decide`) and by the
 //! naive reference evaluator of `tests/reference/`. They must agree on every request, for the
-//! enforced policies and with the staged policies as enforced (the shadow snapshot).
+//! enforced policies and with the staged policies as enforced (the shadow snapshot), under
+//! every combination of `--trust-network-identity` and `--identity-only-source`.
 //!
 //! The input picks every name, label, selector and path from small vocabularies, so that
 //! policies and pods collide often; the cluster is rendered as a state file and loaded through
@@ -165,6 +166,8 @@ struct Input {
     /// This mod 7 policies.
     policy_count: u8,
     policies: [PolicyIn; 6],
+    /// Bit 0: `--trust-network-identity`; bit 1: `--identity-only-source`.
+    options: u8,
     requests: [RequestIn; 3],
 }
 
@@ -514,6 +517,8 @@ impl Input {
                     principal,
                     destination_ip: ip(r.destination),
                     port: pick(REQUEST_PORTS, r.port),
+                    trust_network_identity: self.options & 1 == 1,
+                    identity_only_source: self.options & 2 == 2,
                     http: r.http.as_ref().map(|(m, segments, relative)| {
                         let segs: Vec<&str> = segments
                             .iter()
@@ -541,7 +546,10 @@ fuzz_target!(|input: Input| {
         panic!("the rendered cluster does not load: {e}\n{text}");
     }
     let snap = Snapshot::build(&loaded.store, 1);
-    let checker = Checker::new(Arc::new(Shared::new()), Settings::default());
+    let mut settings = Settings::default();
+    settings.eval.trust_network_identity = input.options & 1 == 1;
+    settings.eval.identity_only_source = input.options & 2 == 2;
+    let checker = Checker::new(Arc::new(Shared::new()), settings);
     for r in input.requests(&cluster) {
         let json = reference::check_request_json(&r);
         let req = match check_request_from_json(&json) {

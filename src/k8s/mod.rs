@@ -53,7 +53,8 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// Which Calico API to read.
     pub calico_api: CalicoApi,
-    /// Only Pods on this node.
+    /// Per-node mode: only Pods on this node are destinations (every Pod is watched, as a
+    /// possible source).
     pub node: Option<String>,
     /// Only namespaced objects of this namespace.
     pub namespace: Option<String>,
@@ -203,7 +204,8 @@ pub async fn run(
     );
 
     let (tx, rx) = mpsc::channel(4096);
-    let sync = Sync::new(discovered.resources.iter().map(|(r, _)| *r));
+    let sync =
+        Sync::new(discovered.resources.iter().map(|(r, _)| *r)).with_node(opts.node.as_deref());
     {
         let (state, status) = (state.clone(), status.clone());
         std::thread::Builder::new()
@@ -221,12 +223,11 @@ pub async fn run(
     }
     for (resource, api) in discovered.resources {
         let ns = opts.namespace.clone().filter(|_| resource.namespaced());
-        let mut config = watcher::Config::default();
-        if resource == Resource::Pods
-            && let Some(node) = &opts.node
-        {
-            config = config.fields(&format!("spec.nodeName={node}"));
-        }
+        // Every Pod, also in per-node mode (`--node`): a caller on another node must be known by
+        // its address, namespace, service account and labels, as Felix's IP sets know it
+        // (SEMANTICS.md §1). The sync keeps only what the index needs of each, and pods of
+        // other nodes get no plan.
+        let config = watcher::Config::default();
         tokio::spawn(watch(
             client.clone(),
             resource,

@@ -255,6 +255,44 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_with_a_typo_fails_closed_on_its_readable_selector() {
+        // SEMANTICS.md §3.6: "could apply to" is what its own endpoint selectors select, even
+        // when a rule has a misspelt field.
+        let api = Resource::GlobalNetworkPolicies.api_resource(model::CALICO_V3);
+        let obj = dynamic(json!({
+            "metadata": {"name": "typo"},
+            "spec": {"selector": "app == 'web'", "serviceAccountSelector": "role == 'x'",
+                     "ingress": [{"action": "Deny", "sourc": {}}]}
+        }));
+        let Ok(Object::Policy(p)) = decode_dynamic(&api, obj).decoded else {
+            panic!("stored as invalid")
+        };
+        let scope = p
+            .compiled
+            .unwrap_err()
+            .scope
+            .expect("its selectors are readable");
+        assert_eq!(scope.selector.to_string(), "app == \"web\"");
+        assert!(scope.service_account_selector.is_some());
+        // A Kubernetes NetworkPolicy: its podSelector, in its namespace.
+        let api = Resource::KubernetesNetworkPolicies.api_resource(model::CALICO_V3);
+        let obj = dynamic(json!({
+            "metadata": {"name": "typo", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"fromm": []}]}
+        }));
+        let Ok(Object::Policy(p)) = decode_dynamic(&api, obj).decoded else {
+            panic!("stored as invalid")
+        };
+        let scope = p
+            .compiled
+            .unwrap_err()
+            .scope
+            .expect("its podSelector is readable");
+        assert_eq!(scope.namespace.as_deref(), Some("shop"));
+        assert!(scope.selector.to_string().contains("app == \"web\""));
+    }
+
+    #[test]
     fn a_pod_with_a_bad_ip_is_an_error_not_a_pod() {
         let api = Resource::Pods.api_resource(model::CALICO_V3);
         let obj = dynamic(json!({

@@ -79,6 +79,12 @@ impl Sync {
         }
     }
 
+    /// Per-node mode: pods of other nodes are indexed as sources only ([`Store::set_node`]).
+    pub fn with_node(mut self, node: Option<&str>) -> Self {
+        self.store.set_node(node);
+        self
+    }
+
     /// Whether every resource has been listed once.
     pub fn ready(&self) -> bool {
         self.expected.iter().all(|r| self.synced.contains(r))

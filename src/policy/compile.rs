@@ -17,7 +17,7 @@ use super::{
         CalicoPolicy, EntityRule, HttpMatch, K8sNetworkPolicy, K8sPeer, LabelSelector, NumOrString,
         PolicyKind, PolicySpec, Rule as RuleModel,
     },
-    path::PathMatch,
+    path::{PathError, PathMatch},
     selector::{Expr, Selector},
 };
 
@@ -76,13 +76,15 @@ impl Action {
     }
 
     fn parse(s: &str) -> Option<Action> {
-        // Calico's validator takes `Allow|Deny|Log|Pass`; Felix and Dikastes compare
-        // case-insensitively (`check.go` ruleActionFromStr), and `next-tier` is Pass's v1 name.
-        match s.to_ascii_lowercase().as_str() {
-            "allow" => Some(Action::Allow),
-            "deny" => Some(Action::Deny),
-            "log" => Some(Action::Log),
-            "pass" | "next-tier" => Some(Action::Pass),
+        // Calico's API takes exactly `Allow|Deny|Log|Pass`
+        // (`api/pkg/apis/projectcalico/v3/policy_common.go`, `+kubebuilder:validation:Enum`); what
+        // it rejects is invalid here too, although Felix and Dikastes would compare
+        // case-insensitively.
+        match s {
+            "Allow" => Some(Action::Allow),
+            "Deny" => Some(Action::Deny),
+            "Log" => Some(Action::Log),
+            "Pass" => Some(Action::Pass),
             _ => None,
         }
     }
@@ -195,6 +197,10 @@ pub struct Applies {
     pub namespace_selector: Option<Selector>,
     /// `spec.serviceAccountSelector` on the service account labels.
     pub service_account_selector: Option<Selector>,
+    /// Global kinds with a `serviceAccountSelector`: that selector as it reads for an endpoint
+    /// without the `projectcalico.org/serviceaccount` label (a service account name of 63
+    /// characters or more), where Calico's rewrite of `all()` (see [`applies`]) is false.
+    pub service_account_selector_unlabelled: Option<Box<Selector>>,
 }
 
 /// A compiled policy.
@@ -318,9 +324,15 @@ pub struct Http {
     pub methods: Vec<Box<str>>,
     /// `*` was listed: any method.
     pub any_method: bool,
-    /// Accepted paths; empty accepts any.
+    /// Accepted paths; empty accepts any (unless entries were skipped).
     pub paths: Vec<PathMatch>,
+    /// Path entries skipped because they cannot be normalized: when every entry was, the rule
+    /// matches no path.
+    pub skipped_paths: u32,
 }
+
+/// Rule path entries skipped (since start) because they cannot be normalized.
+pub static SKIPPED_RULE_PATHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Validates a Calico policy without building anything else.
 pub fn validate(kind: PolicyKind, policy: &CalicoPolicy) -> Result<(), Error> {
@@ -428,12 +440,24 @@ fn compile_spec(
         .ingress
         .iter()
         .enumerate()
-        .map(|(i, r)| compile_rule(&format!("spec.ingress[{i}]"), r, namespace.as_ref()))
+        .map(|(i, r)| {
+            compile_rule(
+                &format!("spec.ingress[{i}]"),
+                r,
+                namespace.as_ref(),
+                Direction::Ingress,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     // Egress rules are not enforced (only ingress is, as in Dikastes), but an invalid egress
     // rule still makes the object invalid, exactly as Calico's API would refuse it.
     for (i, r) in spec.egress.iter().enumerate() {
-        compile_rule(&format!("spec.egress[{i}]"), r, namespace.as_ref())?;
+        compile_rule(
+            &format!("spec.egress[{i}]"),
+            r,
+            namespace.as_ref(),
+            Direction::Egress,
+        )?;
     }
 
     Ok(Policy {
@@ -459,21 +483,71 @@ pub fn compile_applies(kind: PolicyKind, p: &CalicoPolicy) -> Result<Applies, Er
     )
 }
 
+/// What a Kubernetes NetworkPolicy applies to: its `podSelector` in its namespace. When the
+/// rest of the policy is invalid, this is the set of endpoints that fail closed.
+pub fn kubernetes_applies(
+    kind: PolicyKind,
+    namespace: Option<&str>,
+    pod_selector: &LabelSelector,
+) -> Result<Applies, Error> {
+    let spec = PolicySpec {
+        selector: Some(label_selector_to_calico(pod_selector, true)?),
+        ..PolicySpec::default()
+    };
+    applies(namespace_of(kind, namespace)?, &spec)
+}
+
 fn applies(namespace: Option<Arc<str>>, spec: &PolicySpec) -> Result<Applies, Error> {
+    let mut selector = endpoint_selector("spec.selector", spec.selector.as_deref())?;
+    let namespace_selector = spec
+        .namespace_selector
+        .as_deref()
+        .map(|s| policy_namespace_selector("spec.namespaceSelector", s))
+        .transpose()?;
+    let service_account_selector = spec
+        .service_account_selector
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| endpoint_selector("spec.serviceAccountSelector", Some(s)))
+        .transpose()?;
+    // Calico's GlobalNetworkPolicy conversion (`updateprocessors/globalnetworkpolicyprocessor.go`,
+    // ConvertGlobalNetworkPolicyV3ToV1Value) joins `selector`, the prefixed namespaceSelector and
+    // the prefixed serviceAccountSelector into one string and, when a serviceAccountSelector is
+    // given, replaces every `all()` left in it with `has(projectcalico.org/serviceaccount)`
+    // (the namespaceSelector's were already replaced with `has(projectcalico.org/namespace)`,
+    // which every workload has). The NetworkPolicy conversion does no such rewrite.
+    let mut service_account_selector_unlabelled = None;
+    if namespace.is_none()
+        && let Some(sa) = &service_account_selector
+    {
+        if namespace_selector.is_none() && spec.selector.as_deref().is_some_and(|s| !s.is_empty()) {
+            let has = Expr::Has(LABEL_SERVICE_ACCOUNT.into());
+            selector = Selector::from_expr(replace_all(selector.expr(), &has));
+        }
+        service_account_selector_unlabelled = Some(Box::new(Selector::from_expr(replace_all(
+            sa.expr(),
+            &Expr::Not(Box::new(Expr::All)),
+        ))));
+    }
     Ok(Applies {
         namespace,
-        selector: endpoint_selector("spec.selector", spec.selector.as_deref())?,
-        namespace_selector: spec
-            .namespace_selector
-            .as_deref()
-            .map(|s| policy_namespace_selector("spec.namespaceSelector", s))
-            .transpose()?,
-        service_account_selector: spec
-            .service_account_selector
-            .as_deref()
-            .map(|s| endpoint_selector("spec.serviceAccountSelector", Some(s)))
-            .transpose()?,
+        selector,
+        namespace_selector,
+        service_account_selector,
+        service_account_selector_unlabelled,
     })
+}
+
+/// `e` with every `all()` replaced by `with`, as Calico's `strings.Replace(selector, "all()", …)`
+/// does to the selector text.
+fn replace_all(e: &Expr, with: &Expr) -> Expr {
+    match e {
+        Expr::All => with.clone(),
+        Expr::Not(inner) => Expr::Not(Box::new(replace_all(inner, with))),
+        Expr::And(v) => Expr::And(v.iter().map(|e| replace_all(e, with)).collect()),
+        Expr::Or(v) => Expr::Or(v.iter().map(|e| replace_all(e, with)).collect()),
+        other => other.clone(),
+    }
 }
 
 /// "If `types` is empty on create: Ingress if no egress rules, Egress if only egress rules, both
@@ -536,7 +610,19 @@ fn contains_global(e: &Expr) -> bool {
     }
 }
 
-fn compile_rule(field: &str, r: &RuleModel, ns: Option<&Arc<str>>) -> Result<Rule, Error> {
+/// Which list a rule is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+fn compile_rule(
+    field: &str,
+    r: &RuleModel,
+    ns: Option<&Arc<str>>,
+    direction: Direction,
+) -> Result<Rule, Error> {
     let action = Action::parse(&r.action).ok_or_else(|| {
         Error::new(
             format!("{field}.action"),
@@ -580,6 +666,7 @@ fn compile_rule(field: &str, r: &RuleModel, ns: Option<&Arc<str>>) -> Result<Rul
             ));
         }
     }
+    validate_rule(field, r, protocol, direction)?;
     Ok(Rule {
         action,
         protocol,
@@ -588,6 +675,81 @@ fn compile_rule(field: &str, r: &RuleModel, ns: Option<&Arc<str>>) -> Result<Rul
         destination: compile_entity(&format!("{field}.destination"), &r.destination, ns)?,
         http,
     })
+}
+
+/// What Calico's validator (`libcalico-go/lib/validator/v3/validator.go`) rejects in a rule,
+/// beyond the field syntax checked where each field is compiled.
+fn validate_rule(
+    field: &str,
+    r: &RuleModel,
+    protocol: Option<u8>,
+    direction: Direction,
+) -> Result<(), Error> {
+    // validateRule: "rules with numeric port or port range must set protocol to TCP or UDP or
+    // SCTP" (named ports need none), and "rules that specify ports must set protocol to TCP or
+    // UDP or SCTP".
+    for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
+        for (name, ports) in [("ports", &e.ports), ("notPorts", &e.not_ports)] {
+            let numeric = ports.iter().any(|p| match p {
+                NumOrString::Num(_) => true,
+                NumOrString::Str(s) => s.contains(':') || s.parse::<i64>().is_ok(),
+            });
+            let message = match protocol {
+                None if numeric => {
+                    "rules with numeric port or port range must set protocol to TCP or UDP or SCTP"
+                }
+                Some(p) if !ports.is_empty() && !matches!(p, 6 | 17 | 132) => {
+                    "rules that specify ports must set protocol to TCP or UDP or SCTP"
+                }
+                _ => continue,
+            };
+            return Err(Error::new(format!("{field}.{side}.{name}"), message));
+        }
+    }
+    // validateRule scanNets: one IP version per rule, and no catch-all CIDR in a negation.
+    let mut versions = (false, false);
+    for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
+        for (name, nets) in [("nets", &e.nets), ("notNets", &e.not_nets)] {
+            for (i, n) in nets.iter().enumerate() {
+                let Ok(net) = parse_net(&format!("{field}.{side}.{name}[{i}]"), n) else {
+                    continue; // reported where the nets are compiled
+                };
+                if name == "notNets" && net.prefix_len() == 0 {
+                    return Err(Error::new(
+                        format!("{field}.{side}.{name}[{i}]"),
+                        "catch-all CIDR in negation creates logical contradiction (matches no traffic)",
+                    ));
+                }
+                match net {
+                    IpNet::V4(_) => versions.0 = true,
+                    IpNet::V6(_) => versions.1 = true,
+                }
+                if versions.0 && versions.1 {
+                    return Err(Error::new(
+                        format!("{field}.{side}.{name}"),
+                        "rule contains both IPv4 and IPv6 CIDRs",
+                    ));
+                }
+            }
+        }
+    }
+    // validateRule (per direction): "Services are only allowed in the source on Ingress
+    // rules" and "only allowed as a destination on Egress rules".
+    let (misplaced, side) = match direction {
+        Direction::Ingress => (r.destination.services.is_some(), "destination"),
+        Direction::Egress => (r.source.services.is_some(), "source"),
+    };
+    if misplaced {
+        let allowed = match direction {
+            Direction::Ingress => "in the source of an ingress rule",
+            Direction::Egress => "in the destination of an egress rule",
+        };
+        return Err(Error::new(
+            format!("{field}.{side}.services"),
+            format!("services are only allowed {allowed}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Protocol names Felix knows (`match.go` matchL4Protocol), case-insensitive, or 1–255.
@@ -645,7 +807,18 @@ fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, Error> {
             (None, Some(pre)) => PathMatch::prefix(pre),
             _ => return Err(Error::new(f, "needs exactly one of `exact` or `prefix`")),
         };
-        out.paths.push(m.map_err(|e| Error::new(f, e.to_string()))?);
+        match m {
+            Ok(m) => out.paths.push(m),
+            // "HTTP Path exact rule could not be normalized; skipping." (Dikastes
+            // `checker/match.go` matchHTTPPaths): the entry is skipped, the rest of the rule and
+            // policy stand. A rule whose every path entry is skipped matches no path.
+            Err(PathError::Unnormalizable(path)) => {
+                tracing::warn!(field = %f, %path, "rule path cannot be normalized: entry skipped");
+                SKIPPED_RULE_PATHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                out.skipped_paths += 1;
+            }
+            Err(e) => return Err(Error::new(f, e.to_string())),
+        }
     }
     Ok(out)
 }
@@ -668,16 +841,18 @@ fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<
             .map(|(i, p)| parse_port(&format!("{field}.{f}[{i}]"), p))
             .collect()
     };
+    // A selector of only white space is present, as Calico tests `!= ""`
+    // (`updateprocessors/rules.go` getEndpointSelector); it parses to `all()`.
     let selector = e
         .selector
         .as_deref()
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !s.is_empty())
         .map(|s| endpoint_selector(&format!("{field}.selector"), Some(s)))
         .transpose()?;
     let not_selector = e
         .not_selector
         .as_deref()
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !s.is_empty())
         .map(|s| endpoint_selector(&format!("{field}.notSelector"), Some(s)))
         .transpose()?;
     let service_accounts = match &e.service_accounts {
@@ -697,11 +872,7 @@ fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<
     // Namespace scoping (reference/dikastes-semantics.md §5.2 computeNamespaceMatch): an explicit
     // namespaceSelector wins; otherwise a rule of a namespaced policy that names peers by
     // selector, notSelector or service account only matches peers in the policy's namespace.
-    let namespace = match e
-        .namespace_selector
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-    {
+    let namespace = match e.namespace_selector.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => {
             let sel = parse_selector(&format!("{field}.namespaceSelector"), s)?;
             if sel.is_global() {
@@ -749,7 +920,7 @@ fn compile_services(
     ns: Option<&Arc<str>>,
 ) -> Result<ServiceRef, Error> {
     let f = format!("{field}.services");
-    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     for (other, present) in [
         ("selector", set(&e.selector)),
         ("notSelector", set(&e.not_selector)),
@@ -783,12 +954,20 @@ fn compile_services(
     })
 }
 
-/// Parses a CIDR, or a bare address as a host route (Calico normalizes both).
+/// Parses a CIDR, or a bare address as a host route. A CIDR with host bits set is invalid, as
+/// Calico's `net` validator (`validator.go` validateIPNetwork: "strictly masked") refuses it.
 fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| Error::new(field, format!("`{s}` is not a CIDR")))
+        .map_err(|_| Error::new(field, format!("`{s}` is not a CIDR")))?;
+    if net.trunc() != net {
+        return Err(Error::new(
+            field,
+            format!("`{s}` has host bits set (did you mean `{}`?)", net.trunc()),
+        ));
+    }
+    Ok(net)
 }
 
 fn parse_port(field: &str, p: &NumOrString) -> Result<PortMatch, Error> {
@@ -874,10 +1053,17 @@ impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
                 None | Some([]) => vec![None],
                 Some(peers) => peers.iter().map(Some).collect(),
             };
-            // One Calico rule per (peer, protocol) pair, ports of a protocol grouped
-            // (`k8sRuleToCalico`).
-            let mut by_proto: Vec<(String, Vec<NumOrString>)> = Vec::new();
+            // One Calico rule per (peer, protocol) pair, ports of a protocol grouped; a port entry
+            // with a protocol and no port means every port of it, and other entries of that
+            // protocol never narrow it; an entry with neither allows everything
+            // (`conversion.go` k8sRuleToCalico, protocolPorts).
+            let mut by_proto: Vec<(String, Option<Vec<NumOrString>>)> = Vec::new();
+            let mut any = false;
             for (j, port) in r.ports.iter().flatten().enumerate() {
+                if port.port.is_none() && port.protocol.is_none() {
+                    any = true;
+                    break;
+                }
                 let proto = port.protocol.clone().unwrap_or_else(|| "TCP".into());
                 let entry = match port.port.clone() {
                     None => None,
@@ -895,15 +1081,20 @@ impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
                         Some(NumOrString::Str(name))
                     }
                 };
-                match by_proto.iter_mut().find(|(p, _)| *p == proto) {
-                    Some((_, ports)) => ports.extend(entry),
-                    None => by_proto.push((proto, entry.into_iter().collect())),
+                match (by_proto.iter_mut().find(|(p, _)| *p == proto), entry) {
+                    (Some((_, ports)), None) => *ports = None,
+                    (Some((_, Some(ports))), Some(e)) => ports.push(e),
+                    (Some((_, None)), Some(_)) => {}
+                    (None, e) => by_proto.push((proto, e.map(|e| vec![e]))),
                 }
             }
-            let protos: Vec<(Option<String>, Vec<NumOrString>)> = if by_proto.is_empty() {
+            let protos: Vec<(Option<String>, Vec<NumOrString>)> = if by_proto.is_empty() || any {
                 vec![(None, Vec::new())]
             } else {
-                by_proto.into_iter().map(|(p, v)| (Some(p), v)).collect()
+                by_proto
+                    .into_iter()
+                    .map(|(p, v)| (Some(p), v.unwrap_or_default()))
+                    .collect()
             };
             for peer in &peers {
                 let source = peer_to_entity(&field, *peer)?;
@@ -945,8 +1136,14 @@ fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Err
                 "ipBlock cannot be combined with podSelector or namespaceSelector",
             ));
         }
-        e.nets = vec![block.cidr.clone()];
-        e.not_nets = block.except.clone();
+        // `conversion.go` k8sPeerToCalicoFields: `cnet.ParseCIDR` keeps the network, so host
+        // bits are cleared rather than refused (a bad CIDR fails when the rule is compiled).
+        let masked = |c: &String| {
+            c.parse::<IpNet>()
+                .map_or_else(|_| c.clone(), |n| n.trunc().to_string())
+        };
+        e.nets = vec![masked(&block.cidr)];
+        e.not_nets = block.except.iter().map(masked).collect();
         return Ok(e);
     }
     match (&peer.pod_selector, &peer.namespace_selector) {

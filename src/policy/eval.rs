@@ -2,9 +2,11 @@
 //! allocation; the request borrows from the wire message.
 //!
 //! Semantics: `shared/SEMANTICS.md` (normative), after Calico's Dikastes
-//! (`app-policy/checker/check.go`, `match.go`) with its documented departures: no identity means
-//! identity criteria do *not* match (fail closed), and pod-label selectors are evaluated on the
-//! source pod found by IP, trusted only when it agrees with the authenticated principal.
+//! (`app-policy/checker/check.go`, `match.go`) with its documented departures: identity criteria
+//! need the source address to be a known pod *and* the principal to agree with it (Calico's IP
+//! sets and Dikastes' principal check together); with no identity they do not match in granting
+//! rules (fail closed), while Deny rules see the caller's network identity, the pod at its
+//! address, so that lacking an identity never escapes a Deny.
 
 use std::net::IpAddr;
 
@@ -82,6 +84,11 @@ pub struct Request<'a> {
 pub struct Options {
     /// Resolve a caller with no principal by its source IP (Calico's network-identity model).
     pub trust_network_identity: bool,
+    /// Let a valid principal whose source address is no known workload match `serviceAccounts`,
+    /// `namespaceSelector`, namespace scoping and `notSelector` on the principal alone (for
+    /// deployments where the address Envoy reports is a gateway's or waypoint's). Off by default:
+    /// these criteria need the address *and* the certificate (SEMANTICS.md §1).
+    pub identity_only_source: bool,
     /// Per-pod deployment: the destination is always this pod (namespace, name).
     pub workload: Option<(String, String)>,
 }
@@ -94,6 +101,7 @@ struct Identity<'a> {
 }
 
 /// One side of the request with everything rule criteria look at.
+#[derive(Clone, Copy)]
 struct Peer<'a> {
     identity: Option<Identity<'a>>,
     /// The workload, only when it is trusted to be this peer.
@@ -101,6 +109,16 @@ struct Peer<'a> {
     ns_labels: &'a LabelMap,
     sa_labels: &'a LabelMap,
     addr: Addr,
+    /// Whether an address outside every selected set satisfies `notSelector` without an
+    /// identity: true when the peer is seen as Calico's IP sets see it (its address).
+    by_address: bool,
+}
+
+/// How the rules see the source: one view for rules that grant (Allow, Pass, Log), one for Deny
+/// rules, which never treat a caller better for lacking an identity (SEMANTICS.md §1).
+struct Sources<'a> {
+    grant: Peer<'a>,
+    deny: Peer<'a>,
 }
 
 /// Which criterion of a rule failed to match.
@@ -238,40 +256,18 @@ pub fn evaluate_traced<T: Trace>(
 
     let src_idx = req.source.ip.and_then(|ip| snap.endpoint_by_ip(ip));
     let src_ep = src_idx.and_then(|i| snap.endpoints.get(i as usize));
-    let (identity, src_ep) = match (req.principal, src_ep) {
-        (Principal::Valid(id), Some(ep)) => {
-            if id.namespace() != &*ep.namespace || id.service_account() != &*ep.service_account {
-                // "Its labels are trusted only when the Pod's namespace and service account equal
-                // the authenticated identity's. A disagreement is a deny" (SEMANTICS.md §1).
-                trace.endpoints(dst_idx, None);
-                return Decision::deny(Cause::IdentityMismatch {
-                    source: src_idx.unwrap_or_default(),
-                });
-            }
-            (Some(identity_of(id)), Some(ep))
-        }
-        (Principal::Valid(id), None) => (Some(identity_of(id)), None),
-        (Principal::Absent, Some(ep)) if opts.trust_network_identity => (
-            Some(Identity {
-                namespace: &ep.namespace,
-                service_account: &ep.service_account,
-            }),
-            Some(ep),
-        ),
-        // No (trusted) identity: identity criteria do not match, pod labels are not trusted.
-        _ => (None, None),
-    };
-    trace.endpoints(dst_idx, src_ep.and(src_idx));
-    let no_labels = snap.namespace_labels("");
-    let source = Peer {
-        identity,
-        endpoint: src_ep,
-        ns_labels: identity.map_or(no_labels, |i| snap.namespace_labels(i.namespace)),
-        sa_labels: identity.map_or(no_labels, |i| {
-            snap.service_account_labels(i.namespace, i.service_account)
-        }),
-        addr: req.source,
-    };
+    if let (Principal::Valid(id), Some(ep)) = (req.principal, src_ep)
+        && (id.namespace() != &*ep.namespace || id.service_account() != &*ep.service_account)
+    {
+        // "Its labels are trusted only when the Pod's namespace and service account equal the
+        // authenticated identity's. A disagreement is a deny" (SEMANTICS.md §1).
+        trace.endpoints(dst_idx, None);
+        return Decision::deny(Cause::IdentityMismatch {
+            source: src_idx.unwrap_or_default(),
+        });
+    }
+    let sources = sources(snap, req, opts, src_ep);
+    trace.endpoints(dst_idx, sources.grant.endpoint.and(src_idx));
     let destination = Peer {
         identity: Some(Identity {
             namespace: &dst.namespace,
@@ -281,6 +277,7 @@ pub fn evaluate_traced<T: Trace>(
         ns_labels: snap.namespace_labels(&dst.namespace),
         sa_labels: snap.service_account_labels(&dst.namespace, &dst.service_account),
         addr: req.destination,
+        by_address: true,
     };
 
     let mut passed = None;
@@ -297,7 +294,11 @@ pub fn evaluate_traced<T: Trace>(
             };
             trace.policy(pi);
             for (ri, rule) in rules.iter().enumerate() {
-                let result = rule_matches(rule, req, &source, &destination, &snap.services);
+                let source = match rule.action {
+                    Action::Deny => &sources.deny,
+                    _ => &sources.grant,
+                };
+                let result = rule_matches(rule, req, source, &destination, &snap.services);
                 trace.rule(pi, ri as u32, result);
                 let ambiguous_path = match result {
                     Ok(()) => false,
@@ -350,6 +351,73 @@ fn identity_of(id: SpiffeRef<'_>) -> Identity<'_> {
     }
 }
 
+/// The source as grant rules and as Deny rules see it (SEMANTICS.md §1), given the workload
+/// at the source address (which, with a valid principal, agrees with it).
+///
+/// - "Network identity and certificate together": with a valid principal, identity criteria
+///   match only when the source address is that workload. From an address that is no workload
+///   they match nothing, unless `identity_only_source` lets the principal alone stand.
+/// - "No identity": grant rules see no identity (unless `trust_network_identity` resolves an
+///   absent principal by address); "a Deny rule is never escaped by lacking an identity": Deny
+///   rules see the caller's network identity, the workload at the address, as Calico's IP sets
+///   would match it. An invalid principal is treated as an absent one there.
+fn sources<'a>(
+    snap: &'a Snapshot,
+    req: &Request<'a>,
+    opts: &Options,
+    src_ep: Option<&'a Endpoint>,
+) -> Sources<'a> {
+    let peer = |identity: Option<Identity<'a>>, endpoint: Option<&'a Endpoint>, by_address| {
+        let no_labels = snap.namespace_labels("");
+        Peer {
+            identity,
+            endpoint,
+            ns_labels: identity.map_or(no_labels, |i| snap.namespace_labels(i.namespace)),
+            sa_labels: identity.map_or(no_labels, |i| {
+                snap.service_account_labels(i.namespace, i.service_account)
+            }),
+            addr: req.source,
+            by_address,
+        }
+    };
+    // The caller as its address identifies it: what Calico's IP sets match.
+    let network = || {
+        let identity = src_ep.map(|ep| Identity {
+            namespace: &ep.namespace,
+            service_account: &ep.service_account,
+        });
+        peer(identity, src_ep, true)
+    };
+    match (req.principal, src_ep) {
+        // INVARIANT: the caller checked that the principal agrees with the workload.
+        (Principal::Valid(_), Some(_)) => {
+            let p = network();
+            Sources { grant: p, deny: p }
+        }
+        (Principal::Valid(id), None) => {
+            // What Dikastes alone would match: the principal, no labels.
+            let principal = peer(Some(identity_of(id)), None, true);
+            let grant = if opts.identity_only_source {
+                principal
+            } else {
+                peer(None, None, false)
+            };
+            Sources {
+                grant,
+                deny: principal,
+            }
+        }
+        (Principal::Absent, Some(_)) if opts.trust_network_identity => {
+            let p = network();
+            Sources { grant: p, deny: p }
+        }
+        _ => Sources {
+            grant: peer(None, None, false),
+            deny: network(),
+        },
+    }
+}
+
 fn rule_matches(
     rule: &Rule,
     req: &Request<'_>,
@@ -391,7 +459,12 @@ fn http_matches(rule: &Rule, req: &Request<'_>) -> Result<PathOutcome, Criterion
         return Err(Criterion::HttpMethods);
     }
     if h.paths.is_empty() {
-        return Ok(PathOutcome::Match);
+        // Every path entry of the rule was skipped (unnormalizable): it matches no path.
+        return if h.skipped_paths == 0 {
+            Ok(PathOutcome::Match)
+        } else {
+            Err(Criterion::HttpPaths)
+        };
     }
     match r.path.outcome(&h.paths) {
         PathOutcome::NoMatch => Err(Criterion::HttpPaths),
@@ -460,10 +533,11 @@ fn entity_matches(
     {
         return Err(C::Selector);
     }
-    // …and `notSelector` matches every address outside that set, but only for a caller whose
-    // identity we know (no identity: identity criteria do not match).
+    // …and `notSelector` matches every address outside that set, but only for a caller seen
+    // by its address or whose identity we know (no identity: identity criteria do not match).
     if let Some(s) = &e.not_selector
-        && (side.identity.is_none() || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
+        && ((side.identity.is_none() && !side.by_address)
+            || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
     {
         return Err(C::NotSelector);
     }
@@ -534,7 +608,13 @@ status: {phase: Running, podIP: 10.0.1.30}
 "#;
 
     fn snapshot(policies: &str) -> Snapshot {
+        snapshot_on(None, policies)
+    }
+
+    /// The cluster and `policies`, as an instance serving `node` (`--node`) sees it.
+    fn snapshot_on(node: Option<&str>, policies: &str) -> Snapshot {
         let mut store = Store::new();
+        store.set_node(node);
         let text = format!("{CLUSTER}\n---\n{policies}");
         for doc in yaml_serde::Deserializer::from_str(&text) {
             let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
@@ -579,10 +659,16 @@ status: {phase: Running, podIP: 10.0.1.30}
     };
 
     fn decide_with(policies: &str, r: &Req, opts: &Options) -> (Verdict, String) {
-        let snap = snapshot(policies);
+        decide_on(&snapshot(policies), r, opts)
+    }
+
+    fn decide_on(snap: &Snapshot, r: &Req, opts: &Options) -> (Verdict, String) {
         let principal = match r.principal {
             "" => Principal::Absent,
-            p => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Valid),
+            p => match p.strip_prefix("untrusted ") {
+                Some(p) => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Untrusted),
+                None => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Valid),
+            },
         };
         let req = Request {
             source: Addr {
@@ -597,8 +683,8 @@ status: {phase: Running, podIP: 10.0.1.30}
             protocol: PROTO_TCP,
             http: r.http.then(|| HttpRequest::new(r.method, r.path)),
         };
-        let d = evaluate(&snap, &req, opts);
-        (d.verdict, d.reason(&snap))
+        let d = evaluate(snap, &req, opts);
+        (d.verdict, d.reason(snap))
     }
 
     fn decide(policies: &str, r: &Req) -> Verdict {
@@ -629,9 +715,9 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("source: {services: {name: web, namespace: default}}", &JOB, Deny; "not an endpoint of it")]
     #[test_case("source: {services: {name: nope}}", &WEB, Deny; "an unknown service has no endpoints")]
     #[test_case("source: {services: {name: web, namespace: other}}", &WEB, Deny; "the same name in another namespace")]
-    #[test_case("destination: {services: {name: db}}", &WEB, Allow; "destination address and port")]
-    #[test_case("destination: {services: {name: db}}", &Req { port: 9090, ..WEB }, Deny; "another port of the endpoint")]
-    #[test_case("destination: {services: {name: web}}", &WEB, Deny; "an endpoint of another service")]
+    // "Services are only allowed in the source on Ingress rules" (Calico `validator.go`
+    // validateRule): such a policy is invalid and fails closed.
+    #[test_case("destination: {services: {name: db}}", &WEB, Deny; "destination services in an ingress rule is invalid")]
     #[test_case("source: {services: {name: web}}", &PLAIN, Allow; "by address, with or without an identity")]
     fn services(entity: &str, r: &Req, want: Verdict) {
         let policy = format!("{SLICES}{}", np(&format!("[{{action: Allow, {entity}}}]")));
@@ -686,7 +772,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[]", WEB, Deny; "no rules: end of tier deny")]
     #[test_case("[{action: Log}, {action: Allow}]", WEB, Allow; "log continues")]
     #[test_case("[{action: Log}]", WEB, Deny; "log only reaches end of tier")]
-    #[test_case("[{action: allow}]", WEB, Allow; "action case-insensitive")]
+    #[test_case("[{action: allow}]", WEB, Deny; "lower-case action is invalid as in calico validator.go policy_common.go Enum")]
     #[test_case("[{action: Pass}]", WEB, Allow; "pass out of the last tier allows")]
     // Protocol.
     #[test_case("[{action: Allow, protocol: TCP}]", WEB, Allow; "protocol tcp")]
@@ -703,14 +789,14 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, source: {notNets: [10.9.0.0/16]}}]", WEB, Allow; "source not net miss")]
     #[test_case("[{action: Allow, destination: {nets: [10.0.0.20]}}]", WEB, Allow; "destination bare address net")]
     // Ports.
-    #[test_case("[{action: Allow, destination: {ports: [8080]}}]", WEB, Allow; "destination port")]
-    #[test_case("[{action: Allow, destination: {ports: [80]}}]", WEB, Deny; "destination port miss")]
-    #[test_case("[{action: Allow, destination: {ports: ['8000:8080']}}]", WEB, Allow; "port range inclusive")]
-    #[test_case("[{action: Allow, destination: {ports: ['8081:9000']}}]", WEB, Deny; "port range miss")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: [8080]}}]", WEB, Allow; "destination port")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: [80]}}]", WEB, Deny; "destination port miss")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: ['8000:8080']}}]", WEB, Allow; "port range inclusive")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {ports: ['8081:9000']}}]", WEB, Deny; "port range miss")]
     #[test_case("[{action: Allow, destination: {ports: [http]}}]", WEB, Allow; "named port")]
     #[test_case("[{action: Allow, destination: {ports: [grpc]}}]", WEB, Deny; "unknown named port")]
-    #[test_case("[{action: Allow, destination: {notPorts: [8080]}}]", WEB, Deny; "not port")]
-    #[test_case("[{action: Allow, source: {ports: ['50000:50001']}}]", WEB, Allow; "source port")]
+    #[test_case("[{action: Allow, protocol: TCP, destination: {notPorts: [8080]}}]", WEB, Deny; "not port")]
+    #[test_case("[{action: Allow, protocol: TCP, source: {ports: ['50000:50001']}}]", WEB, Allow; "source port")]
     // Service accounts.
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", WEB, Allow; "sa name")]
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [bob, steve]}}}]", WEB, Allow; "sa names any")]
@@ -720,7 +806,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve], selector: role == 'x'}}}]", WEB, Deny; "sa names and selector are anded")]
     #[test_case("[{action: Allow, source: {serviceAccounts: {selector: has(role)}}}]", JOB, Deny; "unknown sa has no labels")]
     #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", PLAIN, Deny; "sa needs identity")]
-    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [steve]}}}, {action: Allow}]", PLAIN, Allow; "no identity skips a deny by sa")]
+    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [steve]}}}, {action: Allow}]", PLAIN, Deny; "no identity does not escape a deny by sa")]
     #[test_case("[{action: Allow, destination: {serviceAccounts: {names: [sue]}}}]", WEB, Allow; "destination sa")]
     // Namespaces.
     #[test_case("[{action: Allow, source: {namespaceSelector: env == 'prod'}}]", WEB, Allow; "namespace selector")]
@@ -738,7 +824,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", WEB, Allow; "not selector miss")]
     #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", PLAIN, Deny; "not selector needs identity")]
     #[test_case("[{action: Allow, source: {selector: all()}}]", Req { src: "10.9.9.9", ..WEB }, Deny; "selector needs a known source pod")]
-    #[test_case("[{action: Allow, source: {notSelector: app == 'web'}}]", Req { src: "10.9.9.9", ..WEB }, Allow; "not selector matches a non-workload caller")]
+    #[test_case("[{action: Allow, source: {notSelector: app == 'web'}}]", Req { src: "10.9.9.9", ..WEB }, Deny; "not selector needs a known source pod with a principal")]
     #[test_case("[{action: Allow, destination: {selector: app == 'db'}}]", WEB, Allow; "destination selector")]
     // HTTP.
     #[test_case("[{action: Allow, http: {methods: [GET]}}]", WEB, Allow; "method")]
@@ -754,6 +840,122 @@ status: {phase: Running, podIP: 10.0.1.30}
     #[test_case("[{action: Allow, http: {methods: [GET], paths: [{exact: /x}]}}]", WEB, Deny; "methods and paths are anded")]
     fn gnp_rules(rules: &str, r: Req, expected: Verdict) {
         assert_eq!(decide(&gnp(rules), &r), expected);
+    }
+
+    /// `web`'s certificate from an address that is no pod (a gateway, a waypoint, a spoofed IP).
+    const GATEWAY: Req = Req {
+        src: "10.9.9.9",
+        ..WEB
+    };
+
+    fn with_opt_out(opt_out: bool) -> Options {
+        Options {
+            identity_only_source: opt_out,
+            ..Options::default()
+        }
+    }
+
+    // "Network identity and certificate together" (SEMANTICS.md §1). Calico compiles these
+    // criteria into the rule's source IP set (libcalico-go
+    // `syncersv1/updateprocessors/rules.go` GetEntityRuleSelector) and Dikastes requires the
+    // source IP in that set as well as the principal (`app-policy/checker/match.go`
+    // matchSource → matchSrcIPSets, matchServiceAccounts, matchNamespace).
+    #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", false, Deny; "sa needs the pod address")]
+    #[test_case("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]", true, Allow; "sa on the principal alone with the opt-out")]
+    #[test_case("[{action: Allow, source: {namespaceSelector: env == 'prod'}}]", false, Deny; "namespace selector needs the pod address")]
+    #[test_case("[{action: Allow, source: {namespaceSelector: env == 'prod'}}]", true, Allow; "namespace selector on the principal with the opt-out")]
+    #[test_case("[{action: Allow, source: {namespaceSelector: all()}}]", false, Deny; "namespace all needs the pod address")]
+    #[test_case("[{action: Allow, source: {selector: app == 'web'}}]", true, Deny; "selector needs pod labels even with the opt-out")]
+    #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", false, Deny; "not selector needs the pod address")]
+    #[test_case("[{action: Allow, source: {notSelector: app == 'x'}}]", true, Allow; "not selector on the principal with the opt-out")]
+    #[test_case("[{action: Allow, source: {nets: [10.9.0.0/16]}}]", false, Allow; "nets apply to any address")]
+    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [steve]}}}, {action: Allow}]", false, Deny; "a deny on the principal holds from any address")]
+    #[test_case("[{action: Pass, source: {serviceAccounts: {names: [steve]}}}, {action: Deny}]", false, Deny; "pass grants and needs the pod address")]
+    fn principal_from_an_address_that_is_no_pod(rules: &str, opt_out: bool, expected: Verdict) {
+        let (v, _) = decide_with(&gnp(rules), &GATEWAY, &with_opt_out(opt_out));
+        assert_eq!(v, expected);
+    }
+
+    #[test_case(false, Deny; "scoping needs the pod address")]
+    #[test_case(true, Allow; "scoping on the principal with the opt-out")]
+    fn namespace_scoping_from_an_address_that_is_no_pod(opt_out: bool, expected: Verdict) {
+        let rules = np("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]");
+        assert_eq!(
+            decide_with(&rules, &GATEWAY, &with_opt_out(opt_out)).0,
+            expected
+        );
+    }
+
+    /// `job`'s pod (other/sam, labels `app: web`) with no principal, an invalid one, and one from
+    /// a trust domain that is not allowed.
+    const JOB_PLAIN: Req = Req {
+        principal: "",
+        ..JOB
+    };
+    const JOB_INVALID: Req = Req {
+        principal: "spiffe://cluster.local/ns/other/sa/sam/extra",
+        ..JOB
+    };
+    const JOB_UNTRUSTED: Req = Req {
+        principal: "untrusted spiffe://elsewhere.example/ns/other/sa/sam",
+        ..JOB
+    };
+
+    // "A Deny rule is never escaped by lacking an identity" (SEMANTICS.md §1): its identity
+    // criteria are matched against the pod at the source address, as Calico's IP sets match
+    // it whatever the principal (Dikastes `checker/match.go` matchSrcIPSets; Felix fills the
+    // sets from every workload, `felix/calc` ipset members), and an invalid principal is never
+    // treated better than an absent one, with or without `--trust-network-identity`.
+    #[test_case("[{action: Deny, source: {namespaceSelector: env == 'dev'}}, {action: Allow}]"; "namespace selector")]
+    #[test_case("[{action: Deny, source: {serviceAccounts: {names: [sam]}}}, {action: Allow}]"; "service account")]
+    #[test_case("[{action: Deny, source: {selector: app == 'web', namespaceSelector: all()}}, {action: Allow}]"; "selector")]
+    #[test_case("[{action: Deny, source: {notSelector: app == 'db'}}, {action: Allow}]"; "not selector")]
+    fn a_deny_is_not_escaped_without_an_identity(rules: &str) {
+        let rules = gnp(rules);
+        for trust in [false, true] {
+            let opts = Options {
+                trust_network_identity: trust,
+                ..Options::default()
+            };
+            for r in [&JOB, &JOB_PLAIN, &JOB_INVALID, &JOB_UNTRUSTED] {
+                let (v, reason) = decide_with(&rules, r, &opts);
+                assert_eq!(
+                    (v, reason.as_str()),
+                    (Deny, "denied by rule 0 of policy p in tier default"),
+                    "principal {:?}, trust {trust}",
+                    r.principal
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_deny_by_not_selector_matches_an_unknown_address_without_an_identity() {
+        // Calico: an address in no selected set satisfies `notSelector` (`!in ipset`).
+        let rules = gnp("[{action: Deny, source: {notSelector: app == 'web'}}, {action: Allow}]");
+        let r = Req {
+            src: "10.9.9.9",
+            principal: "",
+            ..WEB
+        };
+        assert_eq!(decide(&rules, &r), Deny);
+        // A namespaced policy scopes it to its namespace: no pod, not in that set.
+        let rules = np("[{action: Deny, source: {notSelector: app == 'db'}}, {action: Allow}]");
+        assert_eq!(decide(&rules, &r), Allow);
+    }
+
+    #[test]
+    fn an_invalid_principal_is_never_better_than_an_absent_one_for_grants() {
+        let rules = gnp("[{action: Allow, source: {namespaceSelector: env == 'dev'}}]");
+        let trust = Options {
+            trust_network_identity: true,
+            ..Options::default()
+        };
+        assert_eq!(decide_with(&rules, &JOB_PLAIN, &trust).0, Allow);
+        for r in [&JOB_INVALID, &JOB_UNTRUSTED] {
+            assert_eq!(decide_with(&rules, r, &trust).0, Deny, "{}", r.principal);
+            assert_eq!(decide(&rules, r), Deny, "{}", r.principal);
+        }
     }
 
     #[test_case("[{action: Allow, source: {selector: app == 'web'}}]", WEB, Allow; "same namespace")]
@@ -1055,5 +1257,232 @@ spec:
         let snap = snapshot(KNP);
         assert_eq!(snap.policies[0].id.to_string(), "default/knp.default.db");
         assert_eq!(snap.policies[0].order, Some(1000.0));
+    }
+
+    /// A pod of `default/steve` labelled `app: web` at `ip`, with these metadata fields.
+    fn steve_pod(name: &str, meta: &str, status: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: web}}{meta}}}\nspec: {{serviceAccountName: steve}}\nstatus: {{phase: Running{status}}}\n"
+        )
+    }
+
+    // Pod IPs as Calico reads them (libcalico-go `k8s/conversion/conversion.go` getPodIPs:
+    // status, then `cni.projectcalico.org/podIPs`, `…/podIP`, `vpc.amazonaws.com/pod-ips`) and
+    // when a pod is finished (IsFinished: a deletionTimestamp and an emptied CNI annotation).
+    #[test_case(", annotations: {cni.projectcalico.org/podIPs: '10.0.2.1/32,fd00::1/128'}", "", Allow; "calico cni plural annotation")]
+    #[test_case(", annotations: {cni.projectcalico.org/podIP: 10.0.2.1/32}", "", Allow; "calico cni singular annotation")]
+    #[test_case(", annotations: {vpc.amazonaws.com/pod-ips: 10.0.2.1}", "", Allow; "aws vpc cni annotation")]
+    #[test_case(", annotations: {cni.projectcalico.org/podIP: 10.9.9.9/32}", ", podIP: 10.0.2.1", Allow; "status wins over the annotation")]
+    #[test_case(", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {cni.projectcalico.org/podIP: ''}", ", podIP: 10.0.2.1", Deny; "terminating with calico cni ip released is finished")]
+    #[test_case(", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {vpc.amazonaws.com/pod-ips: ''}", ", podIP: 10.0.2.1", Deny; "terminating with aws cni ip released is finished")]
+    #[test_case(", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {cni.projectcalico.org/podIP: 10.0.2.1/32}", ", podIP: 10.0.2.1", Allow; "terminating in its grace period is still a workload")]
+    #[test_case(", annotations: {cni.projectcalico.org/podIP: ''}", ", podIP: 10.0.2.1", Allow; "an empty annotation without deletion changes nothing")]
+    fn pod_ip_lifecycle(meta: &str, status: &str, expected: Verdict) {
+        let rules = gnp("[{action: Allow, source: {serviceAccounts: {names: [steve]}}}]");
+        let state = format!("{}---\n{rules}", steve_pod("cni", meta, status));
+        let r = Req {
+            src: "10.0.2.1",
+            ..WEB
+        };
+        assert_eq!(decide(&state, &r), expected);
+    }
+
+    #[test]
+    fn a_finished_destination_is_unknown() {
+        let state = steve_pod(
+            "gone",
+            ", deletionTimestamp: '2026-01-01T00:00:00Z', annotations: {cni.projectcalico.org/podIP: ''}",
+            ", podIP: 10.0.2.1",
+        );
+        let r = Req {
+            dst: "10.0.2.1",
+            ..WEB
+        };
+        assert_eq!(
+            decide_with(&state, &r, &Options::default()),
+            (Deny, "unknown destination".to_owned())
+        );
+    }
+
+    /// A destination whose service account name is 63 characters long: Calico gives it no
+    /// `projectcalico.org/serviceaccount` label.
+    fn long_sa_pod() -> String {
+        let sa = "s".repeat(63);
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: long, namespace: default, labels: {{app: db}}}}\nspec: {{serviceAccountName: {sa}}}\nstatus: {{phase: Running, podIP: 10.0.0.40}}\n"
+        )
+    }
+
+    // libcalico-go `updateprocessors/globalnetworkpolicyprocessor.go`
+    // ConvertGlobalNetworkPolicyV3ToV1Value: with a serviceAccountSelector, every `all()` in the
+    // joined selector becomes `has(projectcalico.org/serviceaccount)`; the NetworkPolicy
+    // processor (`networkpolicyprocessor.go`) does no such rewrite.
+    #[test_case("GlobalNetworkPolicy", "", "serviceAccountSelector: all()", "10.0.0.20", Deny; "gnp sa all selects a labelled endpoint")]
+    #[test_case("GlobalNetworkPolicy", "", "serviceAccountSelector: all()", "10.0.0.40", Allow; "gnp sa all skips an endpoint without the sa label")]
+    #[test_case("GlobalNetworkPolicy", "", "serviceAccountSelector: '!has(role)'", "10.0.0.40", Deny; "gnp sa selector without all is not rewritten")]
+    #[test_case("GlobalNetworkPolicy", "", "selector: all(), serviceAccountSelector: '!has(role)'", "10.0.0.40", Allow; "gnp selector all is rewritten too")]
+    #[test_case("GlobalNetworkPolicy", "", "selector: all(), namespaceSelector: all(), serviceAccountSelector: '!has(role)'", "10.0.0.40", Deny; "a namespace selector rewrites all first")]
+    #[test_case("NetworkPolicy", ", namespace: default", "serviceAccountSelector: all()", "10.0.0.40", Deny; "np sa all is not rewritten")]
+    fn service_account_selector_all(
+        kind: &str,
+        ns: &str,
+        spec: &str,
+        dst: &'static str,
+        expected: Verdict,
+    ) {
+        let state = format!(
+            "{}---\napiVersion: projectcalico.org/v3\nkind: {kind}\nmetadata: {{name: p{ns}}}\nspec: {{{spec}, ingress: [{{action: Deny}}]}}\n",
+            long_sa_pod()
+        );
+        assert_eq!(decide(&state, &Req { dst, ..WEB }), expected);
+    }
+
+    // libcalico-go `k8s/conversion/conversion.go` k8sRuleToCalico (protocolPorts): a port entry
+    // with a protocol and no port is every port of it, and other entries never narrow it; an
+    // entry with neither allows everything.
+    #[test_case("[{protocol: TCP}, {protocol: TCP, port: 80}]", 8080, Allow; "protocol without port is every port")]
+    #[test_case("[{protocol: TCP, port: 80}, {protocol: TCP}]", 8080, Allow; "in either order")]
+    #[test_case("[{protocol: UDP}, {protocol: TCP, port: 80}]", 8080, Deny; "another protocol's entry does not widen")]
+    #[test_case("[{protocol: TCP, port: 80}, {protocol: TCP, port: 8080}]", 8080, Allow; "ports of a protocol are grouped")]
+    #[test_case("[{}]", 9999, Allow; "an empty entry allows all")]
+    fn kubernetes_ports_without_a_port(ports: &str, port: u32, expected: Verdict) {
+        let knp = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db, namespace: default}}\nspec:\n  podSelector: {{matchLabels: {{app: db}}}}\n  ingress:\n  - ports: {ports}\n"
+        );
+        assert_eq!(decide(&knp, &Req { port, ..WEB }), expected);
+    }
+
+    #[test]
+    fn ties_in_order_are_broken_by_name_namespace_kind() {
+        // felix `calc/policy_sorter.go` PolKVLess: "<name>/<namespace>/<kind>" compared as
+        // strings, so `web-allow/…` ('-' < '/') comes before `web/…`.
+        let s = format!(
+            "{}{}",
+            policy("web", "default", Some(5.0), "[{action: Deny}]"),
+            policy("web-allow", "default", Some(5.0), "[{action: Allow}]"),
+        );
+        let (v, reason) = decide_with(&s, &WEB, &Options::default());
+        assert_eq!(
+            (v, reason.as_str()),
+            (
+                Allow,
+                "allowed by rule 0 of policy web-allow in tier default"
+            )
+        );
+        // Same name: the namespace decides before the kind; a GNP's namespace is empty.
+        let np = "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: default}\nspec: {order: 5, selector: app == 'db', ingress: [{action: Allow}]}\n";
+        let s = format!(
+            "{}{np}",
+            policy("web", "default", Some(5.0), "[{action: Deny}]")
+        );
+        assert_eq!(
+            decide(&s, &WEB),
+            Deny,
+            "web//GlobalNetworkPolicy < web/default/…"
+        );
+    }
+
+    // A selector of only white space is present (libcalico-go `updateprocessors/rules.go`
+    // getEndpointSelector tests `!= ""`): it parses to `all()`.
+    #[test_case(np("[{action: Allow, source: {selector: app == 'web', namespaceSelector: '  '}}]"), JOB, Allow; "blank namespace selector lifts the scoping")]
+    #[test_case(gnp("[{action: Allow, source: {selector: ' '}}]"), GATEWAY, Deny; "blank selector needs a workload")]
+    #[test_case(gnp("[{action: Allow, source: {selector: ' '}}]"), WEB, Allow; "blank selector is all")]
+    #[test_case(np("[{action: Allow, source: {notSelector: ' '}}]"), WEB, Deny; "blank not selector excludes every workload")]
+    fn blank_selectors_are_present(rules: String, r: Req, expected: Verdict) {
+        assert_eq!(decide(&rules, &r), expected);
+    }
+
+    #[test]
+    fn an_unnormalizable_rule_path_entry_is_skipped() {
+        // Dikastes `app-policy/checker/match.go` matchHTTPPaths: "HTTP Path exact rule could not
+        // be normalized; skipping."
+        let before =
+            crate::policy::compile::SKIPPED_RULE_PATHS.load(std::sync::atomic::Ordering::Relaxed);
+        let rules = gnp("[{action: Allow, http: {paths: [{exact: '/%zz'}, {prefix: /api}]}}]");
+        assert_eq!(decide(&rules, &WEB), Allow);
+        let after =
+            crate::policy::compile::SKIPPED_RULE_PATHS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(after > before, "counted");
+        // Every entry skipped: the rule matches no path (not every path).
+        let rules = gnp("[{action: Allow, http: {paths: [{prefix: '/%252e'}]}}, {action: Deny}]");
+        let (v, reason) = decide_with(&rules, &WEB, &Options::default());
+        assert_eq!(
+            (v, reason.as_str()),
+            (Deny, "denied by rule 1 of policy p in tier default")
+        );
+    }
+
+    // What libcalico-go's validator (`lib/validator/v3/validator.go`) and the v3 API schema
+    // (`api/pkg/apis/projectcalico/v3/policy_common.go`) reject is an invalid policy here too.
+    #[test_case("[{action: allow}]", "spec.ingress[0].action: `allow` is not one of"; "lower case action (Enum=Allow;Deny;Log;Pass)")]
+    #[test_case("[{action: next-tier}]", "spec.ingress[0].action: `next-tier` is not one of"; "v1 action name")]
+    #[test_case("[{action: Allow, source: {nets: [10.0.0.1/24]}}]", "`10.0.0.1/24` has host bits set"; "host bits set (validateIPNetwork)")]
+    #[test_case("[{action: Allow, destination: {services: {name: db}}}]", "services are only allowed in the source of an ingress rule"; "destination services in ingress (validateRule)")]
+    #[test_case("[{action: Allow, protocol: UDP, http: {methods: [GET]}}]", "HTTP match needs protocol TCP"; "http with a non-tcp protocol")]
+    #[test_case("[{action: Allow, destination: {ports: [8080]}}]", "rules with numeric port or port range must set protocol"; "numeric port without protocol (validateRule)")]
+    #[test_case("[{action: Allow, protocol: ICMP, destination: {ports: [http]}}]", "rules that specify ports must set protocol"; "ports with icmp (SupportsPorts)")]
+    #[test_case("[{action: Allow, source: {notNets: [0.0.0.0/0]}}]", "catch-all CIDR in negation"; "catch all not nets (scanNets)")]
+    #[test_case("[{action: Allow, source: {nets: [10.0.0.0/8], notNets: ['fd00::/8']}}]", "rule contains both IPv4 and IPv6 CIDRs"; "mixed ip versions (scanNets)")]
+    fn validation_parity(rules: &str, message: &str) {
+        let (v, reason) = decide_with(&gnp(rules), &WEB, &Options::default());
+        assert_eq!(v, Deny);
+        assert!(reason.starts_with("policy p invalid: "), "{reason}");
+        assert!(reason.contains(message), "{reason}");
+    }
+
+    #[test]
+    fn named_ports_need_no_protocol() {
+        let rules = gnp("[{action: Allow, destination: {ports: [http]}}]");
+        assert_eq!(decide(&rules, &WEB), Allow);
+    }
+
+    // "A typo in one rule must not deny a whole cluster" (SEMANTICS.md §3.6): a policy that does
+    // not decode fails closed on what its readable selectors select.
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {selector: app == 'other', ingress: [{action: Deny, sourc: {}}]}\n", Allow; "gnp typo outside its selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {selector: app == 'db', ingress: [{action: Deny, sourc: {}}]}\n", Deny; "gnp typo inside its selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {namespaceSelector: env == 'dev', ingress: [{action: Deny, sourc: {}}]}\n", Allow; "gnp typo outside its namespace selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {serviceAccountSelector: role == 'client', ingress: [{action: Deny, sourc: {}}]}\n", Allow; "gnp typo outside its sa selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {selector: {app: db}, ingress: [{action: Deny, sourc: {}}]}\n", Deny; "an unreadable selector fails closed everywhere")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {selector: app == 'web', ingress: 7}\n", Allow; "np wrong type outside its selector")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {selectr: app == 'web', ingress: []}\n", Deny; "a misspelt selector reads as all of its namespace")]
+    #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{fromm: []}]}\n", Allow; "knp typo outside its pod selector")]
+    #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: db}}, ingress: [{fromm: []}]}\n", Deny; "knp typo inside its pod selector")]
+    #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{from: [{podSelector: {matchExpressions: [{key: a, operator: Near}]}}]}]}\n", Allow; "knp compile error outside its pod selector")]
+    fn a_typo_fails_closed_on_what_the_policy_selects(policy: &str, expected: Verdict) {
+        let (v, reason) = decide_with(policy, &WEB, &Options::default());
+        assert_eq!(v, expected, "{reason}");
+        if v == Deny {
+            assert!(reason.starts_with("policy "), "{reason}");
+        }
+    }
+
+    #[test]
+    fn per_node_mode_knows_callers_on_other_nodes() {
+        // Felix's IP sets hold every workload of the cluster; a `--node` instance must too.
+        let pods = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: here, namespace: default, labels: {app: db}}\nspec: {serviceAccountName: sue, nodeName: node-a}\nstatus: {phase: Running, podIP: 10.0.3.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: there, namespace: default, labels: {app: web}}\nspec: {serviceAccountName: steve, nodeName: node-b}\nstatus: {phase: Running, podIP: 10.0.3.2}\n";
+        let rules = gnp(
+            "[{action: Allow, source: {serviceAccounts: {names: [steve]}, selector: app == 'web'}}]",
+        );
+        let snap = snapshot_on(Some("node-a"), &format!("{pods}---\n{rules}"));
+        let from_b = Req {
+            src: "10.0.3.2",
+            dst: "10.0.3.1",
+            ..WEB
+        };
+        assert_eq!(decide_on(&snap, &from_b, &Options::default()).0, Allow);
+        // A pod of another node is never a destination here.
+        let to_b = Req {
+            src: "10.0.3.1",
+            principal: "spiffe://cluster.local/ns/default/sa/sue",
+            dst: "10.0.3.2",
+            ..WEB
+        };
+        assert_eq!(
+            decide_on(&snap, &to_b, &Options::default()),
+            (Deny, "unknown destination".to_owned())
+        );
+        // Pods without a node (hand-written state) stay local: no plan is lost by default.
+        let all = snapshot_on(None, &format!("{pods}---\n{rules}"));
+        assert_eq!(decide_on(&all, &to_b, &Options::default()).0, Allow);
     }
 }

@@ -59,6 +59,9 @@ pub struct ObjectMeta {
     /// Resource version, kept for diagnostics.
     #[serde(default)]
     pub resource_version: Option<String>,
+    /// Set once deletion was requested (a terminating Pod).
+    #[serde(default)]
+    pub deletion_timestamp: Option<String>,
 }
 
 /// The real v3 metadata that Calico stores in the `projectcalico.org/metadata` annotation.
@@ -159,6 +162,15 @@ impl PolicyKind {
             PolicyKind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
             PolicyKind::StagedNetworkPolicy => "StagedNetworkPolicy",
             PolicyKind::StagedKubernetesNetworkPolicy => "StagedKubernetesNetworkPolicy",
+        }
+    }
+
+    /// The kind as Calico's policy key names it (`model.PolicyKey.Kind`), which breaks ties in
+    /// policy order.
+    pub fn calico_key_kind(self) -> &'static str {
+        match self {
+            PolicyKind::KubernetesNetworkPolicy => "KubernetesNetworkPolicy",
+            other => other.as_str(),
         }
     }
 
@@ -574,6 +586,9 @@ pub struct PodSpec {
     /// Host-network pods are not workload endpoints.
     #[serde(default)]
     pub host_network: Option<bool>,
+    /// The node it was scheduled to.
+    #[serde(default)]
+    pub node_name: Option<String>,
     /// Containers (for named ports).
     #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<Container>,
@@ -619,6 +634,13 @@ pub struct PodStatus {
     #[serde(default, rename = "podIPs", deserialize_with = "null_as_default")]
     pub pod_ips: Vec<PodIp>,
 }
+
+/// Calico CNI's annotation: the pod's IPs (CIDRs or addresses, comma-separated).
+pub const ANNOTATION_POD_IPS: &str = "cni.projectcalico.org/podIPs";
+/// Calico CNI's annotation: the pod's IP; set to `""` when CNI has released it.
+pub const ANNOTATION_POD_IP: &str = "cni.projectcalico.org/podIP";
+/// The AWS VPC CNI's annotation: the pod's IPs; set to `""` when CNI has released them.
+pub const ANNOTATION_AWS_POD_IPS: &str = "vpc.amazonaws.com/pod-ips";
 
 /// One entry of `podIPs`.
 #[derive(Debug, Clone, Default, Deserialize)]

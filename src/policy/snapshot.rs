@@ -17,7 +17,10 @@ use std::{
 };
 
 use super::{
-    compile::{Applies, LABEL_NAME, Policy, PolicyId, ServiceRef, StagedAction, Tier, TierDefault},
+    compile::{
+        Applies, LABEL_NAME, LABEL_SERVICE_ACCOUNT, Policy, PolicyId, ServiceRef, StagedAction,
+        Tier, TierDefault,
+    },
     decision::{Cause, Decision, Verdict},
     store::{Changes, InvalidPolicy, Store},
 };
@@ -36,6 +39,10 @@ pub type EndpointIdx = u32;
 /// Index of an invalid policy in [`Snapshot::invalid`].
 pub type InvalidIdx = u32;
 
+/// The class of an endpoint that has no plan: a pod of another node in per-node mode, which is
+/// never a destination here (a request to it is denied as `unknown destination`).
+pub const NO_CLASS: u32 = u32::MAX;
+
 /// A workload endpoint (a pod with an IP that is not host-network and not finished).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -51,7 +58,7 @@ pub struct Endpoint {
     pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
     /// The pod's first IP.
     pub ip: Option<IpAddr>,
-    /// The endpoint class (shared plan).
+    /// The endpoint class (shared plan); [`NO_CLASS`] for a pod that is only a source.
     pub class: u32,
 }
 
@@ -138,7 +145,7 @@ pub struct Snapshot {
     /// Tiers in evaluation order.
     pub tiers: Vec<Tier>,
     /// Enforced, valid policies in evaluation order: by tier, then order, name, namespace, kind.
-    // INVARIANT: sorted by (tier position, order, name, namespace, kind); `Plan` lists rely on it.
+    // INVARIANT: sorted by (tier position, order, `<name>/<namespace>/<kind>`); `Plan` lists rely on it.
     pub policies: Vec<Arc<Policy>>,
     /// Tier of each policy.
     pub policy_tier: Vec<TierIdx>,
@@ -500,9 +507,7 @@ impl PolicySet {
         enforced.sort_by(|(ta, a), (tb, b)| {
             ta.cmp(tb)
                 .then_with(|| cmp_order(a.order, b.order))
-                .then_with(|| a.id.name.cmp(&b.id.name))
-                .then_with(|| a.id.namespace.cmp(&b.id.namespace))
-                .then_with(|| a.id.kind.cmp(&b.id.kind))
+                .then_with(|| tie_key(&a.id).cmp(tie_key(&b.id)))
         });
         (set.policy_tier, set.policies) = enforced.into_iter().unzip();
         set
@@ -736,17 +741,21 @@ impl Endpoints {
                 continue;
             }
             let next = eps.classes.len() as u32;
-            let class = *eps
-                .class_of
-                .entry((Arc::as_ptr(&w.labels) as usize, w.service_account.clone()))
-                .or_insert_with(|| {
-                    eps.classes.push((
-                        w.namespace.clone(),
-                        w.service_account.clone(),
-                        w.labels.clone(),
-                    ));
-                    next
-                });
+            // A pod of another node (per-node mode) is only ever a source: no plan.
+            let class = if !w.local {
+                NO_CLASS
+            } else {
+                *eps.class_of
+                    .entry((Arc::as_ptr(&w.labels) as usize, w.service_account.clone()))
+                    .or_insert_with(|| {
+                        eps.classes.push((
+                            w.namespace.clone(),
+                            w.service_account.clone(),
+                            w.labels.clone(),
+                        ));
+                        next
+                    })
+            };
             let idx = eps.list.len() as EndpointIdx;
             eps.list.push(Endpoint {
                 namespace: w.namespace.clone(),
@@ -817,9 +826,22 @@ impl Subject<'_> {
             && a.namespace_selector
                 .as_ref()
                 .is_none_or(|s| s.matches(self.ns_labels))
-            && a.service_account_selector
-                .as_ref()
-                .is_none_or(|s| s.matches(self.sa_labels))
+            && match (
+                &a.service_account_selector,
+                &a.service_account_selector_unlabelled,
+            ) {
+                (None, _) => true,
+                (Some(s), None) => s.matches(self.sa_labels),
+                // Calico's rewrite of `all()` in a GlobalNetworkPolicy's serviceAccountSelector:
+                // `has(projectcalico.org/serviceaccount)`, on the endpoint.
+                (Some(s), Some(unlabelled)) => {
+                    if self.labels.contains_key(LABEL_SERVICE_ACCOUNT) {
+                        s.matches(self.sa_labels)
+                    } else {
+                        unlabelled.matches(self.sa_labels)
+                    }
+                }
+            }
     }
 }
 
@@ -828,6 +850,19 @@ fn to_label_map(labels: &BTreeMap<String, String>) -> LabelMap {
         .iter()
         .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
         .collect()
+}
+
+/// The string that breaks ties between policies of equal order, compared bytewise:
+/// `<name>/<namespace>/<kind>` (Calico ≥ 3.32, `felix/calc/policy_sorter.go` PolKVLess), so
+/// `web-allow` comes before `web`.
+fn tie_key(id: &PolicyId) -> impl Iterator<Item = u8> + '_ {
+    let ns = id.namespace.as_deref().unwrap_or_default();
+    id.name
+        .bytes()
+        .chain(*b"/")
+        .chain(ns.bytes())
+        .chain(*b"/")
+        .chain(id.kind.calico_key_kind().bytes())
 }
 
 /// Orders optional orders: present ones ascending, absent last ("a nil order counts as +Inf").

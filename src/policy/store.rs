@@ -102,6 +102,8 @@ pub struct PodInfo {
     pub ips: Vec<IpAddr>,
     /// Named container ports: (name, port, protocol number).
     pub named_ports: Vec<(String, u16, u8)>,
+    /// `spec.nodeName`, when scheduled.
+    pub node: Option<String>,
 }
 
 /// A pod as the endpoint index uses it, prepared once when it arrives: its strings shared, its
@@ -122,6 +124,9 @@ pub struct Workload {
     pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
     /// Pod IPs (empty: not a workload endpoint).
     pub ips: Vec<IpAddr>,
+    /// Whether requests to it are decided here: always, unless the store serves one node
+    /// ([`Store::set_node`]) and the pod runs elsewhere (then it is only ever a source).
+    pub local: bool,
 }
 
 /// Labels as the evaluator sees them.
@@ -191,10 +196,75 @@ impl Kind {
     }
 }
 
-#[derive(Deserialize)]
-struct MetaOnly {
+/// What can still be read of a document that does not decode: its metadata (to name it) and,
+/// for a policy, the endpoint selectors that say what it could apply to. Unknown fields are
+/// ignored and a field of the wrong type reads as absent: either only widens the scope, so the
+/// policy still fails closed over at least what it was meant to select (SEMANTICS.md §3.6).
+#[derive(Debug, Default, Deserialize)]
+pub struct Recovered {
     #[serde(default)]
     metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Lenient<ScopeSpec>,
+}
+
+/// The endpoint selectors of a policy spec (Calico's, and a Kubernetes `podSelector`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeSpec {
+    #[serde(default)]
+    selector: Lenient<String>,
+    #[serde(default)]
+    namespace_selector: Lenient<String>,
+    #[serde(default)]
+    service_account_selector: Lenient<String>,
+    #[serde(default)]
+    pod_selector: Lenient<model::LabelSelector>,
+}
+
+/// A value that reads as absent when it does not have the expected shape.
+#[derive(Debug)]
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Lenient(serde_json::from_value(v).ok()))
+    }
+}
+
+impl Recovered {
+    /// What a policy of `kind` that did not decode could apply to, from its readable
+    /// selectors; `None` when they cannot be read either (then: its namespace, or everything).
+    fn scope(&self, kind: PolicyKind) -> Option<Applies> {
+        let ns = self.metadata.namespace.as_deref();
+        if kind.is_kubernetes_shaped() {
+            let pods = self.spec.0.as_ref()?.pod_selector.0.as_ref()?;
+            return compile::kubernetes_applies(kind, ns, pods).ok();
+        }
+        let spec = self.spec.0.as_ref();
+        let text = |f: fn(&ScopeSpec) -> &Lenient<String>| spec.and_then(|s| f(s).0.clone());
+        let spec = model::PolicySpec {
+            selector: text(|s| &s.selector),
+            namespace_selector: text(|s| &s.namespace_selector),
+            service_account_selector: text(|s| &s.service_account_selector),
+            ..model::PolicySpec::default()
+        };
+        compile::compile_applies(
+            kind,
+            &CalicoPolicy {
+                metadata: self.metadata.clone(),
+                spec,
+            },
+        )
+        .ok()
+    }
 }
 
 /// Decodes one object of a known kind. `decode` is called with a fresh deserializer each time
@@ -208,7 +278,7 @@ pub fn decode_object<F, G>(
 ) -> Result<Object, DecodeError>
 where
     F: DecodeFn,
-    G: FnOnce() -> Option<ObjectMeta>,
+    G: FnOnce() -> Option<Recovered>,
 {
     let invalid = |name: &str, message: String| DecodeError::Invalid {
         kind: tm.kind.clone(),
@@ -268,8 +338,8 @@ where
     }
 }
 
-fn meta_name<G: FnOnce() -> Option<ObjectMeta>>(meta: G) -> String {
-    meta().map(|m| m.name).unwrap_or_default()
+fn meta_name<G: FnOnce() -> Option<Recovered>>(meta: G) -> String {
+    meta().map(|m| m.metadata.name).unwrap_or_default()
 }
 
 fn named(tm: &TypeMeta, m: &ObjectMeta) -> Result<(), DecodeError> {
@@ -331,17 +401,12 @@ where
         });
     }
     let meta_doc = v.clone();
-    let meta = move || {
-        FromValue(meta_doc)
-            .decode::<MetaOnly>()
-            .ok()
-            .map(|m| m.metadata)
-    };
+    let meta = move || FromValue(meta_doc).decode::<Recovered>().ok();
     let obj = decode_object(&tm, kind, FromValue(v), meta)?;
     Ok(Some((tm, obj)))
 }
 
-fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
+fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
     tm: &TypeMeta,
     kind: PolicyKind,
     decode: F,
@@ -357,7 +422,18 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
         decode.decode::<K8sNetworkPolicy>().map(|p| {
             let compiled = compile::compile_kubernetes(kind, &p);
             let name = format!("knp.default.{}", p.metadata.name);
-            (name, p.metadata.namespace, compiled, None)
+            let scope = compiled
+                .is_err()
+                .then(|| {
+                    compile::kubernetes_applies(
+                        kind,
+                        p.metadata.namespace.as_deref(),
+                        &p.spec.pod_selector,
+                    )
+                    .ok()
+                })
+                .flatten();
+            (name, p.metadata.namespace, compiled, scope)
         })
     } else {
         decode.decode::<CalicoPolicy>().map(|p| {
@@ -385,11 +461,21 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
             Ok(PolicyEntry { id, compiled })
         }
         Err(message) => {
-            // The object does not even have the policy shape: recover its name so that it can
-            // still fail closed over everything it could have selected.
-            let m = meta().unwrap_or_default();
+            // The object does not even have the policy shape (a misspelt field, a wrong type):
+            // recover its name and its readable selectors, so that it still fails closed over
+            // what it could have selected, and no more (SEMANTICS.md §3.6).
+            let recovered = meta().unwrap_or_default();
+            let m = &recovered.metadata;
             let name = if kind.is_kubernetes_shaped() {
                 format!("knp.default.{}", m.name)
+            } else if tm.api_version == model::CALICO_CRD_V1 {
+                compile::calico_policy_name(
+                    &CalicoPolicy {
+                        metadata: m.clone(),
+                        spec: model::PolicySpec::default(),
+                    },
+                    &tm.api_version,
+                )
             } else {
                 m.name.clone()
             };
@@ -397,7 +483,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
                 id: policy_id(kind, m.namespace.as_deref(), &name)?,
                 compiled: Err(InvalidPolicy {
                     error: message,
-                    scope: None,
+                    scope: recovered.scope(kind),
                 }),
             })
         }
@@ -499,23 +585,11 @@ impl TryFrom<&model::Pod> for PodInfo {
             .unwrap_or_else(|| "default".into());
         // Host-network and finished pods are not Calico workload endpoints: their IPs belong to
         // the node or may be reused, so they must never resolve to this pod.
-        let finished = matches!(p.status.phase.as_deref(), Some("Succeeded" | "Failed"));
-        let mut ips = Vec::new();
-        if !finished && p.spec.host_network != Some(true) {
-            let listed = p.status.pod_ips.iter().map(|i| i.ip.as_str());
-            for ip in listed.chain(p.status.pod_ip.as_deref()) {
-                if ip.is_empty() {
-                    continue;
-                }
-                let ip: IpAddr = ip
-                    .parse()
-                    .map_err(|_| format!("`{ip}` is not an IP address"))?;
-                let ip = ip.to_canonical();
-                if !ips.contains(&ip) {
-                    ips.push(ip);
-                }
-            }
-        }
+        let ips = if is_finished(p) || p.spec.host_network == Some(true) {
+            Vec::new()
+        } else {
+            pod_ips(p)?
+        };
         let mut named_ports = Vec::new();
         for c in p.spec.containers.iter().chain(&p.spec.init_containers) {
             for port in &c.ports {
@@ -548,8 +622,71 @@ impl TryFrom<&model::Pod> for PodInfo {
             labels: p.metadata.labels.clone(),
             ips,
             named_ports,
+            node: p.spec.node_name.clone().filter(|n| !n.is_empty()),
         })
     }
+}
+
+/// Whether a Pod is finished (Calico's `conversion.go` IsFinished): phase `Failed`,
+/// `Succeeded` or `Completed`, or being deleted after its CNI emptied its IP annotation (the
+/// moment the pod loses its IP, which may already belong to a new pod).
+fn is_finished(p: &model::Pod) -> bool {
+    let annotations = &p.metadata.annotations;
+    let released = |key: &str| annotations.get(key).is_some_and(|v| v.is_empty());
+    if p.metadata.deletion_timestamp.is_some()
+        && (released(model::ANNOTATION_POD_IP) || released(model::ANNOTATION_AWS_POD_IPS))
+    {
+        return true;
+    }
+    matches!(
+        p.status.phase.as_deref(),
+        Some("Failed" | "Succeeded" | "Completed")
+    )
+}
+
+/// A Pod's IPs as Calico's `conversion.go` getPodIPs reads them: `status.podIPs`, else
+/// `status.podIP`, else Calico CNI's `podIPs` then `podIP` annotation, else the AWS VPC CNI's
+/// `pod-ips` (annotations hold CIDRs or addresses, comma-separated). A value that is no
+/// address is an error (the pod is dropped, as Calico drops it).
+fn pod_ips(p: &model::Pod) -> Result<Vec<IpAddr>, String> {
+    let annotation = |key: &str| {
+        p.metadata
+            .annotations
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let listed: Vec<&str> = if !p.status.pod_ips.is_empty() {
+        p.status.pod_ips.iter().map(|i| i.ip.as_str()).collect()
+    } else if let Some(ip) = p.status.pod_ip.as_deref().filter(|ip| !ip.is_empty()) {
+        vec![ip]
+    } else if let Some(ips) = annotation(model::ANNOTATION_POD_IPS) {
+        ips.split(',').collect()
+    } else if let Some(ip) = annotation(model::ANNOTATION_POD_IP) {
+        vec![ip]
+    } else if let Some(ips) = annotation(model::ANNOTATION_AWS_POD_IPS) {
+        ips.split(',').collect()
+    } else {
+        Vec::new()
+    };
+    let mut ips = Vec::new();
+    for raw in listed {
+        let text = raw.trim();
+        if text.is_empty() {
+            continue;
+        }
+        // `cnet.ParseCIDROrIP`: an address, or a CIDR whose address part is taken.
+        let ip = match text.parse::<ipnet::IpNet>() {
+            Ok(net) => Ok(net.addr()),
+            Err(_) => text.parse::<IpAddr>(),
+        }
+        .map_err(|_| format!("`{text}` is not an IP address"))?;
+        let ip = ip.to_canonical();
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    Ok(ips)
 }
 
 /// Every object a state source has given us, keyed as the API server keys them.
@@ -564,9 +701,13 @@ pub struct Store {
     pub(crate) endpoint_slices: BTreeMap<(String, String), SliceInfo>,
     /// Every label set of a pod, once (see [`Workload`]).
     interned: std::collections::HashSet<Arc<LabelMap>>,
+    /// Every namespace and service-account name of a pod, once: 100k pods share a few thousand.
+    names: std::collections::HashSet<Arc<str>>,
     /// Identifies this store, so that a snapshot built from it can be updated from it.
     pub(crate) lineage: u64,
     changes: Changes,
+    /// Per-node mode: the node whose pods are destinations here (see [`Store::set_node`]).
+    node: Option<Arc<str>>,
 }
 
 impl Default for Store {
@@ -580,8 +721,10 @@ impl Default for Store {
             pods: BTreeMap::new(),
             endpoint_slices: BTreeMap::new(),
             interned: std::collections::HashSet::new(),
+            names: std::collections::HashSet::new(),
             lineage: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             changes: Changes::everything(),
+            node: None,
         }
     }
 }
@@ -720,10 +863,34 @@ impl Store {
         replaced.then_some(key)
     }
 
+    /// Per-node mode (`--node`): pods of other nodes are still indexed (address, namespace,
+    /// service account, labels, named ports: what Felix's IP sets hold for every workload), so
+    /// that a caller on another node is known, but they get no policy plan, since no request
+    /// to them reaches this node. Set before any pod is applied.
+    pub fn set_node(&mut self, node: Option<&str>) {
+        self.node = node.map(Arc::from);
+    }
+
+    /// The shared copy of a namespace or service-account name.
+    fn name(&mut self, s: &str) -> Arc<str> {
+        match self.names.get(s) {
+            Some(shared) => shared.clone(),
+            None => {
+                let a: Arc<str> = s.into();
+                self.names.insert(a.clone());
+                a
+            }
+        }
+    }
+
     /// Prepares a pod for the endpoint index, interning its label set.
     fn workload(&mut self, pod: PodInfo) -> Workload {
-        let namespace: Arc<str> = pod.namespace.as_str().into();
-        let service_account: Arc<str> = pod.service_account.as_str().into();
+        let local = self
+            .node
+            .as_deref()
+            .is_none_or(|n| pod.node.as_deref() == Some(n));
+        let namespace = self.name(&pod.namespace);
+        let service_account = self.name(&pod.service_account);
         let mut labels: LabelMap = pod
             .labels
             .iter()
@@ -758,6 +925,7 @@ impl Store {
                 .map(|(n, p, proto)| (Arc::from(n.as_str()), *p, *proto))
                 .collect(),
             ips: pod.ips,
+            local,
         }
     }
 
@@ -790,8 +958,9 @@ impl Store {
     /// What changed since the last call (everything, for a new store).
     pub fn take_changes(&mut self) -> Changes {
         if self.changes.endpoints {
-            // Label sets no pod uses any more (only the interner holds them).
+            // Label sets and names no pod uses any more (only the interner holds them).
             self.interned.retain(|l| Arc::strong_count(l) > 1);
+            self.names.retain(|n| Arc::strong_count(n) > 1);
         }
         std::mem::take(&mut self.changes)
     }

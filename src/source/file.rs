@@ -829,7 +829,10 @@ spec: {tier: security, ingress: [{action: Deny}]}
             "{}",
             err.error
         );
-        assert!(err.scope.is_none());
+        // Its (absent) selector is still readable: it fails closed over its namespace.
+        let scope = err.scope.as_ref().expect("a readable scope");
+        assert_eq!(scope.namespace.as_deref(), Some("ns"));
+        assert!(scope.selector.is_all());
     }
 
     #[test]

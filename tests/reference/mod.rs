@@ -247,6 +247,10 @@ pub struct Request {
     pub port: u16,
     /// `(method, path)`; `None`: a TCP-level check.
     pub http: Option<(String, String)>,
+    /// `--trust-network-identity`.
+    pub trust_network_identity: bool,
+    /// `--identity-only-source`.
+    pub identity_only_source: bool,
 }
 
 // --- Selectors (calico-selectors.md §3) ----------------------------------------------------
@@ -435,15 +439,31 @@ impl Cluster {
 }
 
 /// Whether a policy is one Calico's API would admit (our generators only break these rules):
-/// "http is only allowed on Allow rules", "protocol must be TCP or unset" with http.
+/// "http is only allowed on Allow rules", "protocol must be TCP or unset" with http; §4
+/// "Validation parity": numeric ports need a protocol, no catch-all CIDR in `notNets`, one IP
+/// version per rule.
 fn compiles(p: &Policy) -> bool {
-    p.ingress.iter().all(|r| match &r.http {
-        None => true,
-        Some(_) => {
-            r.action == Action::Allow
-                && r.protocol
-                    .is_none_or(|p| matches!(p, Proto::Tcp | Proto::TcpLower | Proto::Six))
-        }
+    p.ingress.iter().all(|r| {
+        let http_ok = match &r.http {
+            None => true,
+            Some(_) => {
+                r.action == Action::Allow
+                    && r.protocol
+                        .is_none_or(|p| matches!(p, Proto::Tcp | Proto::TcpLower | Proto::Six))
+            }
+        };
+        let numeric = |ports: &[Port]| ports.iter().any(|p| !matches!(p, Port::Named(_)));
+        let ports_ok = r.protocol.is_some()
+            || !(numeric(&r.destination.ports) || numeric(&r.destination.not_ports));
+        let catch_all = r
+            .source
+            .not_nets
+            .iter()
+            .any(|n| n == "0.0.0.0/0" || n == "::/0");
+        let v6 = |n: &String| n.contains(':');
+        let nets = || r.source.nets.iter().chain(&r.source.not_nets);
+        let mixed = nets().any(v6) && nets().any(|n| !v6(n));
+        http_ok && ports_ok && !catch_all && !mixed
     })
 }
 
@@ -490,6 +510,8 @@ struct Caller<'a> {
     /// The source workload, when trusted.
     pod: Option<&'a Pod>,
     ip: Option<IpAddr>,
+    /// Known by address or principal: an address in no selected set satisfies `notSelector`.
+    by_address: bool,
 }
 
 /// The decision on the enforced policies: `true` is allow.
@@ -517,17 +539,64 @@ fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
     // §1: identity from the principal; the source pod's labels only when it agrees.
     let identity = r.principal.as_deref().and_then(parse_spiffe);
     let src = c.live_pod(&r.source_ip);
-    let pod = match (identity, src) {
-        (Some((ns, sa)), Some(p)) if p.namespace != ns || p.service_account != sa => {
-            return false; // identity mismatch
-        }
-        (Some(_), p) => p,
-        (None, _) => None,
+    if let (Some((ns, sa)), Some(p)) = (identity, src)
+        && (p.namespace != ns || p.service_account != sa)
+    {
+        return false; // identity mismatch
+    }
+    let ip = parse_ip(&r.source_ip);
+    let nobody = Caller {
+        identity: None,
+        pod: None,
+        ip,
+        by_address: false,
     };
-    let caller = Caller {
-        identity,
-        pod,
-        ip: parse_ip(&r.source_ip),
+    // "Network identity and certificate together": identity criteria match only when the source
+    // address is a known workload and the identity agrees; the opt-out lets the principal alone
+    // stand. With no principal, `--trust-network-identity` resolves the caller by its address.
+    let grant = match (identity, src) {
+        (Some(id), Some(pod)) => Caller {
+            identity: Some(id),
+            pod: Some(pod),
+            ip,
+            by_address: true,
+        },
+        (Some(id), None) if r.identity_only_source => Caller {
+            identity: Some(id),
+            pod: None,
+            ip,
+            by_address: true,
+        },
+        (None, Some(pod)) if r.trust_network_identity && r.principal.is_none() => Caller {
+            identity: Some((&pod.namespace, &pod.service_account)),
+            pod: Some(pod),
+            ip,
+            by_address: true,
+        },
+        _ => nobody,
+    };
+    // "A Deny rule is never escaped by lacking an identity": it denies the caller as its
+    // principal names it (Dikastes' check), or as its address names it (Calico's IP sets: the
+    // pod there, or no pod at all).
+    let by_principal = match identity {
+        Some(id) => Caller {
+            identity: Some(id),
+            pod: src,
+            ip,
+            by_address: true,
+        },
+        None => Caller {
+            identity: None,
+            pod: None,
+            ip,
+            by_address: false,
+        },
+    };
+    let by_address = Caller {
+        identity: src.map(|p| (p.namespace.as_str(), p.service_account.as_str())),
+        pod: src,
+        ip,
+        by_address: true,
     };
     // §3.
     for (tier, pass_default) in c.tier_order() {
@@ -538,16 +607,36 @@ fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
         if ps.is_empty() {
             continue;
         }
+        // §3.2: by order, ties by `<name>/<namespace>/<kind>` bytewise.
         ps.sort_by(|a, b| {
             let o = |p: &Policy| p.order.map_or(f64::INFINITY, f64::from);
-            o(a).total_cmp(&o(b))
-                .then(a.name.cmp(&b.name))
-                .then(a.namespace.cmp(&b.namespace))
+            let tie = |p: &Policy| {
+                let kind = if p.namespace.is_some() {
+                    "NetworkPolicy"
+                } else {
+                    "GlobalNetworkPolicy"
+                };
+                format!("{}/{}/{kind}", p.name, p.namespace.as_deref().unwrap_or(""))
+            };
+            o(a).total_cmp(&o(b)).then_with(|| tie(a).cmp(&tie(b)))
         });
         let mut passed = false;
         'policies: for p in ps {
             for rule in &p.ingress {
-                match rule_matches(c, p, rule, &caller, dst, r) {
+                let matched = match rule.action {
+                    // §1: a Deny rule sees the caller as its principal names it and as its
+                    // address names it; matching either (or either's path ambiguously) denies.
+                    Action::Deny => {
+                        let m = rule_matches(c, p, rule, &by_principal, dst, r);
+                        if m == RuleMatch::No {
+                            rule_matches(c, p, rule, &by_address, dst, r)
+                        } else {
+                            m
+                        }
+                    }
+                    _ => rule_matches(c, p, rule, &grant, dst, r),
+                };
+                match matched {
                     RuleMatch::No => continue,
                     // §4: "the request is denied there (reason `ambiguous path`)".
                     RuleMatch::AmbiguousPath => return false,
@@ -585,6 +674,7 @@ fn proto_is_tcp(p: Proto) -> bool {
 }
 
 /// How a rule fares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RuleMatch {
     Yes,
     No,
@@ -820,7 +910,7 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
         return false;
     }
     if let Some(sel) = not_selector
-        && (caller.identity.is_none() || in_set(sel))
+        && (!caller.by_address || in_set(sel))
     {
         return false;
     }
