@@ -445,9 +445,21 @@ fn compile_spec(
         tier,
         order,
         applies,
-        ingress: governs_ingress.then_some(ingress),
+        // Host-endpoint-only policies never reach a workload: Felix files `doNotTrack` policies
+        // in the untracked tiers and `preDNAT` ones in the pre-DNAT tiers, and a workload
+        // endpoint gets only the normal tiers (felix/calc/event_sequencer.go
+        // tierInfoToProtoTierInfo, flushEndpointTierUpdates). So such a policy governs no
+        // workload ingress, and a tier holding only such policies for an endpoint is not
+        // applied to it.
+        ingress: (governs_ingress && !host_endpoint_only(spec)).then_some(ingress),
         staged_action,
     })
+}
+
+/// `doNotTrack: true` or `preDNAT: true`: the policy applies to host endpoints only.
+/// (`applyOnForward` alone changes nothing for a workload.)
+fn host_endpoint_only(spec: &PolicySpec) -> bool {
+    spec.do_not_track == Some(true) || spec.pre_dnat == Some(true)
 }
 
 /// Compiles only what decides which endpoints a Calico policy applies to. When the rest of the

@@ -10,3 +10,6 @@ pub mod path;
 pub mod selector;
 pub mod snapshot;
 pub mod store;
+
+#[cfg(test)]
+mod labels_tests;

@@ -1,0 +1,253 @@
+//! Table tests for what Felix computes for a workload before Dikastes sees it: inherited
+//! profile labels, host-endpoint-only policies, Kubernetes ClusterNetworkPolicy tiers and
+//! network sets (issue #12, SEMANTICS.md §2). Each case names the Calico source it follows.
+//!
+//! Every caller's source address is its own Pod's IP, and the trust domain is `cluster.local`.
+
+use test_case::test_case;
+
+use super::{
+    decision::Verdict,
+    eval::{Addr, HttpRequest, Options, PROTO_TCP, Principal, Request, evaluate},
+    snapshot::Snapshot,
+    store::{Store, decode_document},
+};
+use crate::identity::spiffe::SpiffeRef;
+
+use Verdict::{Allow, Deny};
+
+/// `db` (the destination, `shop/db`) and two callers: `web` (`shop/web`, 10.1.0.10) and `job`
+/// (`batch/job`, 10.1.1.30). Namespaces and ServiceAccounts carry labels for `pcns.`/`pcsa.`.
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {env: prod, team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: batch, labels: {env: dev}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: shop, labels: {tier: frontend}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: db, namespace: shop, labels: {tier: data}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: job, namespace: batch, labels: {tier: batch}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {serviceAccountName: db}
+status: {phase: Running, podIP: 10.1.0.20}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web, pcns.env: own}}
+spec: {serviceAccountName: web}
+status: {phase: Running, podIP: 10.1.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: job, namespace: batch, labels: {app: job}}
+spec: {serviceAccountName: job}
+status: {phase: Running, podIP: 10.1.1.30}
+"#;
+
+/// A caller: source address (its Pod's IP, or another) and principal ("" for none).
+#[derive(Clone, Copy)]
+struct Caller {
+    ip: &'static str,
+    principal: &'static str,
+}
+
+const WEB: Caller = Caller {
+    ip: "10.1.0.10",
+    principal: "spiffe://cluster.local/ns/shop/sa/web",
+};
+const JOB: Caller = Caller {
+    ip: "10.1.1.30",
+    principal: "spiffe://cluster.local/ns/batch/sa/job",
+};
+
+fn store(objects: &str) -> Store {
+    let mut store = Store::new();
+    let text = format!("{CLUSTER}\n---\n{objects}");
+    for doc in yaml_serde::Deserializer::from_str(&text) {
+        let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if v.is_null() {
+            continue;
+        }
+        let (_, obj) = decode_document(v).unwrap().expect("a known kind");
+        store.apply(obj);
+    }
+    store
+}
+
+fn decide_on(snap: &Snapshot, c: Caller) -> (Verdict, String) {
+    let principal = match c.principal {
+        "" => Principal::Absent,
+        p => SpiffeRef::parse(p).map_or(Principal::Invalid, Principal::Valid),
+    };
+    let req = Request {
+        source: Addr {
+            ip: c.ip.parse().ok(),
+            port: 40000,
+        },
+        destination: Addr {
+            ip: "10.1.0.20".parse().ok(),
+            port: 8080,
+        },
+        principal,
+        protocol: PROTO_TCP,
+        http: Some(HttpRequest::new("GET", "/")),
+    };
+    let d = evaluate(snap, &req, &Options::default());
+    (d.verdict, d.reason(snap))
+}
+
+fn decide(objects: &str, c: Caller) -> Verdict {
+    let snap = Snapshot::build(&store(objects), 1);
+    decide_on(&snap, c).0
+}
+
+/// A GlobalNetworkPolicy in tier `default` selecting `spec_selector`, with these ingress rules.
+fn gnp(name: &str, extra: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  {extra}\n  ingress: {rules}\n---\n"
+    )
+}
+
+/// A user tier `early` at order 100 (default action Deny).
+const EARLY: &str = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: early}\nspec: {order: 100}\n---\n";
+
+// ---- Item 3: host-endpoint-only policies ------------------------------------------------------
+// felix/calc/event_sequencer.go tierInfoToProtoTierInfo: a `doNotTrack` policy goes to the
+// untracked tiers, a `preDNAT` one to the pre-DNAT tiers, and only the normal tiers are sent
+// with a WorkloadEndpointUpdate (flushEndpointTierUpdates → ModelWorkloadEndpointToProto); a
+// tier is listed only when it holds a policy for the endpoint.
+
+#[test_case("preDNAT: true", Deny; "event_sequencer.go tierInfoToProtoTierInfo: a preDNAT Allow in an early tier does not allow workload traffic")]
+#[test_case("doNotTrack: true", Deny; "event_sequencer.go tierInfoToProtoTierInfo: a doNotTrack Allow in an early tier does not allow workload traffic")]
+#[test_case("types: [Ingress]", Allow; "event_sequencer.go tierInfoToProtoTierInfo: applyOnForward alone (no preDNAT, doNotTrack) is a normal policy")]
+#[test_case("preDNAT: false", Allow; "event_sequencer.go tierInfoToProtoTierInfo: preDNAT false is a normal policy")]
+fn host_endpoint_only_allow_in_an_early_tier(flag: &str, want: Verdict) {
+    let objects = format!(
+        "{EARLY}{}{}",
+        gnp(
+            "hep-allow",
+            &format!("tier: early\n  selector: all()\n  applyOnForward: true\n  {flag}"),
+            "[{action: Allow}]"
+        ),
+        gnp("deny-web", "selector: app == 'db'", "[{action: Deny}]"),
+    );
+    assert_eq!(decide(&objects, WEB), want);
+}
+
+#[test_case("preDNAT: true"; "event_sequencer.go tierInfoToProtoTierInfo: a tier holding only a preDNAT Deny is not applied")]
+#[test_case("doNotTrack: true"; "event_sequencer.go tierInfoToProtoTierInfo: a tier holding only a doNotTrack Deny is not applied")]
+fn a_tier_of_only_host_endpoint_policies_is_not_applied(flag: &str) {
+    // Were the tier applied, its Deny rule (or its default action) would deny.
+    let objects = format!(
+        "{EARLY}{}",
+        gnp(
+            "hep-deny",
+            &format!("tier: early\n  selector: all()\n  applyOnForward: true\n  {flag}"),
+            "[{action: Deny}]"
+        ),
+    );
+    let snap = Snapshot::build(&store(&objects), 1);
+    assert_eq!(
+        decide_on(&snap, WEB),
+        (Allow, "allowed: no policy selects the destination".into())
+    );
+    assert!(snap.plans.iter().all(|p| p.tiers.is_empty()));
+}
+
+// ---- Item 2: labels inherited from the Namespace and ServiceAccount profiles ------------------
+// libcalico-go/lib/backend/k8s/conversion/conversion.go NamespaceToProfile (every Namespace
+// label as `pcns.<k>`, plus `pcns.projectcalico.org/name`) and ServiceAccountToProfile (`pcsa.`);
+// felix/labelindex/label_inheritance_index.go: an endpoint's own labels are looked up before its
+// profiles' (the Pod's label wins).
+
+/// A policy selecting `db` whose only rule allows sources matching `selector`.
+fn allow_from(selector: &str) -> String {
+    gnp(
+        "allow-from",
+        "selector: app == 'db'",
+        &format!("[{{action: Allow, source: {{selector: \"{selector}\"}}}}]"),
+    )
+}
+
+#[test_case("pcns.env == 'dev'", JOB, Allow; "conversion.go NamespaceToProfile: a rule selector on a Namespace label")]
+#[test_case("pcns.env == 'dev'", WEB, Deny; "conversion.go NamespaceToProfile: another namespace's label value")]
+#[test_case("pcns.projectcalico.org/name == 'batch'", JOB, Allow; "conversion.go NamespaceToProfile: the namespace name label")]
+#[test_case("pcsa.tier == 'batch'", JOB, Allow; "conversion.go ServiceAccountToProfile: a rule selector on a ServiceAccount label")]
+#[test_case("pcsa.tier == 'batch'", WEB, Deny; "conversion.go ServiceAccountToProfile: another account's label value")]
+#[test_case("pcsa.projectcalico.org/name == 'job'", JOB, Allow; "conversion.go ServiceAccountToProfile: the service account name label")]
+#[test_case("pcns.env == 'own'", WEB, Allow; "label_inheritance_index.go: the Pod's own pcns.env label wins")]
+#[test_case("pcns.env == 'prod'", WEB, Deny; "label_inheritance_index.go: the inherited value is hidden by the Pod's own")]
+#[test_case("has(pcns.team)", JOB, Deny; "conversion.go NamespaceToProfile: only its own namespace's labels")]
+fn rule_selectors_see_inherited_labels(selector: &str, c: Caller, want: Verdict) {
+    assert_eq!(decide(&allow_from(selector), c), want);
+}
+
+#[test_case("pcns.env == 'prod'", Deny; "conversion.go NamespaceToProfile: spec.selector on a Namespace label selects the endpoint")]
+#[test_case("pcsa.tier == 'data'", Deny; "conversion.go ServiceAccountToProfile: spec.selector on a ServiceAccount label selects the endpoint")]
+#[test_case("pcns.projectcalico.org/name == 'shop' && pcsa.projectcalico.org/name == 'db'", Deny; "conversion.go: spec.selector on both name labels")]
+#[test_case("pcns.env == 'dev'", Allow; "conversion.go NamespaceToProfile: a value the namespace does not have selects nothing")]
+fn spec_selector_sees_inherited_labels(selector: &str, want: Verdict) {
+    let objects = gnp(
+        "deny-prod",
+        &format!("selector: \"{selector}\""),
+        "[{action: Deny}]",
+    );
+    assert_eq!(decide(&objects, WEB), want);
+}
+
+#[test]
+fn a_namespace_label_change_relabels_only_its_own_classes() {
+    // felix/labelindex/label_inheritance_index.go UpdateParentLabels: a profile's new labels
+    // re-evaluate the endpoints that inherit from it.
+    let mut store = store(&allow_from("pcns.env == 'prod'"));
+    let before = Snapshot::build(&store, 1);
+    store.take_changes();
+    assert_eq!(decide_on(&before, JOB).0, Deny);
+    let v: yaml_serde::Value = yaml_serde::from_str(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: batch, labels: {env: prod}}\n",
+    )
+    .unwrap();
+    store.apply(decode_document(v).unwrap().unwrap().1);
+    let changes = store.take_changes();
+    let after = Snapshot::update(&before, &store, &changes, 2);
+    assert_eq!(decide_on(&after, JOB).0, Allow);
+    assert_eq!(
+        decide_on(&after, WEB).0,
+        Deny,
+        "web's namespace is still prod, but its own pcns.env is `own`"
+    );
+    // The classes of `shop` kept their merged label sets; `batch`'s were merged again.
+    let labels = |snap: &Snapshot, ns: &str| {
+        snap.endpoints
+            .iter()
+            .find(|e| &*e.namespace == ns)
+            .map(|e| e.labels.clone())
+            .unwrap()
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &labels(&before, "shop"),
+        &labels(&after, "shop")
+    ));
+    assert!(!std::sync::Arc::ptr_eq(
+        &labels(&before, "batch"),
+        &labels(&after, "batch")
+    ));
+    assert_eq!(
+        labels(&after, "batch").get("pcns.env").map(|v| &**v),
+        Some("prod")
+    );
+}
