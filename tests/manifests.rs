@@ -1410,6 +1410,13 @@ fn rbac_is_read_only_and_exactly_the_watched_kinds() {
     }
     expected.insert(("networking.k8s.io".into(), "networkpolicies".into()));
     expected.insert(("discovery.k8s.io".into(), "endpointslices".into()));
+    for r in [
+        "clusternetworkpolicies",
+        "adminnetworkpolicies",
+        "baselineadminnetworkpolicies",
+    ] {
+        expected.insert(("policy.networking.k8s.io".into(), r.to_owned()));
+    }
     for r in ["namespaces", "serviceaccounts", "pods"] {
         expected.insert((String::new(), r.to_owned()));
     }

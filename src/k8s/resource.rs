@@ -34,6 +34,12 @@ pub enum Resource {
     Pods,
     /// `discovery.k8s.io/v1` `EndpointSlice`.
     EndpointSlices,
+    /// `policy.networking.k8s.io/v1alpha2` `ClusterNetworkPolicy`.
+    ClusterNetworkPolicies,
+    /// `policy.networking.k8s.io/v1alpha1` `AdminNetworkPolicy`.
+    AdminNetworkPolicies,
+    /// `policy.networking.k8s.io/v1alpha1` `BaselineAdminNetworkPolicy`.
+    BaselineAdminNetworkPolicies,
 }
 
 impl Resource {
@@ -45,6 +51,13 @@ impl Resource {
         Resource::StagedGlobalNetworkPolicies,
         Resource::StagedNetworkPolicies,
         Resource::StagedKubernetesNetworkPolicies,
+    ];
+
+    /// The `policy.networking.k8s.io` resources, watched when the API server serves them.
+    pub const NETWORK_POLICY_API: [Resource; 3] = [
+        Resource::ClusterNetworkPolicies,
+        Resource::AdminNetworkPolicies,
+        Resource::BaselineAdminNetworkPolicies,
     ];
 
     /// The plural name, as in the API path.
@@ -60,6 +73,9 @@ impl Resource {
             Resource::ServiceAccounts => "serviceaccounts",
             Resource::Pods => "pods",
             Resource::EndpointSlices => "endpointslices",
+            Resource::ClusterNetworkPolicies => "clusternetworkpolicies",
+            Resource::AdminNetworkPolicies => "adminnetworkpolicies",
+            Resource::BaselineAdminNetworkPolicies => "baselineadminnetworkpolicies",
         }
     }
 
@@ -76,6 +92,9 @@ impl Resource {
             Resource::ServiceAccounts => "ServiceAccount",
             Resource::Pods => "Pod",
             Resource::EndpointSlices => "EndpointSlice",
+            Resource::ClusterNetworkPolicies => "ClusterNetworkPolicy",
+            Resource::AdminNetworkPolicies => "AdminNetworkPolicy",
+            Resource::BaselineAdminNetworkPolicies => "BaselineAdminNetworkPolicy",
         }
     }
 
@@ -87,6 +106,9 @@ impl Resource {
                 | Resource::GlobalNetworkPolicies
                 | Resource::StagedGlobalNetworkPolicies
                 | Resource::Namespaces
+                | Resource::ClusterNetworkPolicies
+                | Resource::AdminNetworkPolicies
+                | Resource::BaselineAdminNetworkPolicies
         )
     }
 
@@ -96,6 +118,10 @@ impl Resource {
             Resource::KubernetesNetworkPolicies => model::NETWORKING_V1,
             Resource::EndpointSlices => model::DISCOVERY_V1,
             Resource::Namespaces | Resource::ServiceAccounts | Resource::Pods => model::CORE_V1,
+            Resource::ClusterNetworkPolicies => model::POLICY_V1ALPHA2,
+            Resource::AdminNetworkPolicies | Resource::BaselineAdminNetworkPolicies => {
+                model::POLICY_V1ALPHA1
+            }
             _ => calico_api_version,
         };
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));

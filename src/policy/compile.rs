@@ -43,7 +43,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error {
             field: field.into(),
             message: message.into(),
@@ -371,6 +371,16 @@ fn namespace_of(kind: PolicyKind, ns: Option<&str>) -> Result<Option<Arc<str>>, 
         )),
         (false, _) => Ok(None),
     }
+}
+
+/// Compiles the GlobalNetworkPolicy spec a cluster-scoped Kubernetes policy was converted to
+/// (`cluster_policy`), under its Calico name.
+pub(crate) fn compile_converted(
+    kind: PolicyKind,
+    name: &str,
+    spec: &PolicySpec,
+) -> Result<Policy, Error> {
+    compile_spec(kind, name, None, spec)
 }
 
 fn compile_spec(
@@ -982,7 +992,7 @@ fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Err
 }
 
 /// Converts a Kubernetes label selector to Calico syntax (`k8sSelectorToCalico`).
-fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Result<String, Error> {
+pub(crate) fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Result<String, Error> {
     let mut parts = Vec::new();
     if pods {
         parts.push(Expr::Eq(LABEL_ORCHESTRATOR.into(), "k8s".into()));

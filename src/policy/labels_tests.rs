@@ -251,3 +251,143 @@ fn a_namespace_label_change_relabels_only_its_own_classes() {
         Some("prod")
     );
 }
+
+// ---- Item 4: Kubernetes ClusterNetworkPolicy (and Admin/BaselineAdminNetworkPolicy) ----------
+// libcalico-go/lib/backend/k8s/conversion/clusternetworkpolicy.go K8sClusterNetworkPolicyToCalico:
+// GlobalNetworkPolicies in tier kube-admin (order 1,000, default Pass) or kube-baseline
+// (10,000,000, Pass), order = priority.
+
+fn cnp(name: &str, tier: &str, priority: u32, rules: &str) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  tier: {tier}\n  priority: {priority}\n  subject: {{pods: {{namespaceSelector: {{matchLabels: {{env: prod}}}}, podSelector: {{matchLabels: {{app: db}}}}}}}}\n  ingress: {rules}\n---\n"
+    )
+}
+
+const FROM_DEV: &str = "from: [{namespaces: {matchLabels: {env: dev}}}]";
+
+#[test_case(WEB, Allow; "clusternetworkpolicy.go: no rule matched, kube-admin passes, no other tier: allowed")]
+#[test_case(JOB, Deny; "clusternetworkpolicy.go: an Admin Deny from the dev namespaces denies")]
+fn an_admin_deny(c: Caller, want: Verdict) {
+    let objects = cnp(
+        "deny-dev",
+        "Admin",
+        10,
+        &format!("[{{action: Deny, {FROM_DEV}}}]"),
+    );
+    assert_eq!(decide(&objects, c), want);
+}
+
+#[test]
+fn an_admin_deny_comes_before_the_default_tier() {
+    // kube-admin (1,000) before default (1,000,000): a Calico Allow cannot undo it.
+    let objects = format!(
+        "{}{}",
+        cnp(
+            "deny-dev",
+            "Admin",
+            10,
+            &format!("[{{action: Deny, {FROM_DEV}}}]")
+        ),
+        gnp("allow-all", "selector: all()", "[{action: Allow}]"),
+    );
+    let snap = Snapshot::build(&store(&objects), 1);
+    let (verdict, reason) = decide_on(&snap, JOB);
+    assert_eq!(verdict, Deny);
+    assert!(reason.contains("deny-dev"), "{reason}");
+}
+
+#[test_case(1, 2, Allow; "order = priority: the Accept at priority 1 decides first")]
+#[test_case(3, 2, Deny; "order = priority: the Deny at priority 2 decides first")]
+fn priorities_order_the_admin_tier(accept: u32, deny: u32, want: Verdict) {
+    let objects = format!(
+        "{}{}",
+        cnp(
+            "accept-dev",
+            "Admin",
+            accept,
+            &format!("[{{action: Accept, {FROM_DEV}}}]")
+        ),
+        cnp(
+            "deny-dev",
+            "Admin",
+            deny,
+            &format!("[{{action: Deny, {FROM_DEV}}}]")
+        ),
+    );
+    assert_eq!(decide(&objects, JOB), want);
+}
+
+#[test_case("", Deny; "kube-baseline: reached when no tier decided, its Deny denies")]
+#[test_case("allow", Allow; "kube-baseline: a default-tier Allow decides before the baseline is reached")]
+fn a_baseline_deny(default_tier: &str, want: Verdict) {
+    let mut objects = cnp(
+        "base",
+        "Baseline",
+        10,
+        &format!("[{{action: Deny, {FROM_DEV}}}]"),
+    );
+    if default_tier == "allow" {
+        objects.push_str(&gnp("allow-all", "selector: all()", "[{action: Allow}]"));
+    }
+    assert_eq!(decide(&objects, JOB), want);
+}
+
+#[test]
+fn an_admin_pass_skips_to_the_next_tier() {
+    // K8sClusterNetworkPolicyActionToCalico: Pass stays Pass; the default tier then decides.
+    let objects = format!(
+        "{}{}",
+        cnp(
+            "pass-dev",
+            "Admin",
+            1,
+            &format!("[{{action: Pass, {FROM_DEV}}}]")
+        ),
+        cnp(
+            "deny-all",
+            "Admin",
+            2,
+            "[{action: Deny, from: [{namespaces: {}}]}]"
+        ),
+    );
+    assert_eq!(
+        decide(&objects, JOB),
+        Allow,
+        "passed over the Deny, and no default-tier policy"
+    );
+    assert_eq!(decide(&objects, WEB), Deny);
+}
+
+#[test]
+fn admin_and_baseline_admin_network_policies_v1alpha1() {
+    let objects = "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: anp}\nspec:\n  priority: 5\n  subject: {namespaces: {matchLabels: {env: prod}}}\n  ingress: [{action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: job}}}}]}]\n---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: default}\nspec:\n  subject: {namespaces: {}}\n  ingress: [{action: Deny, from: [{namespaces: {matchLabels: {env: prod}}}]}]\n---\n";
+    let snap = Snapshot::build(&store(objects), 1);
+    let (v, reason) = decide_on(&snap, JOB);
+    assert_eq!(v, Deny);
+    assert!(reason.contains("kanp.adminnetworkpolicy.anp"), "{reason}");
+    let (v, reason) = decide_on(&snap, WEB);
+    assert_eq!(v, Deny);
+    assert!(
+        reason.contains("kbanp.baselineadminnetworkpolicy.default"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_malformed_cluster_network_policy_fails_closed() {
+    // Calico drops a policy whose tier it cannot parse (clusterNetworkPolicyTombstone); a
+    // dropped Deny would allow, so here it is invalid and denies what it could apply to.
+    let objects = cnp(
+        "typo",
+        "Admn",
+        1,
+        &format!("[{{action: Deny, {FROM_DEV}}}]"),
+    );
+    let snap = Snapshot::build(&store(&objects), 1);
+    let (v, reason) = decide_on(&snap, JOB);
+    assert_eq!(v, Deny);
+    assert!(
+        reason.contains("typo") && reason.contains("invalid"),
+        "{reason}"
+    );
+}

@@ -2,6 +2,7 @@
 //! Must not import `authz`, `source`, tonic or Kubernetes-client code, so it can be tested,
 //! fuzzed and benchmarked alone.
 
+pub mod cluster_policy;
 pub mod compile;
 pub mod decision;
 pub mod eval;

@@ -20,6 +20,10 @@ pub const CALICO_V3: &str = "projectcalico.org/v3";
 pub const CALICO_CRD_V1: &str = "crd.projectcalico.org/v1";
 /// Kubernetes NetworkPolicy.
 pub const NETWORKING_V1: &str = "networking.k8s.io/v1";
+/// Kubernetes `ClusterNetworkPolicy` (the version Calico ≥ 3.32 reads).
+pub const POLICY_V1ALPHA2: &str = "policy.networking.k8s.io/v1alpha2";
+/// Kubernetes `AdminNetworkPolicy` / `BaselineAdminNetworkPolicy` (Calico ≤ 3.31).
+pub const POLICY_V1ALPHA1: &str = "policy.networking.k8s.io/v1alpha1";
 /// The core Kubernetes API.
 pub const CORE_V1: &str = "v1";
 /// EndpointSlices.
@@ -111,6 +115,13 @@ pub enum PolicyKind {
     StagedNetworkPolicy,
     /// Calico `StagedKubernetesNetworkPolicy` (never enforced).
     StagedKubernetesNetworkPolicy,
+    /// Kubernetes `policy.networking.k8s.io/v1alpha2` `ClusterNetworkPolicy`, converted as
+    /// Calico converts it (tiers `kube-admin` / `kube-baseline`).
+    ClusterNetworkPolicy,
+    /// Kubernetes `policy.networking.k8s.io/v1alpha1` `AdminNetworkPolicy` (Calico ≤ 3.31).
+    AdminNetworkPolicy,
+    /// Kubernetes `policy.networking.k8s.io/v1alpha1` `BaselineAdminNetworkPolicy`.
+    BaselineAdminNetworkPolicy,
 }
 
 impl PolicyKind {
@@ -118,7 +129,21 @@ impl PolicyKind {
     pub fn is_namespaced(self) -> bool {
         !matches!(
             self,
-            PolicyKind::GlobalNetworkPolicy | PolicyKind::StagedGlobalNetworkPolicy
+            PolicyKind::GlobalNetworkPolicy
+                | PolicyKind::StagedGlobalNetworkPolicy
+                | PolicyKind::ClusterNetworkPolicy
+                | PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
+        )
+    }
+
+    /// Whether this is one of the cluster-scoped `policy.networking.k8s.io` kinds.
+    pub fn is_cluster_network_policy(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::ClusterNetworkPolicy
+                | PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
         )
     }
 
@@ -159,6 +184,11 @@ impl PolicyKind {
             PolicyKind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
             PolicyKind::StagedNetworkPolicy => "StagedNetworkPolicy",
             PolicyKind::StagedKubernetesNetworkPolicy => "StagedKubernetesNetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy.policy.networking.k8s.io",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy.policy.networking.k8s.io",
+            PolicyKind::BaselineAdminNetworkPolicy => {
+                "BaselineAdminNetworkPolicy.policy.networking.k8s.io"
+            }
         }
     }
 
@@ -175,6 +205,15 @@ impl PolicyKind {
             "StagedNetworkPolicy" if calico => Some(PolicyKind::StagedNetworkPolicy),
             "StagedKubernetesNetworkPolicy" if calico => {
                 Some(PolicyKind::StagedKubernetesNetworkPolicy)
+            }
+            "ClusterNetworkPolicy" if api_version == POLICY_V1ALPHA2 => {
+                Some(PolicyKind::ClusterNetworkPolicy)
+            }
+            "AdminNetworkPolicy" if api_version == POLICY_V1ALPHA1 => {
+                Some(PolicyKind::AdminNetworkPolicy)
+            }
+            "BaselineAdminNetworkPolicy" if api_version == POLICY_V1ALPHA1 => {
+                Some(PolicyKind::BaselineAdminNetworkPolicy)
             }
             _ => None,
         }

@@ -15,6 +15,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{
+    cluster_policy::{self, ClusterPolicy},
     compile::{self, Applies, Policy, PolicyId},
     model::{self, CalicoPolicy, K8sNetworkPolicy, ObjectMeta, PolicyKind, TypeMeta},
 };
@@ -353,7 +354,13 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
         Result<Policy, compile::Error>,
         Option<Applies>,
     );
-    let decoded: Result<Decoded, String> = if kind.is_kubernetes_shaped() {
+    let decoded: Result<Decoded, String> = if kind.is_cluster_network_policy() {
+        decode.decode::<ClusterPolicy>().map(|p| {
+            let compiled = cluster_policy::compile(kind, &p);
+            let name = cluster_policy::calico_name(kind, &p.metadata.name);
+            (name, None, compiled, None)
+        })
+    } else if kind.is_kubernetes_shaped() {
         decode.decode::<K8sNetworkPolicy>().map(|p| {
             let compiled = compile::compile_kubernetes(kind, &p);
             let name = format!("knp.default.{}", p.metadata.name);
@@ -390,6 +397,8 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
             let m = meta().unwrap_or_default();
             let name = if kind.is_kubernetes_shaped() {
                 format!("knp.default.{}", m.name)
+            } else if kind.is_cluster_network_policy() {
+                cluster_policy::calico_name(kind, &m.name)
             } else {
                 m.name.clone()
             };
@@ -405,7 +414,14 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
 }
 
 fn policy_id(kind: PolicyKind, ns: Option<&str>, name: &str) -> Result<PolicyId, DecodeError> {
-    if name.is_empty() || name == "knp.default." {
+    if name.is_empty()
+        || [
+            "knp.default.",
+            cluster_policy::ANP_PREFIX,
+            cluster_policy::BANP_PREFIX,
+        ]
+        .contains(&name)
+    {
         return Err(DecodeError::NoName {
             kind: kind.as_str().to_owned(),
         });
