@@ -214,6 +214,34 @@ pub fn compile(kind: PolicyKind, p: &ClusterPolicy) -> Result<Policy, Error> {
     compile::compile_converted(kind, &calico_name(kind, &p.metadata.name), &spec)
 }
 
+/// What an invalid policy of these kinds could apply to: its subject, when that converts
+/// (`None`: it cannot be read, so every endpoint). A bad rule, tier or priority then fails closed
+/// on the pods its subject selects, not on the whole cluster (SEMANTICS.md §3.6).
+pub fn scope(p: &ClusterPolicy) -> Option<compile::Applies> {
+    let (namespace_selector, selector) = subject(&p.spec.subject).ok()?;
+    compile::converted_applies(&PolicySpec {
+        selector: Some(selector),
+        namespace_selector: Some(namespace_selector),
+        ..PolicySpec::default()
+    })
+    .ok()
+}
+
+/// `(namespaceSelector, selector)` of a subject (`K8sClusterNetworkPolicyToCalico`).
+fn subject(s: &Subject) -> Result<(String, String), Error> {
+    match (&s.namespaces, &s.pods) {
+        (Some(ns), None) => Ok((namespace_selector(ns)?, pod_selector(None)?)),
+        (None, Some(pods)) => Ok((
+            namespace_selector(&pods.namespace_selector)?,
+            pod_selector(Some(&pods.pod_selector))?,
+        )),
+        _ => Err(Error::new(
+            "spec.subject",
+            "needs exactly one of `namespaces` or `pods`",
+        )),
+    }
+}
+
 /// The GlobalNetworkPolicy spec Calico makes of it.
 fn convert(kind: PolicyKind, s: &ClusterPolicySpec) -> Result<PolicySpec, Error> {
     // clusterNetworkPolicyTier: `Admin` → kube-admin, `Baseline` → kube-baseline, anything else
@@ -246,19 +274,7 @@ fn convert(kind: PolicyKind, s: &ClusterPolicySpec) -> Result<PolicySpec, Error>
         }
         (_, None) => return Err(Error::new("spec.priority", "a priority is required")),
     };
-    let (namespace_selector, selector) = match (&s.subject.namespaces, &s.subject.pods) {
-        (Some(ns), None) => (namespace_selector(ns)?, pod_selector(None)?),
-        (None, Some(pods)) => (
-            namespace_selector(&pods.namespace_selector)?,
-            pod_selector(Some(&pods.pod_selector))?,
-        ),
-        _ => {
-            return Err(Error::new(
-                "spec.subject",
-                "needs exactly one of `namespaces` or `pods`",
-            ));
-        }
-    };
+    let (namespace_selector, selector) = subject(&s.subject)?;
     let mut ingress = Vec::new();
     for r in &s.ingress {
         match ingress_rule(kind, r) {

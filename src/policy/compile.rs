@@ -481,6 +481,11 @@ pub fn compile_applies(kind: PolicyKind, p: &CalicoPolicy) -> Result<Applies, Er
     )
 }
 
+/// What a converted cluster-scoped policy (its `selector` and `namespaceSelector`) applies to.
+pub(crate) fn converted_applies(spec: &PolicySpec) -> Result<Applies, Error> {
+    applies(None, spec)
+}
+
 fn applies(namespace: Option<Arc<str>>, spec: &PolicySpec) -> Result<Applies, Error> {
     Ok(Applies {
         namespace,

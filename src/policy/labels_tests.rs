@@ -390,4 +390,16 @@ fn a_malformed_cluster_network_policy_fails_closed() {
         reason.contains("typo") && reason.contains("invalid"),
         "{reason}"
     );
+    // SEMANTICS.md §3.6: its subject (db, in the prod namespaces) is readable, so only what
+    // that selects fails closed: a Pod outside it is not denied by the typo.
+    let class = |ns: &str, name: &str| {
+        let i = snap.endpoint_by_name(ns, name).unwrap();
+        snap.endpoints[i as usize].class as usize
+    };
+    assert!(snap.plans[class("batch", "job")].invalid.is_none());
+    assert!(snap.plans[class("shop", "db")].invalid.is_some());
+    // No readable subject: every endpoint.
+    let objects = "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: nosubject}\nspec: {tier: Admin, priority: 1}\n";
+    let snap = Snapshot::build(&store(objects), 1);
+    assert!(snap.plans.iter().all(|p| p.invalid.is_some()));
 }

@@ -358,7 +358,11 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<ObjectMeta>>(
         decode.decode::<ClusterPolicy>().map(|p| {
             let compiled = cluster_policy::compile(kind, &p);
             let name = cluster_policy::calico_name(kind, &p.metadata.name);
-            (name, None, compiled, None)
+            let scope = compiled
+                .is_err()
+                .then(|| cluster_policy::scope(&p))
+                .flatten();
+            (name, None, compiled, scope)
         })
     } else if kind.is_kubernetes_shaped() {
         decode.decode::<K8sNetworkPolicy>().map(|p| {
