@@ -1075,17 +1075,14 @@ fn cluster_network_policies_are_watched_when_served_and_decide_in_kube_admin() {
         "freeze-products"
     ));
     c.wait_for(&req, OK, "ClusterNetworkPolicy deleted");
-    let paths: BTreeSet<String> = api.requests().iter().map(|r| r.path.clone()).collect();
-    for plural in [
-        "clusternetworkpolicies",
-        "adminnetworkpolicies",
-        "baselineadminnetworkpolicies",
-    ] {
-        assert!(
-            paths.iter().any(|p| p.ends_with(plural)),
-            "{plural} watched: {paths:?}"
-        );
-    }
+    assert_watched(
+        &api,
+        &[
+            "/clusternetworkpolicies",
+            "/adminnetworkpolicies",
+            "/baselineadminnetworkpolicies",
+        ],
+    );
 
     // Not served: not watched, and the server still syncs.
     let bare = FakeApi::start_with(Calico::V3, false);
@@ -1099,4 +1096,51 @@ fn cluster_network_policies_are_watched_when_served_and_decide_in_kube_admin() {
             .all(|r| !r.path.contains("policy.networking.k8s.io")),
         "nothing of policy.networking.k8s.io is asked for when it is not served"
     );
+}
+
+#[test]
+fn network_sets_are_watched_and_select_source_addresses() {
+    // A GlobalNetworkPolicy first in the default tier denies sources in sets labelled `blocked`; a
+    // GlobalNetworkSet, then a NetworkSet in `shop`, holding frontend's address take effect
+    // when added and lapse when deleted (Felix's IP sets hold network sets' nets).
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "block-sets"},
+        "spec": {"order": 1, "selector": "all()", "types": ["Ingress"],
+                 "ingress": [{"action": "Deny", "source": {"selector": "blocked == 'yes'"}},
+                             {"action": "Pass"}]}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    let req = frontend_get_product();
+    assert_eq!(c.check(&req), Ok(OK));
+    for (kind, ns) in [("GlobalNetworkSet", None), ("NetworkSet", Some("shop"))] {
+        let mut meta = json!({"name": "blocked", "labels": {"blocked": "yes"}});
+        if let Some(ns) = ns {
+            meta["namespace"] = json!(ns);
+        }
+        api.apply(json!({
+            "apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta,
+            "spec": {"nets": ["10.0.1.0/28"]}
+        }));
+        c.wait_for(&req, DENIED, &format!("{kind} added"));
+        assert!(api.delete("projectcalico.org/v3", kind, ns.unwrap_or(""), "blocked"));
+        c.wait_for(&req, OK, &format!("{kind} deleted"));
+    }
+    assert_watched(&api, &["/networksets", "/globalnetworksets"]);
+}
+
+/// Every one of `plurals` (with a leading `/`) was read from `api`.
+fn assert_watched(api: &FakeApi, plurals: &[&str]) {
+    let paths: BTreeSet<String> = api.requests().iter().map(|r| r.path.clone()).collect();
+    for plural in plurals {
+        assert!(
+            paths.iter().any(|p| p.ends_with(plural)),
+            "{plural} watched: {paths:?}"
+        );
+    }
 }

@@ -1404,6 +1404,8 @@ fn rbac_is_read_only_and_exactly_the_watched_kinds() {
             "stagedglobalnetworkpolicies",
             "stagednetworkpolicies",
             "stagedkubernetesnetworkpolicies",
+            "networksets",
+            "globalnetworksets",
         ] {
             expected.insert((g.to_owned(), r.to_owned()));
         }

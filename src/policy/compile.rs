@@ -811,7 +811,7 @@ fn compile_services(
 }
 
 /// Parses a CIDR, or a bare address as a host route (Calico normalizes both).
-fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
+pub(crate) fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())

@@ -403,3 +403,170 @@ fn a_malformed_cluster_network_policy_fails_closed() {
     let snap = Snapshot::build(&store(objects), 1);
     assert!(snap.plans.iter().all(|p| p.invalid.is_some()));
 }
+
+// ---- Item 6: network sets ---------------------------------------------------------------------
+// libcalico-go updateprocessors/networksetprocessor.go convertNetworkSetV2ToV1Value: a
+// NetworkSet's labels gain `projectcalico.org/namespace` and inherit its Namespace profile
+// (`kns.<ns>`: `pcns.` labels); a GlobalNetworkSet has its own labels only.
+// updateprocessors/rules.go getEndpointSelector: a rule's source IP set selects
+// `(namespace part) && (selector)`: `namespaceSelector` (`global()` = `!has(projectcalico.org/
+// namespace)`), or a namespaced policy's own namespace; `notSelector` is a set of its own.
+// Felix's IP set holds the selected sets' nets: a source address in any of them matches.
+
+/// `partners` (global, 198.51.100.0/24 and 203.0.113.0/28), `shop/office` (10.9.0.0/16),
+/// `shop/vpn` (10.9.5.0/24, inside office), `batch/office` (10.8.0.0/16), and the pods' range
+/// 10.1.0.0/16 as the global set `pods`.
+const NET_SETS: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: partners, labels: {role: partner}}
+spec: {nets: [198.51.100.0/24, 203.0.113.0/28]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: {name: office, namespace: shop, labels: {role: office}}
+spec: {nets: [10.9.0.0/16]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: {name: vpn, namespace: shop, labels: {role: office, vpn: "yes"}}
+spec: {nets: [10.9.5.0/24]}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: NetworkSet
+metadata: {name: office, namespace: batch, labels: {role: office}}
+spec: {nets: [10.8.0.0/16]}
+---
+apiVersion: crd.projectcalico.org/v1
+kind: GlobalNetworkSet
+metadata: {name: pods, labels: {role: pods}}
+spec: {nets: [10.1.0.0/16]}
+---
+"#;
+
+const fn at(ip: &'static str) -> Caller {
+    Caller { ip, principal: "" }
+}
+const PARTNER: Caller = at("198.51.100.7");
+const SHOP_OFFICE: Caller = at("10.9.1.1");
+const SHOP_VPN: Caller = at("10.9.5.1");
+const BATCH_OFFICE: Caller = at("10.8.1.1");
+const NOWHERE: Caller = at("192.0.2.1");
+
+/// A Calico NetworkPolicy in `shop` selecting `db`, with these ingress rules.
+fn np(rules: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  selector: app == 'db'\n  ingress: {rules}\n---\n"
+    )
+}
+
+#[test_case(false, "selector: role == 'partner'", PARTNER, Allow; "rules.go getEndpointSelector: a global policy's selector selects a GlobalNetworkSet by its labels")]
+#[test_case(false, "selector: role == 'partner'", at("203.0.113.15"), Allow; "networksetprocessor.go: every net of the set")]
+#[test_case(false, "selector: role == 'partner'", at("203.0.113.16"), Deny; "networksetprocessor.go: outside the set's nets")]
+#[test_case(false, "selector: role == 'partner'", NOWHERE, Deny; "rules.go getEndpointSelector: an address in no set matches no selector")]
+#[test_case(false, "selector: role == 'office'", SHOP_OFFICE, Allow; "rules.go getEndpointSelector: a global policy's selector selects NetworkSets of every namespace (shop)")]
+#[test_case(false, "selector: role == 'office'", BATCH_OFFICE, Allow; "rules.go getEndpointSelector: a global policy's selector selects NetworkSets of every namespace (batch, crd form)")]
+#[test_case(true, "selector: role == 'office'", SHOP_OFFICE, Allow; "rules.go getEndpointSelector: a namespaced policy's selector selects NetworkSets of its namespace")]
+#[test_case(true, "selector: role == 'office'", BATCH_OFFICE, Deny; "rules.go getEndpointSelector: a namespaced policy's selector selects no NetworkSet of another namespace")]
+#[test_case(true, "selector: role == 'partner'", PARTNER, Deny; "rules.go getEndpointSelector: a namespaced policy's selector selects no GlobalNetworkSet")]
+#[test_case(true, "namespaceSelector: global(), selector: role == 'partner'", PARTNER, Allow; "rules.go getEndpointSelector: namespaceSelector global() selects GlobalNetworkSets")]
+#[test_case(true, "namespaceSelector: global(), selector: role == 'office'", SHOP_OFFICE, Deny; "rules.go getEndpointSelector: namespaceSelector global() selects no NetworkSet")]
+#[test_case(false, "namespaceSelector: global()", PARTNER, Allow; "rules.go getEndpointSelector: namespaceSelector global() alone selects every GlobalNetworkSet")]
+#[test_case(false, "namespaceSelector: global()", SHOP_OFFICE, Deny; "rules.go getEndpointSelector: namespaceSelector global() alone selects no NetworkSet")]
+#[test_case(false, "namespaceSelector: all()", SHOP_OFFICE, Allow; "rules.go getEndpointSelector: namespaceSelector all() is has(projectcalico.org/namespace)")]
+#[test_case(false, "namespaceSelector: all()", PARTNER, Deny; "rules.go getEndpointSelector: namespaceSelector all() selects no GlobalNetworkSet")]
+#[test_case(false, "namespaceSelector: env == 'dev', selector: role == 'office'", BATCH_OFFICE, Allow; "rules.go getEndpointSelector: namespaceSelector on the set's namespace labels")]
+#[test_case(false, "namespaceSelector: env == 'dev', selector: role == 'office'", SHOP_OFFICE, Deny; "rules.go getEndpointSelector: namespaceSelector excludes the sets of other namespaces")]
+#[test_case(false, "selector: pcns.env == 'prod'", SHOP_OFFICE, Allow; "networksetprocessor.go convertNetworkSetV2ToV1Value: a NetworkSet inherits its namespace's pcns. labels")]
+#[test_case(false, "selector: pcns.env == 'prod'", BATCH_OFFICE, Deny; "networksetprocessor.go convertNetworkSetV2ToV1Value: another namespace's labels")]
+#[test_case(false, "selector: projectcalico.org/namespace == 'batch'", BATCH_OFFICE, Allow; "networksetprocessor.go convertNetworkSetV2ToV1Value: a NetworkSet carries projectcalico.org/namespace")]
+#[test_case(false, "selector: has(role), notSelector: vpn == 'yes'", SHOP_OFFICE, Allow; "rules.go RuleAPIV3ToBackend: notSelector excludes only the sets it selects")]
+#[test_case(false, "selector: has(role), notSelector: vpn == 'yes'", SHOP_VPN, Deny; "rules.go RuleAPIV3ToBackend NotSrcSelector: an address in a set notSelector selects is excluded, though another selected set holds it")]
+#[test_case(false, "selector: role == 'pods', notSelector: app == 'web'", JOB, Allow; "rules.go NotSrcSelector: a workload's address in a selected set")]
+#[test_case(false, "selector: role == 'pods', notSelector: app == 'web'", WEB, Deny; "rules.go NotSrcSelector: the workload at the address is in the notSelector's IP set")]
+#[test_case(false, "serviceAccounts: {names: [web]}, selector: role == 'office'", SHOP_OFFICE, Deny; "rules.go getEndpointSelector: a serviceAccounts criterion adds a pcsa. selector no network set has")]
+#[test_case(false, "nets: [10.9.0.0/24], selector: role == 'office'", SHOP_OFFICE, Deny; "nets still apply beside a network-set selector")]
+fn network_sets_as_source_selectors(namespaced: bool, source: &str, c: Caller, want: Verdict) {
+    let rules = format!("[{{action: Allow, source: {{{source}}}}}]");
+    let policy = if namespaced {
+        np(&rules)
+    } else {
+        gnp("p", "selector: app == 'db'", &rules)
+    };
+    assert_eq!(decide(&format!("{NET_SETS}{policy}"), c), want, "{source}");
+}
+
+/// A network-set match is by address: a Deny rule selecting a set denies every caller there,
+/// with or without a principal (felix IP sets match addresses only).
+#[test]
+fn a_deny_rule_selecting_a_network_set_denies_by_address() {
+    let policy = gnp(
+        "p",
+        "selector: app == 'db'",
+        "[{action: Deny, source: {selector: role == 'partner'}}, {action: Allow}]",
+    );
+    let objects = format!("{NET_SETS}{policy}");
+    let valid_elsewhere = Caller {
+        ip: PARTNER.ip,
+        principal: "spiffe://cluster.local/ns/shop/sa/web",
+    };
+    for c in [PARTNER, valid_elsewhere] {
+        assert_eq!(decide(&objects, c), Deny, "{}", c.principal);
+    }
+    assert_eq!(decide(&objects, NOWHERE), Allow);
+    assert_eq!(decide(&objects, WEB), Allow);
+}
+
+/// Network sets change the answer incrementally: added, relabelled and removed between two
+/// snapshots of one store (Snapshot::update rebuilds the set index when a set changes).
+#[test]
+fn network_set_changes_update_the_snapshot() {
+    let policy = gnp(
+        "p",
+        "selector: app == 'db'",
+        "[{action: Allow, source: {selector: role == 'partner'}}]",
+    );
+    let mut st = store(&policy);
+    let snap = Snapshot::build(&st, 1);
+    st.take_changes();
+    assert_eq!(decide_on(&snap, PARTNER).0, Deny);
+    let set = |labels: &str| {
+        let v: yaml_serde::Value = yaml_serde::from_str(&format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {{name: partners, labels: {labels}}}\nspec: {{nets: [198.51.100.0/24]}}"
+        ))
+        .unwrap();
+        decode_document(v).unwrap().unwrap().1
+    };
+    st.apply(set("{role: partner}"));
+    let ch = st.take_changes();
+    let snap = Snapshot::update(&snap, &st, &ch, 2);
+    assert_eq!(decide_on(&snap, PARTNER).0, Allow);
+    st.apply(set("{role: other}"));
+    let ch = st.take_changes();
+    let snap = Snapshot::update(&snap, &st, &ch, 3);
+    assert_eq!(decide_on(&snap, PARTNER).0, Deny);
+    st.apply(set("{role: partner}"));
+    let ch = st.take_changes();
+    let snap = Snapshot::update(&snap, &st, &ch, 4);
+    assert_eq!(decide_on(&snap, PARTNER).0, Allow);
+    let key = super::store::Key::NetworkSet(String::new(), "partners".into());
+    assert!(st.delete(&key));
+    let ch = st.take_changes();
+    let snap = Snapshot::update(&snap, &st, &ch, 5);
+    assert_eq!(decide_on(&snap, PARTNER).0, Deny);
+}
+
+/// networksetprocessor.go convertNetworkSetV2ToV1Value skips a CIDR it cannot parse (with a
+/// warning) and keeps the rest of the set.
+#[test]
+fn a_bad_net_is_skipped_and_the_rest_of_the_set_kept() {
+    let objects = format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {{name: partners, labels: {{role: partner}}}}\nspec: {{nets: [not-a-cidr, 198.51.100.0/24]}}\n---\n{}",
+        gnp(
+            "p",
+            "selector: app == 'db'",
+            "[{action: Deny, source: {selector: role == 'partner'}}, {action: Allow}]"
+        )
+    );
+    assert_eq!(decide(&objects, PARTNER), Deny);
+}

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod decision;
 pub mod eval;
 pub mod model;
+pub mod netsets;
 pub mod path;
 pub mod selector;
 pub mod snapshot;

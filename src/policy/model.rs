@@ -77,6 +77,28 @@ pub struct CalicoV3Metadata {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet`: labelled nets that rule selectors
+/// select by address (libcalico-go `api/pkg/apis/projectcalico/v3` NetworkSetSpec,
+/// GlobalNetworkSetSpec: `nets`; `allowedEgressDomains` is for egress only and ignored here).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSet {
+    /// Metadata (name, namespace, labels).
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: NetworkSetSpec,
+}
+
+/// `NetworkSet.spec` / `GlobalNetworkSet.spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSetSpec {
+    /// CIDRs (or bare addresses) of the set.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub nets: Vec<String>,
+}
+
 /// A Calico `Tier`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -19,6 +19,7 @@ use std::{
 use super::{
     compile::{Applies, LABEL_NAME, Policy, PolicyId, ServiceRef, StagedAction, Tier, TierDefault},
     decision::{Cause, Decision, Verdict},
+    netsets::NetSets,
     store::{Changes, InvalidPolicy, Store},
 };
 
@@ -163,6 +164,9 @@ pub struct Snapshot {
     /// The endpoints of each Service (from EndpointSlices), for `services` criteria. Shared
     /// with the previous generation when no EndpointSlice changed.
     pub services: Arc<ServiceIndex>,
+    /// What each rule's source selectors select among the network sets. Shared with the
+    /// previous generation when no network set, policy, tier or Namespace changed.
+    pub net_sets: Arc<NetSets>,
     /// Plans, one per endpoint class.
     pub plans: Vec<Plan>,
     /// The store this was built from (see [`Snapshot::update`]).
@@ -256,6 +260,7 @@ impl Snapshot {
         let plans = set.plans(&endpoints);
         let services = Arc::new(ServiceIndex::build(store));
         let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
+        snap.net_sets = Arc::new(NetSets::build(store, &snap.policies, &snap.endpoints));
         snap.shadow = shadow(store, &snap, generation);
         snap
     }
@@ -299,6 +304,15 @@ impl Snapshot {
             prev.services.clone()
         };
         let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
+        snap.net_sets = if changes.net_sets
+            || changes.tiers
+            || !changes.policies.is_empty()
+            || !changes.namespaces.is_empty()
+        {
+            Arc::new(NetSets::build(store, &snap.policies, &snap.endpoints))
+        } else {
+            prev.net_sets.clone()
+        };
         snap.shadow = shadow(store, &snap, generation);
         snap
     }
@@ -342,13 +356,15 @@ fn shadow(store: &Store, snap: &Snapshot, generation: u64) -> Option<Box<Snapsho
     shadow_policies(store).map(|policies| {
         let set = PolicySet::build(store, &policies);
         let plans = set.plans(&snap.endpoints);
-        Box::new(set.into_snapshot(
+        let mut shadow = set.into_snapshot(
             generation,
             snap.endpoints.clone(),
             snap.services.clone(),
             plans,
             0,
-        ))
+        );
+        shadow.net_sets = Arc::new(NetSets::build(store, &shadow.policies, &shadow.endpoints));
+        Box::new(shadow)
     })
 }
 
@@ -540,6 +556,7 @@ impl PolicySet {
             invalid: self.invalid,
             endpoints,
             services,
+            net_sets: Arc::default(),
             plans,
             lineage,
             counters,

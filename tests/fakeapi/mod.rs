@@ -79,7 +79,7 @@ impl ResourceDef {
     }
 }
 
-const CALICO_KINDS: [(&str, &str, bool); 6] = [
+const CALICO_KINDS: [(&str, &str, bool); 8] = [
     ("tiers", "Tier", false),
     ("globalnetworkpolicies", "GlobalNetworkPolicy", false),
     ("networkpolicies", "NetworkPolicy", true),
@@ -94,6 +94,8 @@ const CALICO_KINDS: [(&str, &str, bool); 6] = [
         "StagedKubernetesNetworkPolicy",
         true,
     ),
+    ("networksets", "NetworkSet", true),
+    ("globalnetworksets", "GlobalNetworkSet", false),
 ];
 
 fn served(calico: Calico, network_policy_api: bool) -> Vec<ResourceDef> {
