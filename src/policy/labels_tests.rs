@@ -485,6 +485,8 @@ fn np(rules: &str) -> String {
 #[test_case(false, "selector: role == 'pods', notSelector: app == 'web'", JOB, Allow; "rules.go NotSrcSelector: a workload's address in a selected set")]
 #[test_case(false, "selector: role == 'pods', notSelector: app == 'web'", WEB, Deny; "rules.go NotSrcSelector: the workload at the address is in the notSelector's IP set")]
 #[test_case(false, "serviceAccounts: {names: [web]}, selector: role == 'office'", SHOP_OFFICE, Deny; "rules.go getEndpointSelector: a serviceAccounts criterion adds a pcsa. selector no network set has")]
+#[test_case(false, "serviceAccounts: {selector: role == 'x'}, selector: role == 'office'", SHOP_OFFICE, Deny; "rules.go parseServiceAccounts: a pcsa. selector on a label no network set has")]
+#[test_case(false, "serviceAccounts: {selector: \"!has(team)\"}, selector: role == 'office'", SHOP_OFFICE, Allow; "rules.go parseServiceAccounts: a negated pcsa. selector a network set satisfies")]
 #[test_case(false, "nets: [10.9.0.0/24], selector: role == 'office'", SHOP_OFFICE, Deny; "nets still apply beside a network-set selector")]
 fn network_sets_as_source_selectors(namespaced: bool, source: &str, c: Caller, want: Verdict) {
     let rules = format!("[{{action: Allow, source: {{{source}}}}}]");

@@ -97,8 +97,8 @@ mod num_step {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RuleSets {
     /// The nets of the sets its source `selector` (with the namespace part) selects: an address
-    /// in them matches that part of the rule. `None`: the rule has no such selector, or it
-    /// names service accounts (which no network set has).
+    /// in them matches that part of the rule. `None`: the rule has no such selector, or its
+    /// `serviceAccounts` criterion selects no network set.
     pub selector: Option<Ranges>,
     /// The nets of the sets its source `notSelector` selects: an address in them is excluded.
     pub not_selector: Ranges,
@@ -176,11 +176,20 @@ fn set<'a>(n: &'a super::store::NetSetInfo, eps: &Endpoints) -> Set<'a> {
 /// is `(namespace part) && (selector)`, where the namespace part is the `namespaceSelector`
 /// (`all()` as `has(projectcalico.org/namespace)`, `global()` as its negation) or, in a
 /// namespaced policy, `projectcalico.org/namespace == <ns>`; a `serviceAccounts` criterion
-/// adds a `pcsa.` selector no network set satisfies. `notSelector` is a separate IP set of its
-/// own selector, not namespace-scoped (`NotSrcSelector: er.NotSelector`).
+/// adds its `pcsa.`-prefixed selector (parseServiceAccounts: names as
+/// `pcsa.projectcalico.org/name in {…}`), which a set, having no `pcsa.` label, satisfies only
+/// when it has no names and its selector matches no labels (`all()`, `!has(team)`).
+/// `notSelector` is a separate IP set of its own selector, not namespace-scoped
+/// (`NotSrcSelector: er.NotSelector`).
 fn rule_sets(e: &Entity, sets: &[Set<'_>], eps: &Endpoints) -> RuleSets {
-    let positive = e.service_accounts.is_none()
-        && (e.selector.is_some() || !matches!(e.namespace, NamespaceMatch::Any));
+    let no_labels = LabelMap::new();
+    let positive = e
+        .service_accounts
+        .as_ref()
+        .is_none_or(|m| m.names.is_empty() && m.selector.matches(&no_labels))
+        && (e.selector.is_some()
+            || e.service_accounts.is_some()
+            || !matches!(e.namespace, NamespaceMatch::Any));
     let selector = positive.then(|| {
         Ranges::from_nets(
             sets.iter()
