@@ -108,7 +108,8 @@ pub struct RuleSets {
 /// sets. Empty when the store has no network sets.
 #[derive(Debug, Default)]
 pub struct NetSets {
-    rules: Vec<Box<[RuleSets]>>,
+    /// Shared with the previous generation for a policy that did not change.
+    rules: Vec<Arc<[RuleSets]>>,
 }
 
 /// One network set as selectors see it.
@@ -122,18 +123,50 @@ struct Set<'a> {
 impl NetSets {
     /// Matches every policy's ingress rules against the store's network sets.
     pub fn build(store: &Store, policies: &[Arc<Policy>], eps: &Endpoints) -> NetSets {
+        Self::rebuild(store, policies, eps, None)
+    }
+
+    /// The same, after only policies (or tiers) changed since `prev` was built for
+    /// `prev_policies`: a policy that is still the same object keeps its entry, so a policy
+    /// change costs in proportion to the changed policies, not to all of them.
+    pub fn update(
+        store: &Store,
+        policies: &[Arc<Policy>],
+        eps: &Endpoints,
+        prev_policies: &[Arc<Policy>],
+        prev: &NetSets,
+    ) -> NetSets {
+        Self::rebuild(store, policies, eps, Some((prev_policies, prev)))
+    }
+
+    fn rebuild(
+        store: &Store,
+        policies: &[Arc<Policy>],
+        eps: &Endpoints,
+        prev: Option<(&[Arc<Policy>], &NetSets)>,
+    ) -> NetSets {
         if store.net_sets.is_empty() {
             return NetSets::default();
         }
+        let reuse: std::collections::HashMap<*const Policy, &Arc<[RuleSets]>> = prev
+            .map(|(ps, prev)| {
+                ps.iter()
+                    .zip(&prev.rules)
+                    .map(|(p, r)| (Arc::as_ptr(p), r))
+                    .collect()
+            })
+            .unwrap_or_default();
         let sets: Vec<Set<'_>> = store.net_sets.values().map(|n| set(n, eps)).collect();
         let rules = policies
             .iter()
-            .map(|p| {
-                p.ingress
+            .map(|p| match reuse.get(&Arc::as_ptr(p)) {
+                Some(r) => Arc::clone(r),
+                None => p
+                    .ingress
                     .iter()
                     .flatten()
                     .map(|r| rule_sets(&r.source, &sets, eps))
-                    .collect()
+                    .collect(),
             })
             .collect();
         NetSets { rules }
@@ -228,6 +261,48 @@ fn namespace_part(m: &NamespaceMatch, s: &Set<'_>, eps: &Endpoints) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{
+        snapshot::Snapshot,
+        store::{Store, decode_document},
+    };
+
+    fn apply(store: &mut Store, text: &str) {
+        for doc in yaml_serde::Deserializer::from_str(text) {
+            let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
+            store.apply(decode_document(v).unwrap().unwrap().1);
+        }
+    }
+
+    fn policy(name: &str, selector: &str) -> String {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  ingress: [{{action: Allow, source: {{selector: \"{selector}\"}}}}]\n"
+        )
+    }
+
+    /// A policy edit recomputes only that policy's entry: the others are shared with the
+    /// previous generation (Snapshot::update → NetSets::update).
+    #[test]
+    fn a_policy_change_recomputes_only_its_own_rules() {
+        let mut store = Store::new();
+        apply(
+            &mut store,
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: a, labels: {role: a}}\nspec: {nets: [192.0.2.0/24]}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: b, labels: {role: b}}\nspec: {nets: [198.51.100.0/24]}\n",
+        );
+        apply(&mut store, &policy("p1", "role == 'a'"));
+        apply(&mut store, &policy("p2", "role == 'a'"));
+        let s1 = Snapshot::build(&store, 1);
+        store.take_changes();
+        apply(&mut store, &policy("p2", "role == 'b'"));
+        let changes = store.take_changes();
+        let s2 = Snapshot::update(&s1, &store, &changes, 2);
+        let (r1, r2) = (&s1.net_sets.rules, &s2.net_sets.rules);
+        assert!(Arc::ptr_eq(&r1[0], &r2[0]), "p1 unchanged: shared");
+        assert!(!Arc::ptr_eq(&r1[1], &r2[1]), "p2 changed: recomputed");
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        let sel = |s: &Snapshot, p| s.net_sets.rule(p, 0).unwrap().selector.clone().unwrap();
+        assert!(!sel(&s1, 1).contains(b) && sel(&s2, 1).contains(b));
+        assert!(!sel(&s2, 0).contains(b));
+    }
 
     fn ranges(nets: &[&str]) -> Ranges {
         let nets: Vec<IpNet> = nets.iter().map(|n| n.parse().unwrap()).collect();

@@ -304,12 +304,16 @@ impl Snapshot {
             prev.services.clone()
         };
         let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
-        snap.net_sets = if changes.net_sets
-            || changes.tiers
-            || !changes.policies.is_empty()
-            || !changes.namespaces.is_empty()
-        {
+        snap.net_sets = if changes.net_sets || !changes.namespaces.is_empty() {
             Arc::new(NetSets::build(store, &snap.policies, &snap.endpoints))
+        } else if changes.tiers || !changes.policies.is_empty() {
+            Arc::new(NetSets::update(
+                store,
+                &snap.policies,
+                &snap.endpoints,
+                &prev.policies,
+                &prev.net_sets,
+            ))
         } else {
             prev.net_sets.clone()
         };
