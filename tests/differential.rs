@@ -58,6 +58,14 @@ const PODS: &[Pod] = &[
 const NAMESPACES: &[(&str, &[(&str, &str)])] =
     &[("a", &[("env", "prod")]), ("b", &[("env", "dev")])];
 
+/// ServiceAccount objects (their labels are inherited as `pcsa.`); `b/job` has none.
+type LabelList = &'static [(&'static str, &'static str)];
+const SERVICE_ACCOUNTS: &[(&str, &str, LabelList)] = &[
+    ("a", "web", &[("team", "shop")]),
+    ("a", "db", &[("team", "data")]),
+    ("b", "web", &[("team", "shop")]),
+];
+
 fn labels(l: &[(&str, &str)]) -> reference::Labels {
     l.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -70,7 +78,10 @@ fn cluster(tiers: &[Tier], policies: &[Policy]) -> Cluster {
             .iter()
             .map(|(n, l)| (n.to_string(), labels(l)))
             .collect(),
-        service_accounts: Vec::new(),
+        service_accounts: SERVICE_ACCOUNTS
+            .iter()
+            .map(|(ns, n, l)| (ns.to_string(), n.to_string(), labels(l)))
+            .collect(),
         pods: PODS
             .iter()
             .enumerate()
@@ -119,6 +130,8 @@ struct Policy {
     order: Option<u8>,
     selector: usize,
     rules: Vec<Rule>,
+    /// Global policies only: 1 `preDNAT: true`, 2 `doNotTrack: true` (host endpoints only).
+    host_only: u8,
 }
 
 impl Policy {
@@ -135,6 +148,8 @@ impl Policy {
             types: reference::Types::Ingress,
             ingress: self.rules.iter().map(Rule::to_reference).collect(),
             egress: false,
+            pre_dnat: self.host_only == 1,
+            do_not_track: self.host_only == 2,
         }
     }
 }
@@ -189,7 +204,8 @@ fn eq(k: &str, v: &str) -> Sel {
 }
 
 /// `""`, `all()`, `app == 'web'`, `app != 'db'`, `has(tier)`, `tier in {'front', 'x'}`,
-/// `!has(app)`.
+/// `!has(app)`, and on the labels inherited from profiles: `pcns.env == 'prod'`,
+/// `pcsa.team == 'shop'`, `pcsa.projectcalico.org/name == 'web'`.
 fn selectors() -> Vec<Sel> {
     vec![
         Sel::Empty,
@@ -199,6 +215,9 @@ fn selectors() -> Vec<Sel> {
         Sel::Has("tier".into()),
         Sel::In("tier".into(), vec!["front".into(), "x".into()]),
         Sel::Not(Box::new(Sel::Has("app".into()))),
+        eq("pcns.env", "prod"),
+        eq("pcsa.team", "shop"),
+        eq("pcsa.projectcalico.org/name", "web"),
     ]
 }
 
@@ -252,15 +271,19 @@ fn policy(i: usize) -> impl Strategy<Value = Policy> {
         prop::option::of(0u8..4),
         0..selectors().len(),
         prop::collection::vec(rule(), 0..4),
+        prop::sample::select(vec![0u8, 0, 0, 0, 1, 2]),
     )
-        .prop_map(move |(namespace, tier, order, selector, rules)| Policy {
-            namespace,
-            name: format!("p{i}"),
-            tier,
-            order,
-            selector,
-            rules,
-        })
+        .prop_map(
+            move |(namespace, tier, order, selector, rules, host_only)| Policy {
+                host_only: if namespace.is_none() { host_only } else { 0 },
+                namespace,
+                name: format!("p{i}"),
+                tier,
+                order,
+                selector,
+                rules,
+            },
+        )
 }
 
 fn policies() -> impl Strategy<Value = Vec<Policy>> {

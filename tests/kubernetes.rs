@@ -1059,3 +1059,103 @@ fn a_kubeconfig_that_cannot_work_stops_the_server_at_start() {
         assert!(stderr.contains("kubeconfig"), "{stderr}");
     }
 }
+
+#[test]
+fn cluster_network_policies_are_watched_when_served_and_decide_in_kube_admin() {
+    // Served: a ClusterNetworkPolicy in the Admin tier (kube-admin, before every Calico tier)
+    // denies frontend on productpage, and is watched (added, then deleted).
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    let req = frontend_get_product();
+    assert_eq!(c.check(&req), Ok(OK));
+    api.apply(json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": "freeze-products"},
+        "spec": {"tier": "Admin", "priority": 5,
+                 "subject": {"pods": {"namespaceSelector": {},
+                                      "podSelector": {"matchLabels": {"app": "productpage"}}}},
+                 "ingress": [{"name": "no-frontend", "action": "Deny",
+                              "from": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "frontend"}}}}]}]}
+    }));
+    c.wait_for(&req, DENIED, "ClusterNetworkPolicy added");
+    assert_eq!(c.check(&frontend_get_reviews()), Ok(OK), "only productpage");
+    assert!(api.delete(
+        "policy.networking.k8s.io/v1alpha2",
+        "ClusterNetworkPolicy",
+        "",
+        "freeze-products"
+    ));
+    c.wait_for(&req, OK, "ClusterNetworkPolicy deleted");
+    assert_watched(
+        &api,
+        &[
+            "/clusternetworkpolicies",
+            "/adminnetworkpolicies",
+            "/baselineadminnetworkpolicies",
+        ],
+    );
+
+    // Not served: not watched, and the server still syncs.
+    let bare = FakeApi::start_with(Calico::V3, false);
+    shop(&bare);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&bare, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    assert!(
+        bare.requests()
+            .iter()
+            .all(|r| !r.path.contains("policy.networking.k8s.io")),
+        "nothing of policy.networking.k8s.io is asked for when it is not served"
+    );
+}
+
+#[test]
+fn network_sets_are_watched_and_select_source_addresses() {
+    // A GlobalNetworkPolicy first in the default tier denies sources in sets labelled `blocked`; a
+    // GlobalNetworkSet, then a NetworkSet in `shop`, holding frontend's address take effect
+    // when added and lapse when deleted (Felix's IP sets hold network sets' nets).
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    api.apply(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "block-sets"},
+        "spec": {"order": 1, "selector": "all()", "types": ["Ingress"],
+                 "ingress": [{"action": "Deny", "source": {"selector": "blocked == 'yes'"}},
+                             {"action": "Pass"}]}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&api, &dir, &[]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut c = Client::connect(&server);
+    let req = frontend_get_product();
+    assert_eq!(c.check(&req), Ok(OK));
+    for (kind, ns) in [("GlobalNetworkSet", None), ("NetworkSet", Some("shop"))] {
+        let mut meta = json!({"name": "blocked", "labels": {"blocked": "yes"}});
+        if let Some(ns) = ns {
+            meta["namespace"] = json!(ns);
+        }
+        api.apply(json!({
+            "apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta,
+            "spec": {"nets": ["10.0.1.0/28"]}
+        }));
+        c.wait_for(&req, DENIED, &format!("{kind} added"));
+        assert!(api.delete("projectcalico.org/v3", kind, ns.unwrap_or(""), "blocked"));
+        c.wait_for(&req, OK, &format!("{kind} deleted"));
+    }
+    assert_watched(&api, &["/networksets", "/globalnetworksets"]);
+}
+
+/// Every one of `plurals` (with a leading `/`) was read from `api`.
+fn assert_watched(api: &FakeApi, plurals: &[&str]) {
+    let paths: BTreeSet<String> = api.requests().iter().map(|r| r.path.clone()).collect();
+    for plural in plurals {
+        assert!(
+            paths.iter().any(|p| p.ends_with(plural)),
+            "{plural} watched: {paths:?}"
+        );
+    }
+}

@@ -1475,12 +1475,21 @@ fn rbac_is_read_only_and_exactly_the_watched_kinds() {
             "stagedglobalnetworkpolicies",
             "stagednetworkpolicies",
             "stagedkubernetesnetworkpolicies",
+            "networksets",
+            "globalnetworksets",
         ] {
             expected.insert((g.to_owned(), r.to_owned()));
         }
     }
     expected.insert(("networking.k8s.io".into(), "networkpolicies".into()));
     expected.insert(("discovery.k8s.io".into(), "endpointslices".into()));
+    for r in [
+        "clusternetworkpolicies",
+        "adminnetworkpolicies",
+        "baselineadminnetworkpolicies",
+    ] {
+        expected.insert(("policy.networking.k8s.io".into(), r.to_owned()));
+    }
     for r in ["namespaces", "serviceaccounts", "pods"] {
         expected.insert((String::new(), r.to_owned()));
     }

@@ -70,6 +70,11 @@ const KEYS: &[&str] = &[
     "projectcalico.org/name",
     "projectcalico.org/namespace",
     "projectcalico.org/serviceaccount",
+    // Inherited from the Namespace and ServiceAccount profiles (SEMANTICS.md §2).
+    "pcns.env",
+    "pcns.projectcalico.org/name",
+    "pcsa.role",
+    "pcsa.projectcalico.org/name",
 ];
 const VALUES: &[&str] = &[
     "web", "db", "front", "prod", "dev", "client", "a", "b", "job", "",
@@ -257,6 +262,8 @@ struct PolicyIn {
     rule_count: u8,
     ingress: [RuleIn; 4],
     egress: bool,
+    /// Global kinds: 1 `preDNAT: true` (ingress only), 2 `doNotTrack: true`.
+    host_only: u8,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -464,6 +471,12 @@ impl Input {
                     .map(RuleIn::to_rule)
                     .collect(),
                 egress: p.egress,
+                // Calico's CEL rules: `preDNAT` ⇒ no egress rules and no Egress type.
+                pre_dnat: p.scope % 4 == 0
+                    && p.host_only % 8 == 1
+                    && !p.egress
+                    && p.types % 4 < 2,
+                do_not_track: p.scope % 4 == 0 && p.host_only % 8 == 2,
             };
             if c.policies.iter().any(|x| key(x) == key(&policy)) {
                 continue;

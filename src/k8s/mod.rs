@@ -140,6 +140,24 @@ pub async fn discover(client: &Client, want: CalicoApi) -> anyhow::Result<Discov
              only Kubernetes NetworkPolicies apply"
         ),
     }
+    // Kubernetes' cluster-scoped network policy (SIG Network's network-policy-api CRDs),
+    // converted as Calico converts it: watched only where it is installed.
+    for version in [model::POLICY_V1ALPHA2, model::POLICY_V1ALPHA1] {
+        let (group, v) = version.split_once('/').unwrap_or_default();
+        if !serves(group, v) {
+            continue;
+        }
+        let served = client
+            .list_api_group_resources(version)
+            .await
+            .with_context(|| format!("API discovery (GET /apis/{version}) failed"))?;
+        for r in Resource::NETWORK_POLICY_API {
+            let api = r.api_resource(version);
+            if api.api_version == version && served.resources.iter().any(|s| s.name == r.plural()) {
+                resources.push((r, api));
+            }
+        }
+    }
     for r in [
         Resource::KubernetesNetworkPolicies,
         Resource::Namespaces,

@@ -24,6 +24,10 @@ pub enum Resource {
     StagedNetworkPolicies,
     /// Calico `StagedKubernetesNetworkPolicy`.
     StagedKubernetesNetworkPolicies,
+    /// Calico `NetworkSet`.
+    NetworkSets,
+    /// Calico `GlobalNetworkSet`.
+    GlobalNetworkSets,
     /// `networking.k8s.io/v1` `NetworkPolicy`.
     KubernetesNetworkPolicies,
     /// Core `Namespace` (metadata only).
@@ -34,17 +38,32 @@ pub enum Resource {
     Pods,
     /// `discovery.k8s.io/v1` `EndpointSlice`.
     EndpointSlices,
+    /// `policy.networking.k8s.io/v1alpha2` `ClusterNetworkPolicy`.
+    ClusterNetworkPolicies,
+    /// `policy.networking.k8s.io/v1alpha1` `AdminNetworkPolicy`.
+    AdminNetworkPolicies,
+    /// `policy.networking.k8s.io/v1alpha1` `BaselineAdminNetworkPolicy`.
+    BaselineAdminNetworkPolicies,
 }
 
 impl Resource {
     /// The Calico resources, in the order they are watched.
-    pub const CALICO: [Resource; 6] = [
+    pub const CALICO: [Resource; 8] = [
         Resource::Tiers,
         Resource::GlobalNetworkPolicies,
         Resource::NetworkPolicies,
         Resource::StagedGlobalNetworkPolicies,
         Resource::StagedNetworkPolicies,
         Resource::StagedKubernetesNetworkPolicies,
+        Resource::NetworkSets,
+        Resource::GlobalNetworkSets,
+    ];
+
+    /// The `policy.networking.k8s.io` resources, watched when the API server serves them.
+    pub const NETWORK_POLICY_API: [Resource; 3] = [
+        Resource::ClusterNetworkPolicies,
+        Resource::AdminNetworkPolicies,
+        Resource::BaselineAdminNetworkPolicies,
     ];
 
     /// The plural name, as in the API path.
@@ -56,10 +75,15 @@ impl Resource {
             Resource::StagedGlobalNetworkPolicies => "stagedglobalnetworkpolicies",
             Resource::StagedNetworkPolicies => "stagednetworkpolicies",
             Resource::StagedKubernetesNetworkPolicies => "stagedkubernetesnetworkpolicies",
+            Resource::NetworkSets => "networksets",
+            Resource::GlobalNetworkSets => "globalnetworksets",
             Resource::Namespaces => "namespaces",
             Resource::ServiceAccounts => "serviceaccounts",
             Resource::Pods => "pods",
             Resource::EndpointSlices => "endpointslices",
+            Resource::ClusterNetworkPolicies => "clusternetworkpolicies",
+            Resource::AdminNetworkPolicies => "adminnetworkpolicies",
+            Resource::BaselineAdminNetworkPolicies => "baselineadminnetworkpolicies",
         }
     }
 
@@ -72,10 +96,15 @@ impl Resource {
             Resource::StagedGlobalNetworkPolicies => "StagedGlobalNetworkPolicy",
             Resource::StagedNetworkPolicies => "StagedNetworkPolicy",
             Resource::StagedKubernetesNetworkPolicies => "StagedKubernetesNetworkPolicy",
+            Resource::NetworkSets => "NetworkSet",
+            Resource::GlobalNetworkSets => "GlobalNetworkSet",
             Resource::Namespaces => "Namespace",
             Resource::ServiceAccounts => "ServiceAccount",
             Resource::Pods => "Pod",
             Resource::EndpointSlices => "EndpointSlice",
+            Resource::ClusterNetworkPolicies => "ClusterNetworkPolicy",
+            Resource::AdminNetworkPolicies => "AdminNetworkPolicy",
+            Resource::BaselineAdminNetworkPolicies => "BaselineAdminNetworkPolicy",
         }
     }
 
@@ -86,7 +115,11 @@ impl Resource {
             Resource::Tiers
                 | Resource::GlobalNetworkPolicies
                 | Resource::StagedGlobalNetworkPolicies
+                | Resource::GlobalNetworkSets
                 | Resource::Namespaces
+                | Resource::ClusterNetworkPolicies
+                | Resource::AdminNetworkPolicies
+                | Resource::BaselineAdminNetworkPolicies
         )
     }
 
@@ -96,6 +129,10 @@ impl Resource {
             Resource::KubernetesNetworkPolicies => model::NETWORKING_V1,
             Resource::EndpointSlices => model::DISCOVERY_V1,
             Resource::Namespaces | Resource::ServiceAccounts | Resource::Pods => model::CORE_V1,
+            Resource::ClusterNetworkPolicies => model::POLICY_V1ALPHA2,
+            Resource::AdminNetworkPolicies | Resource::BaselineAdminNetworkPolicies => {
+                model::POLICY_V1ALPHA1
+            }
             _ => calico_api_version,
         };
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
@@ -303,6 +340,34 @@ mod tests {
             decode_dynamic(&api, obj).decoded,
             Err(DecodeError::Invalid { .. })
         ));
+    }
+
+    /// Both storage forms of a network set decode to the same set; the CRD form keeps its v3
+    /// labels in `projectcalico.org/metadata` (libcalico-go resources/customresource.go).
+    #[test]
+    fn network_sets_decode_from_either_api() {
+        let api = Resource::GlobalNetworkSets.api_resource(model::CALICO_CRD_V1);
+        let obj = dynamic(json!({
+            "metadata": {"name": "partners", "labels": {"stale": "x"},
+                "annotations": {"projectcalico.org/metadata": "{\"name\":\"partners\",\"labels\":{\"role\":\"partner\"}}"}},
+            "spec": {"nets": ["198.51.100.0/24", "203.0.113.9"]}
+        }));
+        let Ok(Object::NetworkSet(n)) = decode_dynamic(&api, obj).decoded else {
+            panic!("a GlobalNetworkSet")
+        };
+        assert_eq!((n.namespace.as_str(), n.name.as_str()), ("", "partners"));
+        assert_eq!(n.labels.get("role").map(String::as_str), Some("partner"));
+        assert_eq!(n.nets.len(), 2);
+        let api = Resource::NetworkSets.api_resource(model::CALICO_V3);
+        let obj = dynamic(json!({
+            "metadata": {"name": "office", "namespace": "shop", "labels": {"role": "office"}},
+            "spec": {"nets": ["10.9.0.0/16"]}
+        }));
+        let Ok(Object::NetworkSet(n)) = decode_dynamic(&api, obj).decoded else {
+            panic!("a NetworkSet")
+        };
+        assert_eq!((n.namespace.as_str(), n.name.as_str()), ("shop", "office"));
+        assert!(Resource::NetworkSets.namespaced() && !Resource::GlobalNetworkSets.namespaced());
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error {
             field: field.into(),
             message: message.into(),
@@ -385,6 +385,16 @@ fn namespace_of(kind: PolicyKind, ns: Option<&str>) -> Result<Option<Arc<str>>, 
     }
 }
 
+/// Compiles the GlobalNetworkPolicy spec a cluster-scoped Kubernetes policy was converted to
+/// (`cluster_policy`), under its Calico name.
+pub(crate) fn compile_converted(
+    kind: PolicyKind,
+    name: &str,
+    spec: &PolicySpec,
+) -> Result<Policy, Error> {
+    compile_spec(kind, name, None, spec)
+}
+
 fn compile_spec(
     kind: PolicyKind,
     name: &str,
@@ -469,9 +479,21 @@ fn compile_spec(
         tier,
         order,
         applies,
-        ingress: governs_ingress.then_some(ingress),
+        // Host-endpoint-only policies never reach a workload: Felix files `doNotTrack` policies
+        // in the untracked tiers and `preDNAT` ones in the pre-DNAT tiers, and a workload
+        // endpoint gets only the normal tiers (felix/calc/event_sequencer.go
+        // tierInfoToProtoTierInfo, flushEndpointTierUpdates). So such a policy governs no
+        // workload ingress, and a tier holding only such policies for an endpoint is not
+        // applied to it.
+        ingress: (governs_ingress && !host_endpoint_only(spec)).then_some(ingress),
         staged_action,
     })
+}
+
+/// `doNotTrack: true` or `preDNAT: true`: the policy applies to host endpoints only.
+/// (`applyOnForward` alone changes nothing for a workload.)
+fn host_endpoint_only(spec: &PolicySpec) -> bool {
+    spec.do_not_track == Some(true) || spec.pre_dnat == Some(true)
 }
 
 /// Compiles only what decides which endpoints a Calico policy applies to. When the rest of the
@@ -495,6 +517,11 @@ pub fn kubernetes_applies(
         ..PolicySpec::default()
     };
     applies(namespace_of(kind, namespace)?, &spec)
+}
+
+/// What a converted cluster-scoped policy (its `selector` and `namespaceSelector`) applies to.
+pub(crate) fn converted_applies(spec: &PolicySpec) -> Result<Applies, Error> {
+    applies(None, spec)
 }
 
 fn applies(namespace: Option<Arc<str>>, spec: &PolicySpec) -> Result<Applies, Error> {
@@ -954,8 +981,18 @@ fn compile_services(
     })
 }
 
-/// Parses a CIDR, or a bare address as a host route. A CIDR with host bits set is invalid, as
-/// Calico's `net` validator (`validator.go` validateIPNetwork: "strictly masked") refuses it.
+/// Parses a CIDR, or a bare address as a host route, masked: how Calico reads a network set's
+/// `nets` (a `cidr`, not a strict `net`, in `validator.go`).
+pub(crate) fn parse_cidr(field: &str, s: &str) -> Result<IpNet, Error> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| Error::new(field, format!("`{s}` is not a CIDR")))
+}
+
+/// Parses a rule's CIDR, or a bare address as a host route. A CIDR with host bits set is
+/// invalid, as Calico's `net` validator (`validator.go` validateIPNetwork: "strictly masked")
+/// refuses it.
 fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
     let net = s
         .parse::<IpNet>()
@@ -1167,7 +1204,7 @@ fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Err
 }
 
 /// Converts a Kubernetes label selector to Calico syntax (`k8sSelectorToCalico`).
-fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Result<String, Error> {
+pub(crate) fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Result<String, Error> {
     let mut parts = Vec::new();
     if pods {
         parts.push(Expr::Eq(LABEL_ORCHESTRATOR.into(), "k8s".into()));

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use super::{
     compile::{Action, Entity, NamespaceMatch, PortMatch, Rule},
     decision::{Cause, Decision},
+    netsets::RuleSets,
     path::{self, PathOutcome, RequestPath},
     snapshot::{Endpoint, EndpointIdx, LabelMap, PolicyIdx, ServiceIndex, Snapshot, TierIdx},
 };
@@ -106,6 +107,8 @@ struct Peer<'a> {
     identity: Option<Identity<'a>>,
     /// The workload, only when it is trusted to be this peer.
     endpoint: Option<&'a Endpoint>,
+    /// The workload at the address, trusted or not (network identity, as in Calico's IP sets).
+    at_addr: Option<&'a Endpoint>,
     ns_labels: &'a LabelMap,
     sa_labels: &'a LabelMap,
     addr: Addr,
@@ -274,6 +277,7 @@ pub fn evaluate_traced<T: Trace>(
             service_account: &dst.service_account,
         }),
         endpoint: Some(dst),
+        at_addr: Some(dst),
         ns_labels: snap.namespace_labels(&dst.namespace),
         sa_labels: snap.service_account_labels(&dst.namespace, &dst.service_account),
         addr: req.destination,
@@ -298,7 +302,9 @@ pub fn evaluate_traced<T: Trace>(
                     Action::Deny => &sources.deny,
                     _ => &sources.grant,
                 };
-                let result = rule_matches(rule, req, source, &destination, &snap.services);
+                let sets = snap.net_sets.rule(pi, ri);
+                let result =
+                    rule_matches(rule, req, source, &destination, &snap.services, sets);
                 trace.rule(pi, ri as u32, result);
                 let ambiguous_path = match result {
                     Ok(()) => false,
@@ -372,6 +378,7 @@ fn sources<'a>(
         Peer {
             identity,
             endpoint,
+            at_addr: src_ep,
             ns_labels: identity.map_or(no_labels, |i| snap.namespace_labels(i.namespace)),
             sa_labels: identity.map_or(no_labels, |i| {
                 snap.service_account_labels(i.namespace, i.service_account)
@@ -424,6 +431,7 @@ fn rule_matches(
     src: &Peer<'_>,
     dst: &Peer<'_>,
     services: &ServiceIndex,
+    sets: Option<&RuleSets>,
 ) -> Result<(), Criterion> {
     if rule.protocol.is_some_and(|p| p != req.protocol) {
         return Err(Criterion::Protocol);
@@ -432,14 +440,22 @@ fn rule_matches(
         return Err(Criterion::NotProtocol);
     }
     let ambiguous = http_matches(rule, req)? == PathOutcome::Ambiguous;
-    entity_matches(&rule.source, src, req.protocol, services, Side::Source)
-        .map_err(|c| Criterion::Entity(Side::Source, c))?;
+    entity_matches(
+        &rule.source,
+        src,
+        req.protocol,
+        services,
+        Side::Source,
+        sets,
+    )
+    .map_err(|c| Criterion::Entity(Side::Source, c))?;
     entity_matches(
         &rule.destination,
         dst,
         req.protocol,
         services,
         Side::Destination,
+        None,
     )
     .map_err(|c| Criterion::Entity(Side::Destination, c))?;
     if ambiguous {
@@ -478,6 +494,7 @@ fn entity_matches(
     protocol: u8,
     services: &ServiceIndex,
     which: Side,
+    sets: Option<&RuleSets>,
 ) -> Result<(), EntityCriterion> {
     use EntityCriterion as C;
     let ip = side.addr.ip;
@@ -507,6 +524,25 @@ fn entity_matches(
     if e.not_ports.iter().any(port) {
         return Err(C::NotPorts);
     }
+    // A source address in a network set that the rule's (namespace-scoped) selector selects
+    // matches the namespace, service-account and selector criteria together, by address alone,
+    // as Calico's source IP set holds the set's nets (netsets.rs); a workload's address still
+    // matches by its labels below.
+    let in_set =
+        |r: Option<&super::netsets::Ranges>| r.zip(ip).is_some_and(|(r, ip)| r.contains(ip));
+    // Its `notSelector` is then by address too: the address must be in no set it selects and
+    // not be a workload it selects.
+    if in_set(sets.and_then(|s| s.selector.as_ref())) {
+        return match &e.not_selector {
+            Some(s)
+                if in_set(sets.map(|s| &s.not_selector))
+                    || side.at_addr.is_some_and(|ep| s.matches(&*ep.labels)) =>
+            {
+                Err(C::NotSelector)
+            }
+            _ => Ok(()),
+        };
+    }
     let namespace_ok = match &e.namespace {
         NamespaceMatch::Any => true,
         NamespaceMatch::AnyNamespaced => side.identity.is_some(),
@@ -533,13 +569,21 @@ fn entity_matches(
     {
         return Err(C::Selector);
     }
-    // …and `notSelector` matches every address outside that set, but only for a caller seen
-    // by its address or whose identity we know (no identity: identity criteria do not match).
+    // A source address in a network set the `notSelector` selects is excluded.
+    if e.not_selector.is_some() && in_set(sets.map(|s| &s.not_selector)) {
+        return Err(C::NotSelector);
+    }
+    not_selector_ok(e, side)
+}
+
+/// `notSelector` matches every address outside its set of endpoints, but only for a caller
+/// seen by its address or whose identity we know (no identity: identity criteria do not match).
+fn not_selector_ok(e: &Entity, side: &Peer<'_>) -> Result<(), EntityCriterion> {
     if let Some(s) = &e.not_selector
         && ((side.identity.is_none() && !side.by_address)
             || side.endpoint.is_some_and(|ep| s.matches(&*ep.labels)))
     {
-        return Err(C::NotSelector);
+        return Err(EntityCriterion::NotSelector);
     }
     Ok(())
 }

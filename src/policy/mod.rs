@@ -2,11 +2,16 @@
 //! Must not import `authz`, `source`, tonic or Kubernetes-client code, so it can be tested,
 //! fuzzed and benchmarked alone.
 
+pub mod cluster_policy;
 pub mod compile;
 pub mod decision;
 pub mod eval;
 pub mod model;
+pub mod netsets;
 pub mod path;
 pub mod selector;
 pub mod snapshot;
 pub mod store;
+
+#[cfg(test)]
+mod labels_tests;

@@ -20,6 +20,10 @@ pub const CALICO_V3: &str = "projectcalico.org/v3";
 pub const CALICO_CRD_V1: &str = "crd.projectcalico.org/v1";
 /// Kubernetes NetworkPolicy.
 pub const NETWORKING_V1: &str = "networking.k8s.io/v1";
+/// Kubernetes `ClusterNetworkPolicy` (the version Calico ≥ 3.32 reads).
+pub const POLICY_V1ALPHA2: &str = "policy.networking.k8s.io/v1alpha2";
+/// Kubernetes `AdminNetworkPolicy` / `BaselineAdminNetworkPolicy` (Calico ≤ 3.31).
+pub const POLICY_V1ALPHA1: &str = "policy.networking.k8s.io/v1alpha1";
 /// The core Kubernetes API.
 pub const CORE_V1: &str = "v1";
 /// EndpointSlices.
@@ -76,6 +80,28 @@ pub struct CalicoV3Metadata {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet`: labelled nets that rule selectors
+/// select by address (libcalico-go `api/pkg/apis/projectcalico/v3` NetworkSetSpec,
+/// GlobalNetworkSetSpec: `nets`; `allowedEgressDomains` is for egress only and ignored here).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSet {
+    /// Metadata (name, namespace, labels).
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: NetworkSetSpec,
+}
+
+/// `NetworkSet.spec` / `GlobalNetworkSet.spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSetSpec {
+    /// CIDRs (or bare addresses) of the set.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub nets: Vec<String>,
+}
+
 /// A Calico `Tier`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,6 +140,13 @@ pub enum PolicyKind {
     StagedNetworkPolicy,
     /// Calico `StagedKubernetesNetworkPolicy` (never enforced).
     StagedKubernetesNetworkPolicy,
+    /// Kubernetes `policy.networking.k8s.io/v1alpha2` `ClusterNetworkPolicy`, converted as
+    /// Calico converts it (tiers `kube-admin` / `kube-baseline`).
+    ClusterNetworkPolicy,
+    /// Kubernetes `policy.networking.k8s.io/v1alpha1` `AdminNetworkPolicy` (Calico ≤ 3.31).
+    AdminNetworkPolicy,
+    /// Kubernetes `policy.networking.k8s.io/v1alpha1` `BaselineAdminNetworkPolicy`.
+    BaselineAdminNetworkPolicy,
 }
 
 impl PolicyKind {
@@ -121,7 +154,21 @@ impl PolicyKind {
     pub fn is_namespaced(self) -> bool {
         !matches!(
             self,
-            PolicyKind::GlobalNetworkPolicy | PolicyKind::StagedGlobalNetworkPolicy
+            PolicyKind::GlobalNetworkPolicy
+                | PolicyKind::StagedGlobalNetworkPolicy
+                | PolicyKind::ClusterNetworkPolicy
+                | PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
+        )
+    }
+
+    /// Whether this is one of the cluster-scoped `policy.networking.k8s.io` kinds.
+    pub fn is_cluster_network_policy(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::ClusterNetworkPolicy
+                | PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
         )
     }
 
@@ -162,6 +209,11 @@ impl PolicyKind {
             PolicyKind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
             PolicyKind::StagedNetworkPolicy => "StagedNetworkPolicy",
             PolicyKind::StagedKubernetesNetworkPolicy => "StagedKubernetesNetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy.policy.networking.k8s.io",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy.policy.networking.k8s.io",
+            PolicyKind::BaselineAdminNetworkPolicy => {
+                "BaselineAdminNetworkPolicy.policy.networking.k8s.io"
+            }
         }
     }
 
@@ -187,6 +239,15 @@ impl PolicyKind {
             "StagedNetworkPolicy" if calico => Some(PolicyKind::StagedNetworkPolicy),
             "StagedKubernetesNetworkPolicy" if calico => {
                 Some(PolicyKind::StagedKubernetesNetworkPolicy)
+            }
+            "ClusterNetworkPolicy" if api_version == POLICY_V1ALPHA2 => {
+                Some(PolicyKind::ClusterNetworkPolicy)
+            }
+            "AdminNetworkPolicy" if api_version == POLICY_V1ALPHA1 => {
+                Some(PolicyKind::AdminNetworkPolicy)
+            }
+            "BaselineAdminNetworkPolicy" if api_version == POLICY_V1ALPHA1 => {
+                Some(PolicyKind::BaselineAdminNetworkPolicy)
             }
             _ => None,
         }

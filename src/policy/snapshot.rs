@@ -22,13 +22,24 @@ use super::{
         Tier, TierDefault,
     },
     decision::{Cause, Decision, Verdict},
+    netsets::NetSets,
     store::{Changes, InvalidPolicy, Store},
 };
 
 pub use super::store::LabelMap;
 
-/// What makes two pods share a plan: namespace, service account and endpoint labels.
-type ClassKey = (Arc<str>, Arc<str>, Arc<LabelMap>);
+/// The prefix of the labels an endpoint inherits from its Namespace's profile
+/// (libcalico-go/lib/backend/k8s/conversion/constants.go `NamespaceLabelPrefix`).
+pub const PCNS: &str = "pcns.";
+/// The prefix of the labels an endpoint inherits from its ServiceAccount's profile
+/// (`ServiceAccountLabelPrefix`).
+pub const PCSA: &str = "pcsa.";
+
+/// What makes two pods share a plan: namespace, service account and endpoint labels. The third
+/// element is the Pod's label set as the store interned it (the class's identity), the fourth
+/// the endpoint labels selectors see: those plus the labels inherited from the Namespace and
+/// ServiceAccount profiles (`pcns.*`, `pcsa.*`).
+type ClassKey = (Arc<str>, Arc<str>, Arc<LabelMap>, Arc<LabelMap>);
 
 /// Index of a tier in [`Snapshot::tiers`].
 pub type TierIdx = u32;
@@ -52,7 +63,8 @@ pub struct Endpoint {
     pub name: Arc<str>,
     /// Service account.
     pub service_account: Arc<str>,
-    /// Pod labels plus Calico's `projectcalico.org/{namespace,serviceaccount,orchestrator}`.
+    /// Pod labels plus Calico's `projectcalico.org/{namespace,serviceaccount,orchestrator}`,
+    /// plus the profile labels it inherits (`pcns.<k>`, `pcsa.<k>`; its own labels win).
     pub labels: Arc<LabelMap>,
     /// Named container ports: (name, port, protocol).
     pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
@@ -159,6 +171,9 @@ pub struct Snapshot {
     /// The endpoints of each Service (from EndpointSlices), for `services` criteria. Shared
     /// with the previous generation when no EndpointSlice changed.
     pub services: Arc<ServiceIndex>,
+    /// What each rule's source selectors select among the network sets. Shared with the
+    /// previous generation when no network set, policy, tier or Namespace changed.
+    pub net_sets: Arc<NetSets>,
     /// Plans, one per endpoint class.
     pub plans: Vec<Plan>,
     /// The store this was built from (see [`Snapshot::update`]).
@@ -247,11 +262,12 @@ impl Snapshot {
 
     /// Builds the index from everything in `store`.
     pub fn build(store: &Store, generation: u64) -> Snapshot {
-        let endpoints = Arc::new(Endpoints::build(store));
+        let endpoints = Arc::new(Endpoints::build(store, None));
         let set = PolicySet::build(store, &store.policies);
         let plans = set.plans(&endpoints);
         let services = Arc::new(ServiceIndex::build(store));
         let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
+        snap.net_sets = Arc::new(NetSets::build(store, &snap.policies, &snap.endpoints));
         snap.shadow = shadow(store, &snap, generation);
         snap
     }
@@ -274,7 +290,10 @@ impl Snapshot {
             return Snapshot::build(store, generation);
         }
         let endpoints = if changes.endpoints {
-            Arc::new(Endpoints::build(store))
+            Arc::new(Endpoints::build(
+                store,
+                Some((&prev.endpoints, &changes.namespaces)),
+            ))
         } else {
             prev.endpoints.clone()
         };
@@ -292,6 +311,19 @@ impl Snapshot {
             prev.services.clone()
         };
         let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
+        snap.net_sets = if changes.net_sets || !changes.namespaces.is_empty() {
+            Arc::new(NetSets::build(store, &snap.policies, &snap.endpoints))
+        } else if changes.tiers || !changes.policies.is_empty() {
+            Arc::new(NetSets::update(
+                store,
+                &snap.policies,
+                &snap.endpoints,
+                &prev.policies,
+                &prev.net_sets,
+            ))
+        } else {
+            prev.net_sets.clone()
+        };
         snap.shadow = shadow(store, &snap, generation);
         snap
     }
@@ -335,13 +367,15 @@ fn shadow(store: &Store, snap: &Snapshot, generation: u64) -> Option<Box<Snapsho
     shadow_policies(store).map(|policies| {
         let set = PolicySet::build(store, &policies);
         let plans = set.plans(&snap.endpoints);
-        Box::new(set.into_snapshot(
+        let mut shadow = set.into_snapshot(
             generation,
             snap.endpoints.clone(),
             snap.services.clone(),
             plans,
             0,
-        ))
+        );
+        shadow.net_sets = Arc::new(NetSets::build(store, &shadow.policies, &shadow.endpoints));
+        Box::new(shadow)
     })
 }
 
@@ -531,6 +565,7 @@ impl PolicySet {
             invalid: self.invalid,
             endpoints,
             services,
+            net_sets: Arc::default(),
             plans,
             lineage,
             counters,
@@ -714,8 +749,11 @@ impl PolicySet {
 
 impl Endpoints {
     /// Endpoints, classes and label maps from the Pods, Namespaces and ServiceAccounts of
-    /// `store`.
-    fn build(store: &Store) -> Endpoints {
+    /// `store`. With `prev` (the previous generation's endpoints and the namespaces whose
+    /// Namespace or ServiceAccounts changed since), a class outside those namespaces takes its
+    /// endpoint labels from `prev` instead of merging them again: a Namespace label change
+    /// re-labels only its own classes.
+    fn build(store: &Store, prev: Option<(&Endpoints, &BTreeSet<String>)>) -> Endpoints {
         let mut eps = Endpoints::default();
         // Namespace and service-account labels, plus Calico's `projectcalico.org/name`.
         for (name, labels) in &store.namespaces {
@@ -736,32 +774,55 @@ impl Endpoints {
         // store: a class is a label set (which names the namespace) and a service account.
         eps.list.reserve(store.pods.len());
         eps.by_ip.reserve(store.pods.len());
+        // Merged label sets of source-only pods, one per class key, shared between them.
+        let mut source_only: HashMap<(usize, Arc<str>), Arc<LabelMap>> = HashMap::default();
         for w in store.pods.values() {
             if w.ips.is_empty() {
                 continue;
             }
             let next = eps.classes.len() as u32;
-            // A pod of another node (per-node mode) is only ever a source: no plan.
-            let class = if !w.local {
-                NO_CLASS
-            } else {
-                *eps.class_of
-                    .entry((Arc::as_ptr(&w.labels) as usize, w.service_account.clone()))
+            let class_id = (Arc::as_ptr(&w.labels) as usize, w.service_account.clone());
+            let (class, labels) = if !w.local {
+                // A pod of another node (per-node mode) is only ever a source: no class and no
+                // plan, but its labels as a source selector sees them (inherited ones included).
+                let labels = source_only
+                    .entry(class_id)
                     .or_insert_with(|| {
+                        eps.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
+                    })
+                    .clone();
+                (NO_CLASS, labels)
+            } else {
+                let class = match eps.class_of.get(&class_id) {
+                    Some(&c) => c,
+                    None => {
+                        let reused = prev
+                            .filter(|(_, changed)| !changed.contains(&*w.namespace))
+                            .and_then(|(p, _)| {
+                                p.class_of.get(&class_id).map(|&c| &p.classes[c as usize])
+                            })
+                            .map(|key| key.3.clone());
+                        let labels = reused.unwrap_or_else(|| {
+                            eps.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
+                        });
                         eps.classes.push((
                             w.namespace.clone(),
                             w.service_account.clone(),
                             w.labels.clone(),
+                            labels,
                         ));
+                        eps.class_of.insert(class_id, next);
                         next
-                    })
+                    }
+                };
+                (class, eps.classes[class as usize].3.clone())
             };
             let idx = eps.list.len() as EndpointIdx;
             eps.list.push(Endpoint {
                 namespace: w.namespace.clone(),
                 name: w.name.clone(),
                 service_account: w.service_account.clone(),
-                labels: w.labels.clone(),
+                labels,
                 named_ports: w.named_ports.clone(),
                 ip: w.ips.first().copied(),
                 class,
@@ -785,6 +846,30 @@ impl Endpoints {
         self.namespaces.get(ns).unwrap_or(&self.empty)
     }
 
+    /// The labels an endpoint has: its Pod's (with Calico's own), then those of its Namespace
+    /// profile as `pcns.<k>` and of its ServiceAccount profile as `pcsa.<k>` (both including
+    /// `projectcalico.org/name`), an inherited label never replacing one of the Pod's
+    /// (libcalico-go/lib/backend/k8s/conversion/conversion.go NamespaceToProfile,
+    /// ServiceAccountToProfile; felix/labelindex/label_inheritance_index.go: an item's own
+    /// labels are looked up before its parents'). A Namespace or ServiceAccount that has no
+    /// object gives no profile, so no labels.
+    fn endpoint_labels(&self, pod: &Arc<LabelMap>, ns: &str, sa: &str) -> Arc<LabelMap> {
+        let ns_labels = self.namespaces.get(ns);
+        let sa_labels = self.service_accounts.get(ns).and_then(|m| m.get(sa));
+        if ns_labels.is_none() && sa_labels.is_none() {
+            return pod.clone();
+        }
+        let mut labels = LabelMap::clone(pod);
+        for (prefix, inherited) in [(PCNS, ns_labels), (PCSA, sa_labels)] {
+            for (k, v) in inherited.into_iter().flat_map(|l| l.iter()) {
+                labels
+                    .entry(format!("{prefix}{k}").into())
+                    .or_insert_with(|| v.clone());
+            }
+        }
+        Arc::new(labels)
+    }
+
     /// A service account's labels (empty when the ServiceAccount object is unknown).
     pub fn service_account_labels(&self, ns: &str, sa: &str) -> &Arc<LabelMap> {
         self.service_accounts
@@ -801,7 +886,7 @@ impl Endpoints {
     fn subject<'a>(&'a self, key: &'a ClassKey) -> Subject<'a> {
         Subject {
             namespace: &key.0,
-            labels: &key.2,
+            labels: &key.3,
             ns_labels: self.namespace_labels(&key.0),
             sa_labels: self.service_account_labels(&key.0, &key.1),
         }

@@ -15,6 +15,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{
+    cluster_policy::{self, ClusterPolicy},
     compile::{self, Applies, Policy, PolicyId},
     model::{self, CalicoPolicy, K8sNetworkPolicy, ObjectMeta, PolicyKind, TypeMeta},
 };
@@ -51,6 +52,22 @@ pub enum Object {
     Pod(PodInfo),
     /// An EndpointSlice: some endpoints of a Service.
     EndpointSlice(SliceInfo),
+    /// A NetworkSet or GlobalNetworkSet.
+    NetworkSet(NetSetInfo),
+}
+
+/// A NetworkSet (`namespace` set) or GlobalNetworkSet (`namespace` empty): its own labels and
+/// nets. The labels rule selectors see (namespace, inherited `pcns.`) are added by the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetSetInfo {
+    /// Namespace; empty for a GlobalNetworkSet.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Its own labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its nets.
+    pub nets: Vec<ipnet::IpNet>,
 }
 
 /// An EndpointSlice reduced to what `services` rule criteria need.
@@ -171,6 +188,10 @@ pub enum Kind {
     Pod,
     /// An EndpointSlice.
     EndpointSlice,
+    /// A Calico NetworkSet.
+    NetworkSet,
+    /// A Calico GlobalNetworkSet.
+    GlobalNetworkSet,
     /// `kind: List` (items decoded one by one).
     List,
     /// Anything else: skipped.
@@ -186,6 +207,8 @@ impl Kind {
         let calico = tm.api_version == model::CALICO_V3 || tm.api_version == model::CALICO_CRD_V1;
         Ok(match (tm.api_version.as_str(), tm.kind.as_str()) {
             (_, "Tier") if calico => Kind::Tier,
+            (_, "NetworkSet") if calico => Kind::NetworkSet,
+            (_, "GlobalNetworkSet") if calico => Kind::GlobalNetworkSet,
             (model::CORE_V1, "Namespace") => Kind::Namespace,
             (model::CORE_V1, "ServiceAccount") => Kind::ServiceAccount,
             (model::CORE_V1, "Pod") => Kind::Pod,
@@ -333,6 +356,14 @@ where
                 .map(Object::EndpointSlice)
                 .map_err(|m| invalid(&name, m))
         }
+        Kind::NetworkSet | Kind::GlobalNetworkSet => {
+            let n: model::NetworkSet = decode.decode().map_err(|m| invalid(&meta_name(meta), m))?;
+            named(tm, &n.metadata)?;
+            let name = n.metadata.name.clone();
+            NetSetInfo::decode(kind == Kind::NetworkSet, tm, n)
+                .map(Object::NetworkSet)
+                .map_err(|m| invalid(&name, m))
+        }
         Kind::Policy(pk) => Ok(Object::Policy(decode_policy(tm, pk, decode, meta)?)),
         Kind::List | Kind::Other => Err(DecodeError::NoKind),
     }
@@ -418,7 +449,17 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
         Result<Policy, compile::Error>,
         Option<Applies>,
     );
-    let decoded: Result<Decoded, String> = if kind.is_kubernetes_shaped() {
+    let decoded: Result<Decoded, String> = if kind.is_cluster_network_policy() {
+        decode.decode::<ClusterPolicy>().map(|p| {
+            let compiled = cluster_policy::compile(kind, &p);
+            let name = cluster_policy::calico_name(kind, &p.metadata.name);
+            let scope = compiled
+                .is_err()
+                .then(|| cluster_policy::scope(&p))
+                .flatten();
+            (name, None, compiled, scope)
+        })
+    } else if kind.is_kubernetes_shaped() {
         decode.decode::<K8sNetworkPolicy>().map(|p| {
             let compiled = compile::compile_kubernetes(kind, &p);
             let name = format!("knp.default.{}", p.metadata.name);
@@ -468,6 +509,8 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
             let m = &recovered.metadata;
             let name = if kind.is_kubernetes_shaped() {
                 format!("knp.default.{}", m.name)
+            } else if kind.is_cluster_network_policy() {
+                cluster_policy::calico_name(kind, &m.name)
             } else if tm.api_version == model::CALICO_CRD_V1 {
                 compile::calico_policy_name(
                     &CalicoPolicy {
@@ -491,7 +534,14 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
 }
 
 fn policy_id(kind: PolicyKind, ns: Option<&str>, name: &str) -> Result<PolicyId, DecodeError> {
-    if name.is_empty() || name == "knp.default." {
+    if name.is_empty()
+        || [
+            "knp.default.",
+            cluster_policy::ANP_PREFIX,
+            cluster_policy::BANP_PREFIX,
+        ]
+        .contains(&name)
+    {
         return Err(DecodeError::NoName {
             kind: kind.as_str().to_owned(),
         });
@@ -689,6 +739,57 @@ fn pod_ips(p: &model::Pod) -> Result<Vec<IpAddr>, String> {
     Ok(ips)
 }
 
+impl NetSetInfo {
+    /// From the API object. The `crd.projectcalico.org/v1` storage form keeps the v3 labels in
+    /// the `projectcalico.org/metadata` annotation when it has them (libcalico-go
+    /// `resources/customresource.go`). A net that does not parse is skipped with a warning and
+    /// the rest kept, as libcalico-go `updateprocessors/networksetprocessor.go`
+    /// convertNetworkSetV2ToV1Value does (dropping the whole set would drop more addresses
+    /// from the Deny rules that select it).
+    fn decode(namespaced: bool, tm: &TypeMeta, n: model::NetworkSet) -> Result<NetSetInfo, String> {
+        let mut labels = n.metadata.labels;
+        if tm.api_version == model::CALICO_CRD_V1
+            && let Some(v3) = n
+                .metadata
+                .annotations
+                .get(model::CALICO_METADATA_ANNOTATION)
+                .and_then(|a| serde_json::from_str::<model::CalicoV3Metadata>(a).ok())
+                .and_then(|m| m.labels)
+        {
+            labels = v3;
+        }
+        let nets = n
+            .spec
+            .nets
+            .iter()
+            .enumerate()
+            .filter_map(
+                |(i, s)| match compile::parse_cidr(&format!("spec.nets[{i}]"), s) {
+                    Ok(net) => Some(net),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{} `{}`: {e}: skipped, the other nets kept",
+                            tm.kind,
+                            n.metadata.name
+                        );
+                        None
+                    }
+                },
+            )
+            .collect();
+        Ok(NetSetInfo {
+            namespace: if namespaced {
+                n.metadata.namespace.unwrap_or_else(|| "default".into())
+            } else {
+                String::new()
+            },
+            name: n.metadata.name,
+            labels,
+            nets,
+        })
+    }
+}
+
 /// Every object a state source has given us, keyed as the API server keys them.
 #[derive(Debug)]
 pub struct Store {
@@ -699,6 +800,8 @@ pub struct Store {
     pub(crate) service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub(crate) pods: BTreeMap<(String, String), Workload>,
     pub(crate) endpoint_slices: BTreeMap<(String, String), SliceInfo>,
+    /// NetworkSets by (namespace, name); GlobalNetworkSets with an empty namespace.
+    pub(crate) net_sets: BTreeMap<(String, String), NetSetInfo>,
     /// Every label set of a pod, once (see [`Workload`]).
     interned: std::collections::HashSet<Arc<LabelMap>>,
     /// Every namespace and service-account name of a pod, once: 100k pods share a few thousand.
@@ -720,6 +823,7 @@ impl Default for Store {
             service_accounts: BTreeMap::new(),
             pods: BTreeMap::new(),
             endpoint_slices: BTreeMap::new(),
+            net_sets: BTreeMap::new(),
             interned: std::collections::HashSet::new(),
             names: std::collections::HashSet::new(),
             lineage: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -746,6 +850,8 @@ pub struct Changes {
     pub namespaces: BTreeSet<String>,
     /// EndpointSlices (what `services` criteria match).
     pub services: bool,
+    /// NetworkSets or GlobalNetworkSets.
+    pub net_sets: bool,
 }
 
 impl Changes {
@@ -759,7 +865,12 @@ impl Changes {
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.all && !self.endpoints && !self.tiers && !self.services && self.policies.is_empty()
+        !self.all
+            && !self.endpoints
+            && !self.tiers
+            && !self.services
+            && !self.net_sets
+            && self.policies.is_empty()
     }
 
     fn key(&mut self, key: &Key) {
@@ -774,6 +885,7 @@ impl Changes {
             }
             Key::Pod(..) => self.endpoints = true,
             Key::EndpointSlice(..) => self.services = true,
+            Key::NetworkSet(..) => self.net_sets = true,
         }
     }
 }
@@ -793,6 +905,8 @@ pub enum Key {
     Pod(String, String),
     /// An EndpointSlice (namespace, name).
     EndpointSlice(String, String),
+    /// A NetworkSet (namespace, name), or a GlobalNetworkSet (empty namespace, name).
+    NetworkSet(String, String),
 }
 
 impl std::fmt::Display for Key {
@@ -804,6 +918,8 @@ impl std::fmt::Display for Key {
             Key::ServiceAccount(ns, n) => write!(f, "ServiceAccount {ns}/{n}"),
             Key::Pod(ns, n) => write!(f, "Pod {ns}/{n}"),
             Key::EndpointSlice(ns, n) => write!(f, "EndpointSlice {ns}/{n}"),
+            Key::NetworkSet(ns, n) if ns.is_empty() => write!(f, "GlobalNetworkSet {n}"),
+            Key::NetworkSet(ns, n) => write!(f, "NetworkSet {ns}/{n}"),
         }
     }
 }
@@ -820,6 +936,7 @@ impl Object {
             } => Key::ServiceAccount(namespace.clone(), name.clone()),
             Object::Pod(p) => Key::Pod(p.namespace.clone(), p.name.clone()),
             Object::EndpointSlice(e) => Key::EndpointSlice(e.namespace.clone(), e.name.clone()),
+            Object::NetworkSet(n) => Key::NetworkSet(n.namespace.clone(), n.name.clone()),
         }
     }
 }
@@ -858,6 +975,10 @@ impl Store {
             Object::EndpointSlice(e) => self
                 .endpoint_slices
                 .insert((e.namespace.clone(), e.name.clone()), e)
+                .is_some(),
+            Object::NetworkSet(n) => self
+                .net_sets
+                .insert((n.namespace.clone(), n.name.clone()), n)
                 .is_some(),
         };
         replaced.then_some(key)
@@ -952,6 +1073,7 @@ impl Store {
                 .endpoint_slices
                 .remove(&(ns.clone(), n.clone()))
                 .is_some(),
+            Key::NetworkSet(ns, n) => self.net_sets.remove(&(ns.clone(), n.clone())).is_some(),
         }
     }
 

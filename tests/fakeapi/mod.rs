@@ -79,7 +79,7 @@ impl ResourceDef {
     }
 }
 
-const CALICO_KINDS: [(&str, &str, bool); 6] = [
+const CALICO_KINDS: [(&str, &str, bool); 8] = [
     ("tiers", "Tier", false),
     ("globalnetworkpolicies", "GlobalNetworkPolicy", false),
     ("networkpolicies", "NetworkPolicy", true),
@@ -94,9 +94,11 @@ const CALICO_KINDS: [(&str, &str, bool); 6] = [
         "StagedKubernetesNetworkPolicy",
         true,
     ),
+    ("networksets", "NetworkSet", true),
+    ("globalnetworksets", "GlobalNetworkSet", false),
 ];
 
-fn served(calico: Calico) -> Vec<ResourceDef> {
+fn served(calico: Calico, network_policy_api: bool) -> Vec<ResourceDef> {
     let def = |g: &str, v: &str, plural: &str, kind: &str, namespaced| ResourceDef {
         group: g.into(),
         version: v.into(),
@@ -124,6 +126,32 @@ fn served(calico: Calico) -> Vec<ResourceDef> {
             true,
         ),
     ];
+    if network_policy_api {
+        // SIG Network's network-policy-api CRDs: ClusterNetworkPolicy, and the kinds before it.
+        out.extend([
+            def(
+                "policy.networking.k8s.io",
+                "v1alpha2",
+                "clusternetworkpolicies",
+                "ClusterNetworkPolicy",
+                false,
+            ),
+            def(
+                "policy.networking.k8s.io",
+                "v1alpha1",
+                "adminnetworkpolicies",
+                "AdminNetworkPolicy",
+                false,
+            ),
+            def(
+                "policy.networking.k8s.io",
+                "v1alpha1",
+                "baselineadminnetworkpolicies",
+                "BaselineAdminNetworkPolicy",
+                false,
+            ),
+        ]);
+    }
     let groups: &[(&str, &str)] = match calico {
         Calico::V3 => &[("projectcalico.org", "v3")],
         Calico::Crd => &[("crd.projectcalico.org", "v1")],
@@ -188,8 +216,13 @@ pub struct FakeApi {
 }
 
 impl FakeApi {
-    /// Starts serving on an ephemeral loopback port.
+    /// Starts serving on an ephemeral loopback port, with the `policy.networking.k8s.io` kinds.
     pub fn start(calico: Calico) -> FakeApi {
+        FakeApi::start_with(calico, true)
+    }
+
+    /// Starts serving, with or without the `policy.networking.k8s.io` kinds.
+    pub fn start_with(calico: Calico, network_policy_api: bool) -> FakeApi {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -199,7 +232,7 @@ impl FakeApi {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let port = listener.local_addr().unwrap().port();
-        let resources = served(calico);
+        let resources = served(calico, network_policy_api);
         let inner = Arc::new(Inner {
             store: Mutex::new(Store {
                 rv: 1000,

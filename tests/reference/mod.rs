@@ -112,6 +112,10 @@ pub struct Policy {
     pub ingress: Vec<Rule>,
     /// Whether it has one (plain `Allow`) egress rule.
     pub egress: bool,
+    /// `spec.preDNAT: true` (global kinds only; rendered with `applyOnForward: true`).
+    pub pre_dnat: bool,
+    /// `spec.doNotTrack: true` (global kinds only; rendered with `applyOnForward: true`).
+    pub do_not_track: bool,
 }
 
 /// A rule action.
@@ -351,8 +355,11 @@ impl Cluster {
         }
     }
 
-    /// §2: pod labels plus Calico's three.
-    fn endpoint_labels(p: &Pod) -> Labels {
+    /// §2: pod labels plus Calico's three, "plus the labels inherited from Calico's profiles:
+    /// every Namespace label `k: v` as `pcns.k: v` and `pcns.projectcalico.org/name: <ns>`;
+    /// every ServiceAccount label as `pcsa.k: v` and `pcsa.projectcalico.org/name: <sa>` (a
+    /// Pod's own label wins over an inherited one)".
+    fn endpoint_labels(&self, p: &Pod) -> Labels {
         let mut l = p.labels.clone();
         l.insert("projectcalico.org/namespace".into(), p.namespace.clone());
         l.insert(
@@ -360,6 +367,20 @@ impl Cluster {
             p.service_account.clone(),
         );
         l.insert("projectcalico.org/orchestrator".into(), "k8s".into());
+        let inherited = [
+            ("pcns.", self.namespace_labels(&p.namespace)),
+            (
+                "pcsa.",
+                self.service_account_labels(&p.namespace, &p.service_account),
+            ),
+        ];
+        for (prefix, labels) in inherited {
+            for (k, v) in labels {
+                if !p.labels.contains_key(&format!("{prefix}{k}")) {
+                    l.insert(format!("{prefix}{k}"), v);
+                }
+            }
+        }
         l
     }
 
@@ -470,7 +491,11 @@ fn compiles(p: &Policy) -> bool {
 /// §2: whether the policy selects the destination pod (for any direction).
 fn applies(c: &Cluster, p: &Policy, dst: &Pod) -> bool {
     p.namespace.as_ref().is_none_or(|ns| *ns == dst.namespace)
-        && p.selector.matches(&Cluster::endpoint_labels(dst))
+        // "A policy with `preDNAT: true` or `doNotTrack: true` applies to host endpoints only,
+        // never to a workload."
+        && !p.pre_dnat
+        && !p.do_not_track
+        && p.selector.matches(&c.endpoint_labels(dst))
         && p.namespace_selector
             .as_ref()
             .is_none_or(|s| s.matches(&c.namespace_labels(&dst.namespace)))
@@ -727,7 +752,7 @@ fn rule_matches(
         }
     }
     if !(source_matches(c, p, &rule.source, caller)
-        && destination_matches(&rule.destination, dst, r))
+        && destination_matches(c, &rule.destination, dst, r))
     {
         RuleMatch::No
     } else if ambiguous {
@@ -902,7 +927,7 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
     let in_set = |sel: &Sel| {
         caller
             .pod
-            .is_some_and(|pod| sel.matches(&Cluster::endpoint_labels(pod)))
+            .is_some_and(|pod| sel.matches(&c.endpoint_labels(pod)))
     };
     if let Some(sel) = selector
         && !(caller.identity.is_some() && in_set(sel))
@@ -917,7 +942,7 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
     true
 }
 
-fn destination_matches(d: &Destination, dst: &Pod, r: &Request) -> bool {
+fn destination_matches(c: &Cluster, d: &Destination, dst: &Pod, r: &Request) -> bool {
     let port_ok = |m: &Port| match m {
         Port::Num(n) => *n == r.port,
         Port::Range(lo, hi) => (*lo..=*hi).contains(&r.port),
@@ -941,7 +966,7 @@ fn destination_matches(d: &Destination, dst: &Pod, r: &Request) -> bool {
         return false;
     }
     if let Some(sel) = Sel::set(&d.selector)
-        && !sel.matches(&Cluster::endpoint_labels(dst))
+        && !sel.matches(&c.endpoint_labels(dst))
     {
         return false;
     }
@@ -1190,6 +1215,15 @@ fn policy_json(p: &Policy) -> String {
     }
     if let Some(s) = &p.service_account_selector {
         spec.push(format!("\"serviceAccountSelector\": {}", q(&s.render())));
+    }
+    if p.pre_dnat {
+        spec.push("\"preDNAT\": true".into());
+    }
+    if p.do_not_track {
+        spec.push("\"doNotTrack\": true".into());
+    }
+    if p.pre_dnat || p.do_not_track {
+        spec.push("\"applyOnForward\": true".into());
     }
     match p.types {
         Types::Absent => {}
