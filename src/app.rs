@@ -149,7 +149,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
         },
         identity: IdentityConfig {
             sources: args.identity_from.clone(),
-            trust_domains: args.trust_domains.clone(),
+            trust_domains: crate::cli::trust_domains(&args.trust_domains),
             trust_bundle,
             xfcc_trusted_by: args.xfcc_trusted_by.clone(),
         },

@@ -91,9 +91,15 @@ pub struct PolicyArgs {
     /// `./policies`, or the copy embedded in the binary when that directory does not exist.
     #[arg(long = "state", value_name = "PATH")]
     pub state: Vec<PathBuf>,
-    /// Accept only SPIFFE IDs from this trust domain (repeatable; default: any).
-    #[arg(long = "trust-domain", value_name = "DOMAIN")]
-    pub trust_domains: Vec<String>,
+    /// Accept only SPIFFE IDs from this trust domain (repeatable, for federation); `*` accepts
+    /// any trust domain. A caller from another trust domain is unauthenticated.
+    #[arg(
+        long = "trust-domain",
+        value_name = "DOMAIN",
+        default_value = "cluster.local",
+        value_parser = parse_trust_domain
+    )]
+    pub trust_domains: Vec<TrustDomain>,
     /// Identify a caller that presents no principal by its source IP (Calico's network
     /// identity). Off by default: without a principal, identity criteria never match.
     #[arg(long)]
@@ -280,6 +286,45 @@ impl ServeArgs {
     }
 }
 
+/// One `--trust-domain` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustDomain {
+    /// `*`: any trust domain.
+    Any,
+    /// This trust domain only.
+    Named(String),
+}
+
+/// The accepted trust domains as the identity configuration takes them: empty accepts any.
+pub fn trust_domains(values: &[TrustDomain]) -> Vec<String> {
+    if values.contains(&TrustDomain::Any) {
+        return Vec::new();
+    }
+    values
+        .iter()
+        .filter_map(|t| match t {
+            TrustDomain::Named(n) => Some(n.clone()),
+            TrustDomain::Any => None,
+        })
+        .collect()
+}
+
+/// `--trust-domain`: a bare trust domain name, or `*`.
+pub fn parse_trust_domain(s: &str) -> Result<TrustDomain, String> {
+    if s == "*" {
+        return Ok(TrustDomain::Any);
+    }
+    if let Some(rest) = s.strip_prefix("spiffe://") {
+        return Err(format!(
+            "`{s}` is a SPIFFE ID, not a trust domain: give the bare name, e.g. `{}`",
+            rest.split('/').next().unwrap_or("cluster.local")
+        ));
+    }
+    crate::identity::spiffe::check_trust_domain(s)
+        .map(|()| TrustDomain::Named(s.to_owned()))
+        .map_err(|e| format!("`{s}` is not a trust domain ({e}); `*` accepts any"))
+}
+
 fn parse_workload(s: &str) -> Result<(String, String), String> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
@@ -307,4 +352,47 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| format!("`{s}` is not an octal file mode"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_domain_values() {
+        assert_eq!(parse_trust_domain("*"), Ok(TrustDomain::Any));
+        assert_eq!(
+            parse_trust_domain("prod.example"),
+            Ok(TrustDomain::Named("prod.example".into()))
+        );
+        let e = parse_trust_domain("spiffe://cluster.local").unwrap_err();
+        assert!(
+            e.contains("give the bare name, e.g. `cluster.local`"),
+            "{e}"
+        );
+        assert!(parse_trust_domain("Cluster.Local").is_err());
+        assert!(parse_trust_domain("").is_err());
+        assert!(parse_trust_domain("td:8443").is_err());
+        let named = |n: &str| TrustDomain::Named(n.into());
+        assert_eq!(trust_domains(&[named("a"), named("b")]), ["a", "b"]);
+        assert!(trust_domains(&[named("a"), TrustDomain::Any]).is_empty());
+    }
+
+    #[test]
+    fn the_default_trust_domain_is_cluster_local() {
+        let cli = Cli::try_parse_from(["alp-authz", "check", "--request", "r.json"]).unwrap();
+        let Command::Check(args) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(trust_domains(&args.policy.trust_domains), ["cluster.local"]);
+        assert!(
+            Cli::try_parse_from([
+                "alp-authz",
+                "serve",
+                "--trust-domain",
+                "spiffe://cluster.local"
+            ])
+            .is_err()
+        );
+    }
 }

@@ -55,7 +55,8 @@ pub struct TestFile {
     /// Inline objects added to the state.
     #[serde(default)]
     pub objects: Vec<serde_json::Value>,
-    /// Trust domain for SPIFFE IDs derived from pods (default `cluster.local`).
+    /// The trust domain accepted, and the one SPIFFE IDs derived from pods are in (default
+    /// `cluster.local`; `*` accepts any, and derives IDs in `cluster.local`).
     #[serde(default, rename = "trustDomain")]
     pub trust_domain: Option<String>,
     /// The cases.
@@ -167,8 +168,15 @@ fn run_file(path: &Path, settings: &Settings, report: &mut Report) -> anyhow::Re
     }
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
-    let checker = Checker::new(state, settings.clone());
+    // The file's trust domain is the one accepted (as `--trust-domain` is for the server), and
+    // the one pods' SPIFFE IDs are derived in; `*` accepts any.
     let td = tf.trust_domain.as_deref().unwrap_or("cluster.local");
+    let accepted = crate::cli::parse_trust_domain(td)
+        .map_err(|e| anyhow::anyhow!("{}: trustDomain: {e}", path.display()))?;
+    let mut settings = settings.clone();
+    settings.identity.trust_domains = crate::cli::trust_domains(&[accepted]);
+    let td = if td == "*" { "cluster.local" } else { td };
+    let checker = Checker::new(state, settings);
     let _ = writeln!(
         report.output,
         "running {} cases from {}",

@@ -192,6 +192,19 @@ impl Kind {
 }
 
 #[derive(Deserialize)]
+struct NameOnly {
+    metadata: NameMeta,
+}
+
+#[derive(Deserialize)]
+struct NameMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct MetaOnly {
     #[serde(default)]
     metadata: ObjectMeta,
@@ -332,10 +345,20 @@ where
     }
     let meta_doc = v.clone();
     let meta = move || {
-        FromValue(meta_doc)
+        FromValue(meta_doc.clone())
             .decode::<MetaOnly>()
             .ok()
             .map(|m| m.metadata)
+            .or_else(|| {
+                // Metadata that does not decode whole (a label that is not a string) still
+                // names the object in the error.
+                let n = FromValue(meta_doc).decode::<NameOnly>().ok()?.metadata;
+                Some(ObjectMeta {
+                    name: n.name,
+                    namespace: n.namespace,
+                    ..ObjectMeta::default()
+                })
+            })
     };
     let obj = decode_object(&tm, kind, FromValue(v), meta)?;
     Ok(Some((tm, obj)))

@@ -1,0 +1,253 @@
+//! Issue #14 ("the first hour") and #13 items 7 and 9, through the real binary: trust
+//! domains, authoring mistakes that must never fail open in `check`, `test`, `explain` and
+//! `serve`, and state-file reloads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+fn policies() -> String {
+    common::root().join("policies").display().to_string()
+}
+
+fn request_file(dir: &Path, principal: &str) -> String {
+    let text =
+        std::fs::read_to_string(common::root().join("policies/requests/frontend-get-product.json"))
+            .unwrap()
+            .replace("spiffe://cluster.local/ns/shop/sa/frontend", principal);
+    let f = dir.join("request.json");
+    std::fs::write(&f, text).unwrap();
+    f.display().to_string()
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(common::bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// === Item 3: trust domains ===
+
+#[test]
+fn the_default_trust_domain_is_cluster_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = request_file(dir.path(), "spiffe://evil.example/ns/shop/sa/frontend");
+    let p = policies();
+    // Another trust domain's `shop/frontend` is not the cluster's.
+    let (code, out, err) = common::check(&["--state", &p, "--request", &evil]);
+    assert_eq!(code, 1, "{out}{err}");
+    // `*` accepts any; several trust domains are accepted (federation).
+    let (code, out, err) =
+        common::check(&["--state", &p, "--request", &evil, "--trust-domain", "*"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = common::check(&[
+        "--state",
+        &p,
+        "--request",
+        &evil,
+        "--trust-domain",
+        "cluster.local",
+        "--trust-domain",
+        "evil.example",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let good = request_file(dir.path(), "spiffe://cluster.local/ns/shop/sa/frontend");
+    let (code, out, err) = common::check(&["--state", &p, "--request", &good]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_spiffe_id_as_trust_domain_is_a_startup_error() {
+    let (code, out, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--state",
+        &policies(),
+        "--trust-domain",
+        "spiffe://cluster.local",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(
+            "is a SPIFFE ID, not a trust domain: give the bare name, e.g. `cluster.local`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_files_set_the_trust_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    let cases = "cases:\n  - name: a pod's identity is in the file's trust domain\n    from: shop/frontend-7d4b9\n    to: shop/productpage-5f6c8\n    path: /products/1\n    expect: allow\n  - name: the cluster.local identity is from another trust domain\n    from: spiffe://cluster.local/ns/shop/sa/frontend\n    to: shop/productpage-5f6c8\n    path: /products/1\n    expect: deny\n";
+    std::fs::write(
+        &file,
+        format!(
+            "state: [{}]\ntrustDomain: prod.example\n{cases}",
+            policies()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["test", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.ends_with("\n2 passed, 0 failed\n"), "{out}");
+    std::fs::write(
+        &file,
+        format!(
+            "state: [{}]\ntrustDomain: 'spiffe://x'\n{cases}",
+            policies()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["test", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("trustDomain: `spiffe://x` is a SPIFFE ID"),
+        "{err}"
+    );
+}
+
+// === Item 2 and #13 item 7: mistakes that fail open ===
+
+/// The shipped policies plus one extra file, as a state directory.
+fn state_with(dir: &Path, name: &str, extra: &str) -> String {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    for f in std::fs::read_dir(common::root().join("policies")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, state.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(state.join(name), extra).unwrap();
+    state.display().to_string()
+}
+
+/// Each mistake, and what the error must say. The legacy-batch caller is denied by the
+/// security tier's namespace-scoped Deny; every mistake here would have opened something.
+const MISTAKES: [(&str, &str, &str); 5] = [
+    (
+        "misspelt kind",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolcy\nmetadata: {name: deny-all}\nspec: {selector: all(), types: [Ingress], ingress: [{action: Deny}]}\n",
+        "is `GlobalNetworkPolcy` a misspelling of `GlobalNetworkPolicy`?",
+    ),
+    (
+        "wrong apiVersion",
+        "apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: n, namespace: shop}\nspec: {podSelector: {}}\n",
+        "`NetworkPolicy` is read only under its own apiVersion",
+    ),
+    (
+        "namespaced policy without a namespace",
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: lockdown}\nspec: {selector: all(), types: [Ingress], ingress: [{action: Deny}]}\n",
+        "a namespaced policy needs `metadata.namespace`",
+    ),
+    (
+        "unknown top-level key",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: deny-all}\nspek: {selector: all(), types: [Ingress], ingress: [{action: Deny}]}\n",
+        "unknown top-level field `spek`",
+    ),
+    (
+        "namespace label that is not a string",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: batch, labels: {cost-center: 4711}}\n",
+        "invalid Namespace `batch`: metadata.labels.cost-center: invalid type: integer `4711`",
+    ),
+];
+
+#[test]
+fn mistakes_are_errors_in_check_explain_and_test() {
+    for (what, text, message) in MISTAKES {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_with(dir.path(), "zz-mistake.yaml", text);
+        let request = common::root().join("policies/requests/legacy-get-product.json");
+        let want = "zz-mistake.yaml:1: document 1: ";
+        for cmd in ["check", "explain"] {
+            let (code, out, err) = run(&[
+                cmd,
+                "--state",
+                &state,
+                "--request",
+                request.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 2, "{what}: {cmd}: {out}{err}");
+            assert!(
+                err.contains(want) && err.contains(message),
+                "{what}: {cmd}: {err}"
+            );
+            assert!(out.is_empty(), "{what}: {cmd}: {out}");
+        }
+        let file = dir.path().join("t.yaml");
+        std::fs::write(
+            &file,
+            format!("state: [{state}]\ncases:\n  - name: c\n    from: shop/frontend-7d4b9\n    to: shop/productpage-5f6c8\n    path: /products/1\n    expect: allow\n"),
+        )
+        .unwrap();
+        let (code, out, err) = run(&["test", file.to_str().unwrap()]);
+        assert_eq!(code, 2, "{what}: test: {out}{err}");
+        assert!(err.contains(message), "{what}: test: {err}");
+    }
+}
+
+#[test]
+fn upper_case_extensions_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // The security tier's Deny for legacy-batch, moved into a `.YAML` file, still applies.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    for f in ["cluster.yaml", "shop.yaml"] {
+        std::fs::copy(common::root().join("policies").join(f), state.join(f)).unwrap();
+    }
+    std::fs::copy(
+        common::root().join("policies/tiers.yaml"),
+        state.join("TIERS.YAML"),
+    )
+    .unwrap();
+    let request = common::root().join("policies/requests/legacy-get-product.json");
+    let (code, out, err) = common::check(&[
+        "--state",
+        state.to_str().unwrap(),
+        "--request",
+        request.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["tier"], "security", "{out}");
+}
+
+/// In `serve`, a state that holds a mistake does not load: the last good state keeps serving,
+/// the failure is logged and counted; at first start the server does not start.
+#[test]
+fn serve_keeps_the_last_good_state_and_refuses_to_start_on_mistakes() {
+    let (_, text, message) = MISTAKES[4];
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_with(dir.path(), "zz-mistake.yaml", text);
+    let (code, out, err) = run(&["serve", "--listen", "127.0.0.1:0", "--state", &state]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains(message), "{err}");
+
+    let good = state_with(dir.path(), "zz-mistake.yaml", "");
+    let metrics = common::free_loopback_addr();
+    let server = common::Server::start(&[
+        "--state",
+        &good,
+        "--reload-interval",
+        "0.05",
+        "--metrics",
+        &metrics,
+    ]);
+    common::write_atomically(Path::new(&good), "zz-mistake.yaml", text);
+    let line = server.wait_for_log("state not reloaded");
+    assert!(line.contains(message), "{line}");
+    let m = common::scrape_metrics(&metrics);
+    assert_eq!(
+        m.get("alp_authz_state_reload_errors_total"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(m.get("alp_authz_state_ready"), Some(&1.0), "{m:?}");
+    assert_eq!(m.get("alp_authz_state_generation"), Some(&1.0), "{m:?}");
+}
