@@ -251,3 +251,67 @@ fn serve_keeps_the_last_good_state_and_refuses_to_start_on_mistakes() {
     assert_eq!(m.get("alp_authz_state_ready"), Some(&1.0), "{m:?}");
     assert_eq!(m.get("alp_authz_state_generation"), Some(&1.0), "{m:?}");
 }
+
+// === Item 5: Unix socket takeover ===
+
+/// Runs `alp-authz ARGS` for at most `secs`; `None` if it was still running (then killed).
+fn run_for(args: &[&str], secs: u64) -> Option<(i32, String)> {
+    let mut child = Command::new(common::bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return Some((status.code().unwrap_or(-1), err));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_second_server_does_not_take_over_a_live_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("authz.sock");
+    let s = sock.to_str().unwrap();
+    let p = policies();
+    let first = common::Server::start(&["--state", &p, "--unix", s]);
+    let (code, err) = run_for(
+        &["serve", "--listen", "none", "--state", &p, "--unix", s],
+        20,
+    )
+    .expect("the second server started on a live socket");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another server is listening on it"), "{err}");
+    // The first server's socket is still there and answers.
+    std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    drop(first);
+}
+
+#[test]
+fn a_server_never_deletes_a_socket_that_is_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("authz.sock");
+    let s = sock.to_str().unwrap();
+    let p = policies();
+    let first = common::Server::start(&["--state", &p, "--unix", s]);
+    // Its file is replaced by another server's (someone removed it, a new server bound).
+    std::fs::remove_file(&sock).unwrap();
+    let second = common::Server::start(&["--state", &p, "--unix", s]);
+    std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    assert!(first.terminate().success());
+    assert!(
+        sock.exists(),
+        "the first server removed the second's socket"
+    );
+    std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    assert!(second.terminate().success());
+    assert!(!sock.exists(), "the second server removes its own socket");
+}
