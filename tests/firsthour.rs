@@ -315,3 +315,46 @@ fn a_server_never_deletes_a_socket_that_is_not_its_own() {
     assert!(second.terminate().success());
     assert!(!sock.exists(), "the second server removes its own socket");
 }
+
+// === Item 4: the plain-Envoy recipe ===
+
+/// The CheckRequest plain Envoy sends with `istio-config/envoy.yaml`: the destination is the
+/// host's address and the listener's port, the source principal the verified client
+/// certificate's. With the README's `--workload`, the example's allowed request is allowed.
+#[test]
+fn the_plain_envoy_recipe_allows_the_examples_allowed_request() {
+    let envoy: serde_json::Value = yaml_serde::from_str(
+        &std::fs::read_to_string(common::root().join("istio-config/envoy.yaml")).unwrap(),
+    )
+    .unwrap();
+    let port = envoy["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+        .as_u64()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let request = |method: &str| {
+        let r = serde_json::json!({"attributes": {
+            "source": {"address": {"socketAddress": {"address": "192.0.2.50", "portValue": 41234}},
+                       "principal": "spiffe://cluster.local/ns/shop/sa/frontend"},
+            "destination": {"address": {"socketAddress": {"address": "192.0.2.10", "portValue": port}}},
+            "request": {"http": {"method": method, "path": "/products/42", "host": "productpage:9080",
+                                  "headers": {":method": method, ":path": "/products/42"}}}}});
+        let f = dir.path().join(format!("{method}.json"));
+        std::fs::write(&f, r.to_string()).unwrap();
+        f.display().to_string()
+    };
+    let p = policies();
+    let args = |req: &str| -> (i32, String, String) {
+        common::check(&[
+            "--state",
+            &p,
+            "--workload",
+            "shop/productpage-5f6c8",
+            "--request",
+            req,
+        ])
+    };
+    let (code, out, err) = args(&request("GET"));
+    assert_eq!(code, 0, "listener port {port}: {out}{err}");
+    let (code, out, err) = args(&request("POST"));
+    assert_eq!(code, 1, "{out}{err}");
+}
