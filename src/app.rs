@@ -68,16 +68,22 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Test(args) => match crate::testing::run(&args.files, &Settings::default()) {
-            Ok(report) => {
-                print!("{}", report.output);
-                ExitCode::from(u8::from(report.failed > 0))
+        Command::Test(args) => {
+            match crate::testing::run(&args.files, &Settings::default(), args.strict) {
+                Ok(report) => {
+                    print!("{}", report.output);
+                    if report.errors > 0 {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::from(u8::from(report.failed > 0))
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -153,7 +159,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
             trust_bundle,
             xfcc_trusted_by: args.xfcc_trusted_by.clone(),
         },
-        explain_denials: args.explain_denials,
+        explain_denials: false,
         answer: AnswerSettings::default(),
         dry_run: false,
     }
@@ -165,11 +171,39 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let json = read_request(&args.request)?;
-    let request = descriptor::check_request_from_json(&json)
-        .with_context(|| format!("{}: not a CheckRequest", args.request.display()))?;
+    if args.strict && !loaded.warnings.is_empty() {
+        anyhow::bail!(
+            "{} warning(s), and --strict makes them errors",
+            loaded.warnings.len()
+        );
+    }
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
+    let request = match &args.request {
+        Some(path) => {
+            let json = read_request(path)?;
+            descriptor::check_request_from_json(&json)
+                .with_context(|| format!("{}: not a CheckRequest", path.display()))?
+        }
+        None => {
+            let headers = args.headers.iter().cloned().collect();
+            // Pods' SPIFFE IDs are derived in the first accepted trust domain.
+            let domains = crate::cli::trust_domains(&args.policy.trust_domains);
+            let td = domains.first().map_or("cluster.local", String::as_str);
+            crate::testing::short_request(
+                &snap,
+                &crate::testing::ShortForm {
+                    from: args.from.as_deref(),
+                    to: args.to.as_deref(),
+                    port: args.port,
+                    method: args.method.as_deref(),
+                    path: args.path.as_deref(),
+                    headers: &headers,
+                },
+                td,
+            )?
+        }
+    };
     let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?));
     if explain {
         let out = explain::explain(&checker, &snap, &request);
@@ -390,6 +424,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         let mut settings = settings(&args.policy, bundle);
         settings.dry_run = args.dry_run;
+        settings.explain_denials = args.explain_denials;
         if args.dry_run {
             tracing::warn!("dry run: every request is allowed; denials are only logged and counted");
         }

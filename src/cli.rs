@@ -79,9 +79,13 @@ pub struct BenchArgs {
 /// `test` options.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Test files.
-    #[arg(required = true, value_name = "FILE")]
+    /// Test files, or directories of them (their `*.yaml` and `*.yml` files).
+    #[arg(required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// Treat warnings (an invalid policy that fails closed, …) as errors: a file whose state
+    /// warns is reported as an error, and the run exits 2.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Where state comes from and how requests are judged (shared by `serve` and `check`).
@@ -126,10 +130,6 @@ pub struct PolicyArgs {
     /// (an Istio ambient waypoint); repeatable.
     #[arg(long, value_name = "SPIFFE_ID")]
     pub xfcc_trusted_by: Vec<String>,
-    /// Send the deny reason to the caller (gRPC status message and `x-alp-authz-reason`).
-    /// Off by default: policy names are not leaked to callers.
-    #[arg(long)]
-    pub explain_denials: bool,
 }
 
 /// `serve` options.
@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// Policy and identity options.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Send the deny reason to the caller (gRPC status message and `x-alp-authz-reason`).
+    /// Off by default: policy names are not leaked to callers.
+    #[arg(long)]
+    pub explain_denials: bool,
     /// TCP listen address, or `none`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9191", value_parser = parse_listen)]
     pub listen: Listen,
@@ -265,13 +269,52 @@ pub enum CalicoApi {
 
 /// `check` options.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["request", "to"])))]
 pub struct CheckArgs {
     /// Policy and identity options.
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// The CheckRequest as proto3 JSON; `-` reads standard input.
-    #[arg(long, value_name = "FILE")]
-    pub request: PathBuf,
+    /// The CheckRequest as proto3 JSON; `-` reads standard input. Or give the request in the
+    /// short form, as `alp-authz test` cases do: `--from`, `--to`, ….
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to", "port", "method", "path", "headers"])]
+    pub request: Option<PathBuf>,
+    /// Short form: the caller, `namespace/pod` (its service account and IP), a SPIFFE ID, or
+    /// `unauthenticated` (the default).
+    #[arg(long, value_name = "CALLER")]
+    pub from: Option<String>,
+    /// Short form: the destination, `namespace/pod` or an IP address.
+    #[arg(long, value_name = "DESTINATION")]
+    pub to: Option<String>,
+    /// Short form: the destination port (default: the pod's first named container port, else 80).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u32>,
+    /// Short form: the HTTP method (default GET).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Short form: the HTTP path (default /).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Short form: a request header, `NAME: VALUE` or `NAME=VALUE` (repeatable).
+    #[arg(long = "header", value_name = "HEADER", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Treat warnings (an invalid policy that fails closed, pods in a namespace with no
+    /// Namespace object, …) as errors: exit 2.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = match (s.find(':'), s.find('=')) {
+        (Some(c), Some(e)) if e < c => s.split_at(e),
+        (Some(c), _) => s.split_at(c),
+        (None, Some(e)) => s.split_at(e),
+        (None, None) => return Err(format!("`{s}` is not `NAME: VALUE` or `NAME=VALUE`")),
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("`{s}` has no header name"));
+    }
+    Ok((name.to_ascii_lowercase(), value[1..].trim().to_owned()))
 }
 
 impl ServeArgs {
@@ -376,6 +419,24 @@ mod tests {
         let named = |n: &str| TrustDomain::Named(n.into());
         assert_eq!(trust_domains(&[named("a"), named("b")]), ["a", "b"]);
         assert!(trust_domains(&[named("a"), TrustDomain::Any]).is_empty());
+    }
+
+    #[test]
+    fn header_values() {
+        assert_eq!(parse_header("X-A: b: c"), Ok(("x-a".into(), "b: c".into())));
+        assert_eq!(parse_header("x-a=b"), Ok(("x-a".into(), "b".into())));
+        assert_eq!(parse_header("x-a=b:c"), Ok(("x-a".into(), "b:c".into())));
+        assert!(parse_header("nothing").is_err());
+        assert!(parse_header(": v").is_err());
+    }
+
+    #[test]
+    fn check_takes_a_request_or_the_short_form() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["alp-authz", "check"], a].concat());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--to", "shop/p", "--from", "shop/f", "--header", "a: b"]).is_ok());
+        assert!(parse(&["--request", "r.json", "--from", "shop/f"]).is_err());
+        assert!(parse(&["--request", "r.json", "--explain-denials"]).is_err());
     }
 
     #[test]

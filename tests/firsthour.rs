@@ -107,8 +107,8 @@ fn test_files_set_the_trust_domain() {
     let (code, out, err) = run(&["test", file.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("trustDomain: `spiffe://x` is a SPIFFE ID"),
-        "{err}"
+        out.contains("trustDomain: `spiffe://x` is a SPIFFE ID"),
+        "{out}{err}"
     );
 }
 
@@ -188,7 +188,7 @@ fn mistakes_are_errors_in_check_explain_and_test() {
         .unwrap();
         let (code, out, err) = run(&["test", file.to_str().unwrap()]);
         assert_eq!(code, 2, "{what}: test: {out}{err}");
-        assert!(err.contains(message), "{what}: test: {err}");
+        assert!(out.contains(message), "{what}: test: {out}{err}");
     }
 }
 
@@ -357,4 +357,122 @@ fn the_plain_envoy_recipe_allows_the_examples_allowed_request() {
     assert_eq!(code, 0, "listener port {port}: {out}{err}");
     let (code, out, err) = args(&request("POST"));
     assert_eq!(code, 1, "{out}{err}");
+}
+
+// === Item 6: the CLI meets people halfway ===
+
+#[test]
+fn check_and_explain_take_the_short_form() {
+    let p = policies();
+    let short = |cmd: &str, method: &str| {
+        run(&[
+            cmd,
+            "--state",
+            &p,
+            "--from",
+            "shop/frontend-7d4b9",
+            "--to",
+            "shop/productpage-5f6c8",
+            "--method",
+            method,
+            "--path",
+            "/products/42",
+            "--header",
+            "x-a: b",
+        ])
+    };
+    let (code, out, err) = short("check", "GET");
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["policy"], "shop/productpage", "{out}");
+    let (code, out, err) = short("check", "POST");
+    assert_eq!(code, 1, "{out}{err}");
+    let (code, out, err) = short("explain", "GET");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("shop/productpage"), "{out}");
+    // An unknown pod is a clear error.
+    let (code, _, err) = run(&["check", "--state", &p, "--to", "shop/nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no pod `shop/nope`"), "{err}");
+    // `--explain-denials` is a server option: check does not list it.
+    let (code, _, err) = run(&[
+        "check",
+        "--state",
+        &p,
+        "--to",
+        "shop/productpage-5f6c8",
+        "--explain-denials",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+fn write_test(dir: &Path, name: &str, body: &str) {
+    std::fs::write(
+        dir.join(name),
+        format!("state: [{}]\ncases:\n{body}", policies()),
+    )
+    .unwrap();
+}
+
+const GOOD_CASE: &str = "  - name: frontend reads products\n    from: shop/frontend-7d4b9\n    to: shop/productpage-5f6c8\n    path: /products/1\n    expect: allow\n";
+
+#[test]
+fn test_takes_directories_and_one_bad_file_hides_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_test(dir.path(), "a.yaml", GOOD_CASE);
+    write_test(dir.path(), "b.yaml", "  - name: typo\n    expct: allow\n");
+    write_test(
+        dir.path(),
+        "c.yml",
+        &GOOD_CASE.replace("frontend reads", "again"),
+    );
+    std::fs::write(dir.path().join("notes.txt"), "not a test").unwrap();
+    let (code, out, err) = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("test frontend reads products ... ok"), "{out}");
+    assert!(out.contains("test again products ... ok"), "{out}");
+    let b = dir.path().join("b.yaml").display().to_string();
+    // The error names the file once.
+    let line = out.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(line.starts_with(&format!("error: {b}: cases[0]")), "{out}");
+    assert_eq!(line.matches("b.yaml").count(), 1, "{line}");
+    assert!(
+        out.ends_with("\n2 passed, 0 failed, 1 file(s) with errors\n"),
+        "{out}"
+    );
+    // Without the bad file: all pass.
+    std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    let (code, out, _) = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn strict_turns_warnings_into_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_with(
+        dir.path(),
+        "zz-invalid.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: g, namespace: ops}\nspec: {selector: 'a ==', ingress: [{action: Allow}]}\n",
+    );
+    let request = common::root().join("policies/requests/frontend-get-product.json");
+    let args = ["--state", &state, "--request", request.to_str().unwrap()];
+    let (code, out, err) = common::check(&args);
+    assert!(
+        err.contains("warning: ") && err.contains("fails closed"),
+        "{err}"
+    );
+    assert_ne!(code, 2, "{out}{err}");
+    let (code, out, err) = common::check(&[&args[..], &["--strict"]].concat());
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--strict makes them errors"), "{err}");
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        format!("state: [{state}]\ncases:\n{GOOD_CASE}"),
+    )
+    .unwrap();
+    let t = dir.path().join("t.yaml");
+    let (code, out, _) = run(&["test", t.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = run(&["test", "--strict", t.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
 }
