@@ -117,7 +117,10 @@ impl StateSource {
     fn load(&self) -> Result<Loaded, LoadError> {
         match self {
             StateSource::Files(paths) => file::load(paths),
-            StateSource::Embedded => embedded::load(),
+            StateSource::Embedded => embedded::load().map(|mut loaded| {
+                loaded.warnings.insert(0, EMBEDDED_WARNING.into());
+                loaded
+            }),
         }
     }
 
@@ -132,6 +135,10 @@ impl StateSource {
         }
     }
 }
+
+/// Said whenever the embedded example policies are used: outside the repository, with no
+/// `--state`, they are what a server enforces, which is a demo, not a policy.
+const EMBEDDED_WARNING: &str = "no --state given and no ./policies directory: using the example policies embedded in the binary (a demo; give --state or --kubernetes for real policy)";
 
 /// Loads the trust bundle named by `--trust-bundle`, if any.
 fn trust_bundle(args: &PolicyArgs) -> anyhow::Result<Option<Arc<ArcSwapOption<TrustBundle>>>> {

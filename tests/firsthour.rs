@@ -476,3 +476,74 @@ fn strict_turns_warnings_into_errors() {
     let (code, out, _) = run(&["test", "--strict", t.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
 }
+
+// === Item 8: the embedded policies are announced ===
+
+#[test]
+fn the_embedded_policies_come_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = common::root().join("policies/requests/frontend-get-product.json");
+    let out = Command::new(common::bin())
+        .current_dir(dir.path())
+        .args(["check", "--request", request.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: no --state given and no ./policies directory: using the example policies embedded in the binary"),
+        "{err}"
+    );
+    // In the repository (./policies exists) there is no such warning.
+    let (code, _, err) = common::check(&["--request", request.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("embedded"), "{err}");
+}
+
+/// The README's staged example, with the README's own `staged.yaml`: the on-call engineer's
+/// admin request is allowed, and the staged set would have denied it at the end of a tier.
+#[tokio::test]
+async fn the_readmes_staged_example_is_true() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let start = readme
+        .find("```yaml\n# staged.yaml\n")
+        .expect("staged.yaml in the README");
+    let body = &readme[start + "```yaml\n".len()..];
+    let staged = &body[..body.find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("staged.yaml");
+    std::fs::write(&file, staged).unwrap();
+    let metrics = common::free_loopback_addr();
+    let server = common::Server::start(&[
+        "--state",
+        &policies(),
+        "--state",
+        file.to_str().unwrap(),
+        "--metrics",
+        &metrics,
+    ]);
+    let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(server.url())
+        .await
+        .unwrap();
+    let json = std::fs::read_to_string(common::root().join("policies/requests/oncall-admin.json"))
+        .unwrap();
+    let req = alp_authz::authz::descriptor::check_request_from_json(&json).unwrap();
+    let r = c.check(req).await.unwrap().into_inner();
+    assert_eq!(r.status.unwrap().code, 0);
+    let line = server.wait_for_log("staged policy would change the answer");
+    assert!(
+        line.contains("enforced=allowed by rule 1 of policy shop/productpage in tier default staged=denied at the end of tier default: no rule matched"),
+        "{line}"
+    );
+    let m = common::scrape_metrics(&metrics);
+    assert_eq!(
+        m.get("alp_authz_staged_disagreements_total{policy=\"\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("alp_authz_policies{state=\"staged\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+}
