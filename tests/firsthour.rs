@@ -514,6 +514,7 @@ async fn the_readmes_staged_example_is_true() {
     let file = dir.path().join("staged.yaml");
     std::fs::write(&file, staged).unwrap();
     let metrics = common::free_loopback_addr();
+    let log = dir.path().join("decisions.jsonl");
     let server = common::Server::start(&[
         "--state",
         &policies(),
@@ -521,18 +522,23 @@ async fn the_readmes_staged_example_is_true() {
         file.to_str().unwrap(),
         "--metrics",
         &metrics,
+        "--decision-log",
+        log.to_str().unwrap(),
     ]);
     let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(server.url())
         .await
         .unwrap();
-    let json = std::fs::read_to_string(common::root().join("policies/requests/oncall-admin.json"))
-        .unwrap();
-    let req = alp_authz::authz::descriptor::check_request_from_json(&json).unwrap();
-    let r = c.check(req).await.unwrap().into_inner();
+    let request = |name: &str| {
+        let path = common::root().join(format!("policies/requests/{name}.json"));
+        let json = std::fs::read_to_string(path).unwrap();
+        alp_authz::authz::descriptor::check_request_from_json(&json).unwrap()
+    };
+    let r = c.check(request("oncall-admin")).await.unwrap().into_inner();
     assert_eq!(r.status.unwrap().code, 0);
     let line = server.wait_for_log("staged policy would change the answer");
+    // As the README shows it, and naming the request (its `x-request-id`).
     assert!(
-        line.contains("enforced=allowed by rule 1 of policy shop/productpage in tier default staged=denied at the end of tier default: no rule matched"),
+        line.contains("staged policy would change the answer request_id=\"1\" generation=1 enforced=allowed by rule 1 of policy shop/productpage in tier default staged=denied at the end of tier default: no rule matched"),
         "{line}"
     );
     let m = common::scrape_metrics(&metrics);
@@ -545,5 +551,30 @@ async fn the_readmes_staged_example_is_true() {
         m.get("alp_authz_policies{state=\"staged\"}"),
         Some(&1.0),
         "{m:?}"
+    );
+    // The decision log has the staged verdict and the request id; a caller with no principal
+    // is null, not "".
+    c.check(request("plaintext-get-product")).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<_> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(lines[0]["decision"], "allow", "{}", lines[0]);
+    assert_eq!(lines[0]["staged"], "deny", "{}", lines[0]);
+    assert_eq!(lines[0]["request_id"], "1", "{}", lines[0]);
+    assert_eq!(
+        lines[1]["source_principal"],
+        serde_json::Value::Null,
+        "{}",
+        lines[1]
     );
 }
