@@ -385,9 +385,17 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     if s == "none" {
         return Ok(Listen(None));
     }
-    s.parse()
+    if let Ok(a) = s.parse() {
+        return Ok(Listen(Some(a)));
+    }
+    // A host name with a port (`localhost:9191`): its first address.
+    std::net::ToSocketAddrs::to_socket_addrs(s)
+        .ok()
+        .and_then(|mut a| a.next())
         .map(|a| Listen(Some(a)))
-        .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9191 or [::1]:9191"))
+        .ok_or_else(|| {
+            format!("`{s}` is not an address like 127.0.0.1:9191, [::1]:9191 or localhost:9191")
+        })
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -419,6 +427,17 @@ mod tests {
         let named = |n: &str| TrustDomain::Named(n.into());
         assert_eq!(trust_domains(&[named("a"), named("b")]), ["a", "b"]);
         assert!(trust_domains(&[named("a"), TrustDomain::Any]).is_empty());
+    }
+
+    #[test]
+    fn listen_takes_host_names() {
+        let Listen(Some(a)) = parse_listen("localhost:9191").unwrap() else {
+            unreachable!()
+        };
+        assert!(a.ip().is_loopback() && a.port() == 9191, "{a}");
+        assert_eq!(parse_listen("none"), Ok(Listen(None)));
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("127.0.0.1:99999").is_err());
     }
 
     #[test]
