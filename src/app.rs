@@ -72,6 +72,7 @@ pub fn run(cli: Cli) -> ExitCode {
             match crate::testing::run(&args.files, &Settings::default(), args.strict) {
                 Ok(report) => {
                     print!("{}", report.output);
+                    eprint!("{}", report.error_output);
                     if report.errors > 0 {
                         ExitCode::from(2)
                     } else {

@@ -128,6 +128,8 @@ pub struct Report {
     /// Test files that could not be run (unreadable, bad YAML, a state that does not load, or
     /// one that warns under `--strict`).
     pub errors: usize,
+    /// What to print on standard error: one `error: FILE: …` line per file with errors.
+    pub error_output: String,
     /// What to print.
     pub output: String,
 }
@@ -144,9 +146,9 @@ pub fn run(paths: &[PathBuf], settings: &Settings, strict: bool) -> anyhow::Resu
             let e = format!("{e:#}");
             let shown = f.display().to_string();
             if e.starts_with(&shown) {
-                let _ = writeln!(report.output, "error: {e}");
+                let _ = writeln!(report.error_output, "error: {e}");
             } else {
-                let _ = writeln!(report.output, "error: {shown}: {e}");
+                let _ = writeln!(report.error_output, "error: {shown}: {e}");
             }
         }
     }

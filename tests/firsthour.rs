@@ -107,7 +107,7 @@ fn test_files_set_the_trust_domain() {
     let (code, out, err) = run(&["test", file.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        out.contains("trustDomain: `spiffe://x` is a SPIFFE ID"),
+        err.contains("trustDomain: `spiffe://x` is a SPIFFE ID"),
         "{out}{err}"
     );
 }
@@ -188,7 +188,7 @@ fn mistakes_are_errors_in_check_explain_and_test() {
         .unwrap();
         let (code, out, err) = run(&["test", file.to_str().unwrap()]);
         assert_eq!(code, 2, "{what}: test: {out}{err}");
-        assert!(out.contains(message), "{what}: test: {out}{err}");
+        assert!(err.contains(message), "{what}: test: {out}{err}");
     }
 }
 
@@ -433,8 +433,8 @@ fn test_takes_directories_and_one_bad_file_hides_nothing() {
     assert!(out.contains("test again products ... ok"), "{out}");
     let b = dir.path().join("b.yaml").display().to_string();
     // The error names the file once.
-    let line = out.lines().find(|l| l.starts_with("error:")).unwrap();
-    assert!(line.starts_with(&format!("error: {b}: cases[0]")), "{out}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(line.starts_with(&format!("error: {b}: cases[0]")), "{err}");
     assert_eq!(line.matches("b.yaml").count(), 1, "{line}");
     assert!(
         out.ends_with("\n2 passed, 0 failed, 1 file(s) with errors\n"),
