@@ -213,13 +213,18 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
         }
     };
     let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?));
+    // With no staged policies the staged set is the enforced one.
+    let snap: &crate::policy::snapshot::Snapshot = match (&snap.shadow, args.staged) {
+        (Some(shadow), true) => shadow,
+        _ => &snap,
+    };
     if explain {
-        let out = explain::explain(&checker, &snap, &request);
+        let out = explain::explain(&checker, snap, &request);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(out["decision"]["allowed"] == true);
     }
-    let decision = checker.decide(&snap, &request);
-    println!("{}", explain::decision_json(&snap, &decision));
+    let decision = checker.decide(snap, &request);
+    println!("{}", explain::decision_json(snap, &decision));
     Ok(decision.allowed())
 }
 

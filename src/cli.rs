@@ -301,6 +301,10 @@ pub struct CheckArgs {
     /// Namespace object, …) as errors: exit 2.
     #[arg(long)]
     pub strict: bool,
+    /// Decide against the staged policy set (the enforced set with the staged policies
+    /// applied, as the server's shadow evaluation does) instead of the enforced one.
+    #[arg(long)]
+    pub staged: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {

@@ -92,6 +92,10 @@ pub struct TestCase {
     pub request: Option<serde_json::Value>,
     /// `allow` or `deny`.
     pub expect: Expect,
+    /// The verdict expected of the staged policy set (the enforced set with the staged
+    /// policies applied), when given.
+    #[serde(default)]
+    pub staged: Option<Expect>,
     /// The deciding policy, when given (`null` means no policy decided).
     #[serde(default, deserialize_with = "some_option")]
     pub policy: Option<Option<String>>,
@@ -279,6 +283,22 @@ fn run_file(
                 show(want),
                 show(&policy)
             ));
+        }
+        if let Some(want) = case.staged {
+            let shadow = snap.shadow.as_deref().unwrap_or(&snap);
+            let got = checker.decide(shadow, &request).verdict == Verdict::Allow;
+            if got != (want == Expect::Allow) {
+                diffs.push(format!(
+                    "staged verdict: expected {}, got {} ({})",
+                    if want == Expect::Allow {
+                        "allow"
+                    } else {
+                        "deny"
+                    },
+                    if got { "allow" } else { "deny" },
+                    checker.decide(shadow, &request).reason(shadow)
+                ));
+            }
         }
         if let Some(want) = case.rule
             && want != d.rule()

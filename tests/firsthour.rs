@@ -578,3 +578,54 @@ async fn the_readmes_staged_example_is_true() {
         lines[1]
     );
 }
+
+/// Item 7: staged verdicts offline, `check --staged` and a `staged:` expectation in tests.
+#[test]
+fn staged_verdicts_offline() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let start = readme.find("```yaml\n# staged.yaml\n").unwrap();
+    let body = &readme[start + "```yaml\n".len()..];
+    let dir = tempfile::tempdir().unwrap();
+    let staged = dir.path().join("staged.yaml");
+    std::fs::write(&staged, &body[..body.find("```").unwrap()]).unwrap();
+    let (p, s) = (policies(), staged.display().to_string());
+    let request = common::root().join("policies/requests/oncall-admin.json");
+    let args = [
+        "--state",
+        &p,
+        "--state",
+        &s,
+        "--request",
+        request.to_str().unwrap(),
+    ];
+    let (code, out, err) = common::check(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = common::check(&[&args[..], &["--staged"]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("denied at the end of tier default"), "{out}");
+    // Without staged policies, the staged set is the enforced one.
+    let (code, out, err) = common::check(&[
+        "--state",
+        &p,
+        "--request",
+        request.to_str().unwrap(),
+        "--staged",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let t = dir.path().join("t.yaml");
+    let case = |staged: &str| {
+        format!(
+            "state: [{p}, {s}]\ncases:\n  - name: on-call flushes the cache\n    from: ops/oncall-shell\n    to: shop/productpage-5f6c8\n    method: POST\n    path: /admin/cache/flush\n    expect: allow\n    staged: {staged}\n"
+        )
+    };
+    std::fs::write(&t, case("deny")).unwrap();
+    let (code, out, err) = run(&["test", t.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(&t, case("allow")).unwrap();
+    let (code, out, err) = run(&["test", t.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("staged verdict: expected allow, got deny"),
+        "{out}"
+    );
+}
