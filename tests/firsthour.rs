@@ -629,34 +629,3 @@ fn staged_verdicts_offline() {
         "{out}"
     );
 }
-
-/// Item 7: explain shows the inputs that decided: the trust domains a rejected principal was
-/// not in, and the addresses (an unknown destination's included).
-#[test]
-fn explain_shows_the_deciding_inputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let evil = request_file(dir.path(), "spiffe://evil.example/ns/shop/sa/frontend");
-    let p = policies();
-    let (code, out, err) = run(&["explain", "--state", &p, "--request", &evil]);
-    assert_eq!(code, 1, "{out}{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["identity"]["status"], "untrusted trust domain", "{v}");
-    assert_eq!(
-        v["identity"]["acceptedTrustDomains"],
-        serde_json::json!(["cluster.local"]),
-        "{v}"
-    );
-    let unknown = common::root().join("policies/requests/unknown-destination.json");
-    let (code, out, err) = run(&[
-        "explain",
-        "--state",
-        &p,
-        "--request",
-        unknown.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 1, "{out}{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["destination"], serde_json::Value::Null, "{v}");
-    assert_eq!(v["destinationAddress"], "10.0.77.7:9080", "{v}");
-    assert_eq!(v["sourceAddress"], "10.0.1.10:41234", "{v}");
-}

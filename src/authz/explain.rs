@@ -76,11 +76,9 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
     let identity = match principal {
         Principal::Absent => json!({"status": "absent"}),
         Principal::Invalid => json!({"status": "invalid"}),
-        Principal::Untrusted(id) => json!({
-            "status": "untrusted trust domain",
-            "spiffe": id.to_string(),
-            "acceptedTrustDomains": settings.identity.trust_domains,
-        }),
+        Principal::Untrusted(id) => {
+            json!({"status": "untrusted trust domain", "spiffe": id.to_string()})
+        }
         Principal::Valid(id) => json!({"status": "valid", "spiffe": id.to_string()}),
         Principal::Rejected(r) => json!({"status": "rejected", "why": r.to_string()}),
     };
@@ -123,20 +121,12 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
             })
         })
         .collect();
-    // The addresses as the request gave them: what an unknown destination was looked up by.
-    let address = |a: &crate::policy::eval::Addr| match a.ip {
-        Some(std::net::IpAddr::V6(ip)) => Value::from(format!("[{ip}]:{}", a.port)),
-        Some(ip) => Value::from(format!("{ip}:{}", a.port)),
-        None => Value::Null,
-    };
     json!({
         "generation": snap.generation,
         "decision": decision_json(snap, &decision),
         "identity": identity,
         "destination": endpoint(rec.destination),
-        "destinationAddress": address(&view.destination),
         "sourcePod": endpoint(rec.source),
-        "sourceAddress": address(&view.source),
         "tiers": tiers,
     })
 }
