@@ -68,16 +68,23 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Test(args) => match crate::testing::run(&args.files, &Settings::default()) {
-            Ok(report) => {
-                print!("{}", report.output);
-                ExitCode::from(u8::from(report.failed > 0))
+        Command::Test(args) => {
+            match crate::testing::run(&args.files, &Settings::default(), args.strict) {
+                Ok(report) => {
+                    print!("{}", report.output);
+                    eprint!("{}", report.error_output);
+                    if report.errors > 0 {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::from(u8::from(report.failed > 0))
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -111,7 +118,10 @@ impl StateSource {
     fn load(&self) -> Result<Loaded, LoadError> {
         match self {
             StateSource::Files(paths) => file::load(paths),
-            StateSource::Embedded => embedded::load(),
+            StateSource::Embedded => embedded::load().map(|mut loaded| {
+                loaded.warnings.insert(0, EMBEDDED_WARNING.into());
+                loaded
+            }),
         }
     }
 
@@ -126,6 +136,10 @@ impl StateSource {
         }
     }
 }
+
+/// Said whenever the embedded example policies are used: outside the repository, with no
+/// `--state`, they are what a server enforces, which is a demo, not a policy.
+const EMBEDDED_WARNING: &str = "no --state given and no ./policies directory: using the example policies embedded in the binary (a demo; give --state or --kubernetes for real policy)";
 
 /// Loads the trust bundle named by `--trust-bundle`, if any.
 fn trust_bundle(args: &PolicyArgs) -> anyhow::Result<Option<Arc<ArcSwapOption<TrustBundle>>>> {
@@ -150,11 +164,11 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
         },
         identity: IdentityConfig {
             sources: args.identity_from.clone(),
-            trust_domains: args.trust_domains.clone(),
+            trust_domains: crate::cli::trust_domains(&args.trust_domains),
             trust_bundle,
             xfcc_trusted_by: args.xfcc_trusted_by.clone(),
         },
-        explain_denials: args.explain_denials,
+        explain_denials: false,
         answer: AnswerSettings::default(),
         dry_run: false,
     }
@@ -166,19 +180,52 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let json = read_request(&args.request)?;
-    let request = descriptor::check_request_from_json(&json)
-        .with_context(|| format!("{}: not a CheckRequest", args.request.display()))?;
+    if args.strict && !loaded.warnings.is_empty() {
+        anyhow::bail!(
+            "{} warning(s), and --strict makes them errors",
+            loaded.warnings.len()
+        );
+    }
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
+    let request = match &args.request {
+        Some(path) => {
+            let json = read_request(path)?;
+            descriptor::check_request_from_json(&json)
+                .with_context(|| format!("{}: not a CheckRequest", path.display()))?
+        }
+        None => {
+            let headers = args.headers.iter().cloned().collect();
+            // Pods' SPIFFE IDs are derived in the first accepted trust domain.
+            let domains = crate::cli::trust_domains(&args.policy.trust_domains);
+            let td = domains.first().map_or("cluster.local", String::as_str);
+            crate::testing::short_request(
+                &snap,
+                &crate::testing::ShortForm {
+                    from: args.from.as_deref(),
+                    to: args.to.as_deref(),
+                    port: args.port,
+                    method: args.method.as_deref(),
+                    path: args.path.as_deref(),
+                    headers: &headers,
+                },
+                td,
+            )?
+        }
+    };
     let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?));
+    // With no staged policies the staged set is the enforced one.
+    let snap: &crate::policy::snapshot::Snapshot = match (&snap.shadow, args.staged) {
+        (Some(shadow), true) => shadow,
+        _ => &snap,
+    };
     if explain {
-        let out = explain::explain(&checker, &snap, &request);
+        let out = explain::explain(&checker, snap, &request);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(out["decision"]["allowed"] == true);
     }
-    let decision = checker.decide(&snap, &request);
-    println!("{}", explain::decision_json(&snap, &decision));
+    let decision = checker.decide(snap, &request);
+    println!("{}", explain::decision_json(snap, &decision));
     Ok(decision.allowed())
 }
 
@@ -391,6 +438,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         let mut settings = settings(&args.policy, bundle);
         settings.dry_run = args.dry_run;
+        settings.explain_denials = args.explain_denials;
         if args.dry_run {
             tracing::warn!("dry run: every request is allowed; denials are only logged and counted");
         }

@@ -79,9 +79,13 @@ pub struct BenchArgs {
 /// `test` options.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Test files.
-    #[arg(required = true, value_name = "FILE")]
+    /// Test files, or directories of them (their `*.yaml` and `*.yml` files).
+    #[arg(required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// Treat warnings (an invalid policy that fails closed, …) as errors: a file whose state
+    /// warns is reported as an error, and the run exits 2.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Where state comes from and how requests are judged (shared by `serve` and `check`).
@@ -91,9 +95,15 @@ pub struct PolicyArgs {
     /// `./policies`, or the copy embedded in the binary when that directory does not exist.
     #[arg(long = "state", value_name = "PATH")]
     pub state: Vec<PathBuf>,
-    /// Accept only SPIFFE IDs from this trust domain (repeatable; default: any).
-    #[arg(long = "trust-domain", value_name = "DOMAIN")]
-    pub trust_domains: Vec<String>,
+    /// Accept only SPIFFE IDs from this trust domain (repeatable, for federation); `*` accepts
+    /// any trust domain. A caller from another trust domain is unauthenticated.
+    #[arg(
+        long = "trust-domain",
+        value_name = "DOMAIN",
+        default_value = "cluster.local",
+        value_parser = parse_trust_domain
+    )]
+    pub trust_domains: Vec<TrustDomain>,
     /// Identify a caller that presents no principal by its source IP (Calico's network
     /// identity). Off by default: without a principal, identity criteria never match.
     #[arg(long)]
@@ -126,10 +136,6 @@ pub struct PolicyArgs {
     /// (an Istio ambient waypoint); repeatable.
     #[arg(long, value_name = "SPIFFE_ID")]
     pub xfcc_trusted_by: Vec<String>,
-    /// Send the deny reason to the caller (gRPC status message and `x-alp-authz-reason`).
-    /// Off by default: policy names are not leaked to callers.
-    #[arg(long)]
-    pub explain_denials: bool,
 }
 
 /// `serve` options.
@@ -138,6 +144,10 @@ pub struct ServeArgs {
     /// Policy and identity options.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Send the deny reason to the caller (gRPC status message and `x-alp-authz-reason`).
+    /// Off by default: policy names are not leaked to callers.
+    #[arg(long)]
+    pub explain_denials: bool,
     /// TCP listen address, or `none`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9191", value_parser = parse_listen)]
     pub listen: Listen,
@@ -300,13 +310,56 @@ pub enum CalicoApi {
 
 /// `check` options.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["request", "to"])))]
 pub struct CheckArgs {
     /// Policy and identity options.
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// The CheckRequest as proto3 JSON; `-` reads standard input.
-    #[arg(long, value_name = "FILE")]
-    pub request: PathBuf,
+    /// The CheckRequest as proto3 JSON; `-` reads standard input. Or give the request in the
+    /// short form, as `alp-authz test` cases do: `--from`, `--to`, ….
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to", "port", "method", "path", "headers"])]
+    pub request: Option<PathBuf>,
+    /// Short form: the caller, `namespace/pod` (its service account and IP), a SPIFFE ID, or
+    /// `unauthenticated` (the default).
+    #[arg(long, value_name = "CALLER")]
+    pub from: Option<String>,
+    /// Short form: the destination, `namespace/pod` or an IP address.
+    #[arg(long, value_name = "DESTINATION")]
+    pub to: Option<String>,
+    /// Short form: the destination port (default: the pod's first named container port, else 80).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u32>,
+    /// Short form: the HTTP method (default GET).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Short form: the HTTP path (default /).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Short form: a request header, `NAME: VALUE` or `NAME=VALUE` (repeatable).
+    #[arg(long = "header", value_name = "HEADER", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Treat warnings (an invalid policy that fails closed, pods in a namespace with no
+    /// Namespace object, …) as errors: exit 2.
+    #[arg(long)]
+    pub strict: bool,
+    /// Decide against the staged policy set (the enforced set with the staged policies
+    /// applied, as the server's shadow evaluation does) instead of the enforced one.
+    #[arg(long)]
+    pub staged: bool,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = match (s.find(':'), s.find('=')) {
+        (Some(c), Some(e)) if e < c => s.split_at(e),
+        (Some(c), _) => s.split_at(c),
+        (None, Some(e)) => s.split_at(e),
+        (None, None) => return Err(format!("`{s}` is not `NAME: VALUE` or `NAME=VALUE`")),
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("`{s}` has no header name"));
+    }
+    Ok((name.to_ascii_lowercase(), value[1..].trim().to_owned()))
 }
 
 impl ServeArgs {
@@ -338,6 +391,45 @@ impl ServeArgs {
     }
 }
 
+/// One `--trust-domain` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustDomain {
+    /// `*`: any trust domain.
+    Any,
+    /// This trust domain only.
+    Named(String),
+}
+
+/// The accepted trust domains as the identity configuration takes them: empty accepts any.
+pub fn trust_domains(values: &[TrustDomain]) -> Vec<String> {
+    if values.contains(&TrustDomain::Any) {
+        return Vec::new();
+    }
+    values
+        .iter()
+        .filter_map(|t| match t {
+            TrustDomain::Named(n) => Some(n.clone()),
+            TrustDomain::Any => None,
+        })
+        .collect()
+}
+
+/// `--trust-domain`: a bare trust domain name, or `*`.
+pub fn parse_trust_domain(s: &str) -> Result<TrustDomain, String> {
+    if s == "*" {
+        return Ok(TrustDomain::Any);
+    }
+    if let Some(rest) = s.strip_prefix("spiffe://") {
+        return Err(format!(
+            "`{s}` is a SPIFFE ID, not a trust domain: give the bare name, e.g. `{}`",
+            rest.split('/').next().unwrap_or("cluster.local")
+        ));
+    }
+    crate::identity::spiffe::check_trust_domain(s)
+        .map(|()| TrustDomain::Named(s.to_owned()))
+        .map_err(|e| format!("`{s}` is not a trust domain ({e}); `*` accepts any"))
+}
+
 fn parse_workload(s: &str) -> Result<(String, String), String> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
@@ -355,9 +447,17 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     if s == "none" {
         return Ok(Listen(None));
     }
-    s.parse()
+    if let Ok(a) = s.parse() {
+        return Ok(Listen(Some(a)));
+    }
+    // A host name with a port (`localhost:9191`): its first address.
+    std::net::ToSocketAddrs::to_socket_addrs(s)
+        .ok()
+        .and_then(|mut a| a.next())
         .map(|a| Listen(Some(a)))
-        .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9191 or [::1]:9191"))
+        .ok_or_else(|| {
+            format!("`{s}` is not an address like 127.0.0.1:9191, [::1]:9191 or localhost:9191")
+        })
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -365,4 +465,76 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| format!("`{s}` is not an octal file mode"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_domain_values() {
+        assert_eq!(parse_trust_domain("*"), Ok(TrustDomain::Any));
+        assert_eq!(
+            parse_trust_domain("prod.example"),
+            Ok(TrustDomain::Named("prod.example".into()))
+        );
+        let e = parse_trust_domain("spiffe://cluster.local").unwrap_err();
+        assert!(
+            e.contains("give the bare name, e.g. `cluster.local`"),
+            "{e}"
+        );
+        assert!(parse_trust_domain("Cluster.Local").is_err());
+        assert!(parse_trust_domain("").is_err());
+        assert!(parse_trust_domain("td:8443").is_err());
+        let named = |n: &str| TrustDomain::Named(n.into());
+        assert_eq!(trust_domains(&[named("a"), named("b")]), ["a", "b"]);
+        assert!(trust_domains(&[named("a"), TrustDomain::Any]).is_empty());
+    }
+
+    #[test]
+    fn listen_takes_host_names() {
+        let Listen(Some(a)) = parse_listen("localhost:9191").unwrap() else {
+            unreachable!()
+        };
+        assert!(a.ip().is_loopback() && a.port() == 9191, "{a}");
+        assert_eq!(parse_listen("none"), Ok(Listen(None)));
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn header_values() {
+        assert_eq!(parse_header("X-A: b: c"), Ok(("x-a".into(), "b: c".into())));
+        assert_eq!(parse_header("x-a=b"), Ok(("x-a".into(), "b".into())));
+        assert_eq!(parse_header("x-a=b:c"), Ok(("x-a".into(), "b:c".into())));
+        assert!(parse_header("nothing").is_err());
+        assert!(parse_header(": v").is_err());
+    }
+
+    #[test]
+    fn check_takes_a_request_or_the_short_form() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["alp-authz", "check"], a].concat());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--to", "shop/p", "--from", "shop/f", "--header", "a: b"]).is_ok());
+        assert!(parse(&["--request", "r.json", "--from", "shop/f"]).is_err());
+        assert!(parse(&["--request", "r.json", "--explain-denials"]).is_err());
+    }
+
+    #[test]
+    fn the_default_trust_domain_is_cluster_local() {
+        let cli = Cli::try_parse_from(["alp-authz", "check", "--request", "r.json"]).unwrap();
+        let Command::Check(args) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(trust_domains(&args.policy.trust_domains), ["cluster.local"]);
+        assert!(
+            Cli::try_parse_from([
+                "alp-authz",
+                "serve",
+                "--trust-domain",
+                "spiffe://cluster.local"
+            ])
+            .is_err()
+        );
+    }
 }

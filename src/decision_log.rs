@@ -54,8 +54,13 @@ pub struct Record {
     pub policy: Option<String>,
     /// Deciding rule.
     pub rule: Option<u32>,
-    /// Caller identity as presented (principal), empty when none.
-    pub source_principal: String,
+    /// Caller identity as presented (principal); `null` when none.
+    pub source_principal: Option<String>,
+    /// Envoy's request id (`request.http.id`, from `x-request-id`); `null` when none.
+    pub request_id: Option<String>,
+    /// The verdict of the staged policy set, when the state has staged policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<&'static str>,
     /// Caller address.
     pub source_address: String,
     /// Destination address.
@@ -216,7 +221,9 @@ mod tests {
             tier: None,
             policy: None,
             rule: None,
-            source_principal: String::new(),
+            source_principal: None,
+            request_id: None,
+            staged: None,
             source_address: String::new(),
             destination_address: String::new(),
             method: String::new(),

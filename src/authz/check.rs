@@ -107,12 +107,17 @@ impl Checker {
         let view = request::to_request(req, principal);
         let decision = eval::evaluate(&snap, &view, &settings.eval);
         snap.counters.record(&decision);
+        // Envoy's request id (`x-request-id`), so that log lines name the request they are about.
+        let request_id = request_id(req);
+        let mut staged_verdict = None;
         if let Some(shadow) = &snap.shadow {
             let staged = eval::evaluate(shadow, &view, &settings.eval);
+            staged_verdict = Some(staged.verdict);
             if staged.verdict != decision.verdict {
                 shadow.counters.record_disagreement(&staged);
                 tracing::info!(
                     target: "staged",
+                    request_id,
                     generation = snap.generation,
                     enforced = %decision.reason(&snap),
                     staged = %staged.reason(shadow),
@@ -127,6 +132,7 @@ impl Checker {
             Verdict::Deny if settings.dry_run => {
                 tracing::info!(
                     target: "decision",
+                    request_id,
                     generation = snap.generation,
                     reason = %decision.reason(&snap),
                     "dry run: allowed a request that policy denies"
@@ -145,7 +151,7 @@ impl Checker {
             }
             Verdict::Deny => {
                 let reason = decision.reason(&snap);
-                tracing::debug!(target: "decision", generation = snap.generation, %reason, "denied");
+                tracing::debug!(target: "decision", request_id, generation = snap.generation, %reason, "denied");
                 response::denied(http, settings.explain_denials.then_some(reason.as_str()))
             }
         };
@@ -170,14 +176,9 @@ impl Checker {
         if let Some(log) = &self.decision_log
             && log.wants(!decision.allowed())
         {
-            log.send(record(
-                req,
-                &view,
-                &snap,
-                &decision,
-                latency,
-                settings.dry_run,
-            ));
+            let mut r = record(req, &view, &snap, &decision, latency, settings.dry_run);
+            r.staged = staged_verdict.map(|v| if v == Verdict::Allow { "allow" } else { "deny" });
+            log.send(r);
         }
         (resp, decision)
     }
@@ -291,7 +292,9 @@ fn record(
             .as_ref()
             .and_then(|a| a.source.as_ref())
             .map(|s| s.principal.clone())
-            .unwrap_or_default(),
+            .filter(|p| !p.is_empty()),
+        request_id: http.map(|h| h.id.clone()).filter(|id| !id.is_empty()),
+        staged: None,
         source_address: addr(&view.source),
         destination_address: addr(&view.destination),
         method: http.map(|h| h.method.clone()).unwrap_or_default(),
@@ -300,6 +303,15 @@ fn record(
         dry_run: dry_run && !d.allowed(),
         explain: false,
     }
+}
+
+/// `request.http.id` (Envoy's `x-request-id`), empty when there is none.
+fn request_id(req: &CheckRequest) -> &str {
+    req.attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+        .map_or("", |h| h.id.as_str())
 }
 
 /// The request header that asks for the decision trace on a denial (honoured only with

@@ -268,7 +268,7 @@ where
         let server = router
             .clone()
             .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-        let socket = RemoveOnDrop(path);
+        let socket = RemoveOnDrop::new(path);
         tasks.spawn(async move {
             let _socket = socket;
             server
@@ -331,13 +331,30 @@ where
 }
 
 /// The Unix socket file, removed when the server on it ends, however it ends (a drain cut
-/// short aborts it).
-struct RemoveOnDrop(PathBuf);
+/// short aborts it), and only if it is still ours: the same device and inode as when it was
+/// bound (another server may have taken the path over since).
+struct RemoveOnDrop(PathBuf, Option<(u64, u64)>);
+
+impl RemoveOnDrop {
+    fn new(path: PathBuf) -> Self {
+        let id = file_id(&path);
+        RemoveOnDrop(path, id)
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.1.is_some() && file_id(&self.0) == self.1 {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
+}
+
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
@@ -345,6 +362,13 @@ fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener>
     // Remove a stale socket left by a previous run; never remove anything else.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
+            // A socket someone answers on belongs to a live server: never take it over.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "cannot listen on {}: another server is listening on it",
+                    path.display()
+                );
+            }
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
         } else {

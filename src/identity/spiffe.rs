@@ -138,7 +138,8 @@ impl fmt::Display for SpiffeRef<'_> {
     }
 }
 
-fn check_trust_domain(td: &str) -> Result<(), Error> {
+/// Checks a bare trust domain name (`cluster.local`) as the SPIFFE ID spec defines it.
+pub fn check_trust_domain(td: &str) -> Result<(), Error> {
     if td.is_empty() {
         return Err(Error::EmptyTrustDomain);
     }

@@ -303,8 +303,7 @@ pub fn evaluate_traced<T: Trace>(
                     _ => &sources.grant,
                 };
                 let sets = snap.net_sets.rule(pi, ri);
-                let result =
-                    rule_matches(rule, req, source, &destination, &snap.services, sets);
+                let result = rule_matches(rule, req, source, &destination, &snap.services, sets);
                 trace.rule(pi, ri as u32, result);
                 let ambiguous_path = match result {
                     Ok(()) => false,

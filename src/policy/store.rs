@@ -219,6 +219,19 @@ impl Kind {
     }
 }
 
+#[derive(Deserialize)]
+struct NameOnly {
+    metadata: NameMeta,
+}
+
+#[derive(Deserialize)]
+struct NameMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
 /// What can still be read of a document that does not decode: its metadata (to name it) and,
 /// for a policy, the endpoint selectors that say what it could apply to. Unknown fields are
 /// ignored and a field of the wrong type reads as absent: either only widens the scope, so the
@@ -432,7 +445,24 @@ where
         });
     }
     let meta_doc = v.clone();
-    let meta = move || FromValue(meta_doc).decode::<Recovered>().ok();
+    let meta = move || {
+        FromValue(meta_doc.clone())
+            .decode::<Recovered>()
+            .ok()
+            .or_else(|| {
+                // Metadata that does not decode whole (a label that is not a string) still
+                // names the object in the error.
+                let n = FromValue(meta_doc).decode::<NameOnly>().ok()?.metadata;
+                Some(Recovered {
+                    metadata: ObjectMeta {
+                        name: n.name,
+                        namespace: n.namespace,
+                        ..ObjectMeta::default()
+                    },
+                    ..Recovered::default()
+                })
+            })
+    };
     let obj = decode_object(&tm, kind, FromValue(v), meta)?;
     Ok(Some((tm, obj)))
 }

@@ -13,6 +13,8 @@ use std::{
 
 use serde::Deserialize;
 
+pub mod upstream;
+
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_alp-authz")
@@ -335,6 +337,12 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
         samples.insert(series.to_owned(), value);
     }
     samples
+}
+
+/// Says on the terminal that `test` skipped and why. Cargo reports a test that returns early as
+/// `ok`; this line is written past the test harness's output capture, so a reader sees it.
+pub fn say_skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 /// An external program a test drives: the path in the environment variable `env` when it is set

@@ -48,7 +48,7 @@ def start_server(binary, state_file, log_path):
     log = open(log_path, "wb")
     env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--state", state_file],
+        [binary, "serve", "--listen", "127.0.0.1:0", "--trust-domain", "*", "--state", state_file],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=log,
