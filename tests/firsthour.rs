@@ -319,8 +319,9 @@ fn a_server_never_deletes_a_socket_that_is_not_its_own() {
 // === Item 4: the plain-Envoy recipe ===
 
 /// The CheckRequest plain Envoy sends with `istio-config/envoy.yaml`: the destination is the
-/// host's address and the listener's port, the source principal the verified client
-/// certificate's. With the README's `--workload`, the example's allowed request is allowed.
+/// host's address and the listener's port, the source the caller's Pod (frontend's, 10.0.1.10)
+/// and its principal the verified client certificate's. With the README's `--workload`, the
+/// example's allowed request is allowed.
 #[test]
 fn the_plain_envoy_recipe_allows_the_examples_allowed_request() {
     let envoy: serde_json::Value = yaml_serde::from_str(
@@ -333,7 +334,7 @@ fn the_plain_envoy_recipe_allows_the_examples_allowed_request() {
     let dir = tempfile::tempdir().unwrap();
     let request = |method: &str| {
         let r = serde_json::json!({"attributes": {
-            "source": {"address": {"socketAddress": {"address": "192.0.2.50", "portValue": 41234}},
+            "source": {"address": {"socketAddress": {"address": "10.0.1.10", "portValue": 41234}},
                        "principal": "spiffe://cluster.local/ns/shop/sa/frontend"},
             "destination": {"address": {"socketAddress": {"address": "192.0.2.10", "portValue": port}}},
             "request": {"http": {"method": method, "path": "/products/42", "host": "productpage:9080",
