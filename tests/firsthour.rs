@@ -630,3 +630,55 @@ fn staged_verdicts_offline() {
         "{out}"
     );
 }
+
+// === Item 9: startup lines that do not mislead ===
+
+/// A listener that cannot bind stops the server before it says it published a state: the
+/// `published state` line is only logged once every listener (Check, metrics) is bound.
+#[test]
+fn a_failing_bind_is_not_preceded_by_published_state() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let p = policies();
+    let free = common::free_loopback_addr();
+    for args in [
+        vec!["serve", "--state", &p, "--listen", &addr],
+        vec![
+            "serve",
+            "--state",
+            &p,
+            "--listen",
+            &free,
+            "--metrics",
+            &addr,
+        ],
+    ] {
+        let (code, err) = run_for(&args, 20).expect("the server started on a taken port");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+        assert!(!err.contains("published state"), "{args:?}: {err}");
+    }
+    // Once bound, the line is there, before the `listening` line.
+    let server = common::Server::start(&["--state", &p]);
+    let line = server.wait_for_log("published state");
+    assert!(line.contains("policies"), "{line}");
+}
+
+/// The Kubernetes client's errors repeat their causes in their own text: at start the
+/// kubeconfig error is said once.
+#[test]
+fn the_kubeconfig_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let (code, out, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--kubernetes",
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.matches("kubeconfig").count(), 2, "{err}");
+}

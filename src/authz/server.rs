@@ -96,14 +96,16 @@ impl Default for ServerConfig {
 /// connections still open (idle or silent clients, which would otherwise hold the process up
 /// until the kubelet's SIGKILL) are dropped.
 ///
-/// All listeners are bound first; then each logs `listening on <address>` (the TCP one last,
-/// with the real port when the configured one is 0).
+/// All listeners are bound first; then `on_bound` runs (so that what it logs or starts never
+/// precedes a bind that fails), and each listener logs `listening on <address>` (the TCP one
+/// last, with the real port when the configured one is 0).
 pub async fn serve<A>(
     cfg: ServerConfig,
     authz: A,
     explainer: Option<ExplainerServer<ExplainService>>,
     mut ready: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(),
 ) -> anyhow::Result<()>
 where
     A: Authorization,
@@ -228,6 +230,7 @@ where
         ),
         None => None,
     };
+    on_bound();
 
     let mut tasks = tokio::task::JoinSet::new();
     if let Some((listener, router)) = explain {
