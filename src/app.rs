@@ -242,9 +242,9 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(out["decision"]["allowed"] == true);
     }
-    let decision = checker.decide(snap, &request);
-    println!("{}", explain::decision_json(snap, &decision));
-    Ok(decision.allowed())
+    let (out, allowed) = explain::check_json(&checker, snap, &request);
+    println!("{out}");
+    Ok(allowed)
 }
 
 fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {

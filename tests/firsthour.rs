@@ -682,3 +682,120 @@ fn the_kubeconfig_error_is_said_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert_eq!(err.matches("kubeconfig").count(), 2, "{err}");
 }
+
+// === Item 7: the inputs that decided ===
+
+/// `check` and `explain` (CLI and the Explain RPC) show what the request gave the decision:
+/// the addresses (an unknown destination's is the one no workload has), the path's readings,
+/// and the accepted trust domains when the principal's is not one of them.
+#[tokio::test]
+async fn check_and_explain_show_the_inputs_that_decided() {
+    use alp_authz::authz::explain_service::pb::{
+        ExplainRequest, ShortRequest, explain_request::Request as R,
+        explainer_client::ExplainerClient,
+    };
+    let p = policies();
+    let cases: [(&str, &str, &str); 3] = [
+        ("shop/frontend-7d4b9", "10.9.9.9", "/products/1"),
+        (
+            "shop/frontend-7d4b9",
+            "shop/productpage-5f6c8",
+            "/products/..%2Fadmin?x=1",
+        ),
+        (
+            "spiffe://evil.example/ns/shop/sa/frontend",
+            "shop/productpage-5f6c8",
+            "/products/%zz",
+        ),
+    ];
+    let mut cli = Vec::new();
+    for (from, to, path) in cases {
+        let args = ["--state", &p, "--from", from, "--to", to, "--path", path];
+        let (code, out, err) = common::check(&args);
+        assert_eq!(code, 1, "{out}{err}");
+        let check: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (code, out, err) = run(&[&["explain"][..], &args].concat());
+        assert_eq!(code, 1, "{out}{err}");
+        let explain: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(check["request"], explain["request"], "{check} {explain}");
+        assert_eq!(check["identity"], explain["identity"], "{check} {explain}");
+        cli.push(explain);
+    }
+    // Unknown destination: the address it was looked up by, and the caller's.
+    let unknown = &cli[0];
+    assert_eq!(unknown["decision"]["reason"], "unknown destination");
+    assert_eq!(unknown["request"]["destinationAddress"], "10.9.9.9:80");
+    assert_eq!(unknown["request"]["sourceAddress"], "10.0.1.10:41000");
+    assert_eq!(unknown["request"]["http"]["pathStatus"], "one reading");
+    // Several readings of one path (the query cut): why the path rule denied.
+    let several = &cli[1]["request"]["http"];
+    assert_eq!(several["path"], "/products/..%2Fadmin?x=1");
+    assert_eq!(several["pathStatus"], "several readings");
+    assert_eq!(
+        several["pathReadings"],
+        serde_json::json!(["/products/..%2Fadmin", "/products/../admin", "/admin"])
+    );
+    assert!(
+        cli[1]["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("ambiguous path"),
+        "{}",
+        cli[1]
+    );
+    // Another trust domain: the accepted ones; an undecodable path has no reading.
+    let untrusted = &cli[2];
+    assert_eq!(untrusted["identity"]["status"], "untrusted trust domain");
+    assert_eq!(
+        untrusted["identity"]["acceptedTrustDomains"],
+        serde_json::json!(["cluster.local"])
+    );
+    assert_eq!(untrusted["request"]["http"]["pathStatus"], "undecodable");
+    assert_eq!(
+        untrusted["request"]["http"]["pathReadings"],
+        serde_json::json!([])
+    );
+    // A trusted principal has no accepted-domains list.
+    assert!(unknown["identity"].get("acceptedTrustDomains").is_none());
+
+    // The same over the Explain RPC, on its own listener.
+    let explain_addr = common::free_loopback_addr();
+    let _server = common::Server::start(&["--state", &p, "--explain-listen", &explain_addr]);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{explain_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = ExplainerClient::new(channel);
+    let mut rpc = Vec::new();
+    for (from, to, path) in cases {
+        let r = c
+            .explain(ExplainRequest {
+                request: Some(R::Short(ShortRequest {
+                    from: from.into(),
+                    to: to.into(),
+                    path: path.into(),
+                    ..ShortRequest::default()
+                })),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        rpc.push(r);
+    }
+    let inputs = rpc[0].request.as_ref().unwrap();
+    assert_eq!(inputs.destination_address.as_deref(), Some("10.9.9.9:80"));
+    assert_eq!(inputs.source_address.as_deref(), Some("10.0.1.10:41000"));
+    let http = rpc[1].request.as_ref().unwrap().http.as_ref().unwrap();
+    assert_eq!(http.path_status, "several readings");
+    assert_eq!(
+        http.path_readings,
+        ["/products/..%2Fadmin", "/products/../admin", "/admin"]
+    );
+    let identity = rpc[2].identity.as_ref().unwrap();
+    assert_eq!(identity.accepted_trust_domains, ["cluster.local"]);
+    let http = rpc[2].request.as_ref().unwrap().http.as_ref().unwrap();
+    assert_eq!(http.path_status, "undecodable");
+    assert!(http.path_readings.is_empty());
+    assert_eq!(rpc[2].request.as_ref().unwrap().source_address, None);
+}
