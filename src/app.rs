@@ -476,10 +476,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if kubernetes {
             metrics.set_kubernetes(k8s_status.clone());
         }
-        if let Some(addr) = args.metrics {
-            let listener = telemetry::bind_metrics(addr).await?;
-            tokio::spawn(telemetry::serve_metrics(listener, metrics.clone()));
-        }
+        let metrics_listener = match args.metrics {
+            Some(addr) => Some(telemetry::bind_metrics(addr).await?),
+            None => None,
+        };
         let mut checker = Checker::new(state.clone(), settings).with_metrics(metrics.clone());
         let mut decision_log = None;
         if let Some(path) = &args.decision_log {
@@ -542,6 +542,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state.ready(),
             server::shutdown_signal(),
             || {
+                if let Some(listener) = metrics_listener {
+                    tokio::spawn(telemetry::serve_metrics(listener, metrics));
+                }
                 if let Some(snap) = &published {
                     log_published(snap, &source);
                 }

