@@ -858,3 +858,40 @@ fn the_readmes_grpcurl_explain_works() {
     );
     assert_eq!(v["request"]["http"]["pathStatus"], "one reading", "{v}");
 }
+
+/// Item 8: the README's `check` and `explain` examples print what the README shows (the
+/// explain example without the pods' labels), run from the repository as the README does.
+#[test]
+fn the_readmes_check_and_explain_examples_are_true() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(cmd) = line.strip_prefix("$ alp-authz ") else {
+            continue;
+        };
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        if !matches!(args[0], "check" | "explain") || args.contains(&"--state") {
+            continue;
+        }
+        let out = Command::new(common::bin())
+            .args(&args)
+            .current_dir(common::root())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if args[0] == "check" {
+            assert_eq!(stdout.trim_end(), lines[i + 1], "{cmd}");
+        } else {
+            let mut got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            for pod in ["destination", "sourcePod"] {
+                got[pod].as_object_mut().unwrap().remove("labels");
+            }
+            let end = lines[i + 1..].iter().position(|l| *l == "```").unwrap();
+            let shown = lines[i + 1..i + 1 + end].join("\n");
+            assert_eq!(serde_json::to_string_pretty(&got).unwrap(), shown, "{cmd}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "the README's check and explain examples");
+}
