@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(true) => ExitCode::from(0),
             Ok(false) => ExitCode::from(1),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
                 ExitCode::from(2)
             }
         },
@@ -57,14 +57,14 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(true) => ExitCode::from(0),
             Ok(false) => ExitCode::from(1),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
                 ExitCode::from(2)
             }
         },
         Command::Bench(args) => match bench(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
                 ExitCode::from(2)
             }
         },
@@ -80,7 +80,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", error_text(&e));
                     ExitCode::from(2)
                 }
             }
@@ -88,11 +88,29 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
                 ExitCode::from(2)
             }
         },
     }
+}
+
+/// An error and its causes, `: `-separated like `{:#}`, leaving out a cause whose text the
+/// message before it already holds (the Kubernetes client's errors repeat their sources in
+/// their own text, so `{:#}` said the same kubeconfig error two or three times).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Where the state comes from.
@@ -224,9 +242,9 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(out["decision"]["allowed"] == true);
     }
-    let decision = checker.decide(snap, &request);
-    println!("{}", explain::decision_json(snap, &decision));
-    Ok(decision.allowed())
+    let (out, allowed) = explain::check_json(&checker, snap, &request);
+    println!("{out}");
+    Ok(allowed)
 }
 
 fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
@@ -369,11 +387,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let kubernetes = args.kubernetes.kubernetes;
     let source = StateSource::from_args(&args.policy);
     let state = Arc::new(Shared::new());
+    // The first state is published now, but said only once every listener is bound: a bind
+    // that fails must not follow a line that reads like a server coming up.
+    let mut published = None;
     if !kubernetes {
         let loaded = source
             .load()
             .with_context(|| format!("cannot load {}", source.describe()))?;
-        publish(&state, &loaded, &source);
+        published = Some(publish_quietly(&state, &loaded));
     }
     let bundle = trust_bundle(&args.policy)?;
     let k8s_status = Arc::new(crate::k8s::status::Status::new());
@@ -384,6 +405,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let mut start_sync = None;
         if kubernetes {
             let k = &args.kubernetes;
             let opts = crate::k8s::Options {
@@ -397,11 +419,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // here; an API server that does not answer yet is retried.
             let client = crate::k8s::client(&opts).await?;
             let (state, status) = (state.clone(), k8s_status.clone());
-            tokio::spawn(async move {
-                if let Err(e) = crate::k8s::run(client, opts, state, status).await {
-                    // Nothing can sync: stay NOT_SERVING (Check answers UNAVAILABLE), say why.
-                    tracing::error!(error = %format!("{e:#}"), "cannot watch the Kubernetes API");
-                }
+            // Started once the listeners are bound (see `on_bound` below).
+            start_sync = Some(move || {
+                tokio::spawn(async move {
+                    if let Err(e) = crate::k8s::run(client, opts, state, status).await {
+                        // Nothing can sync: stay NOT_SERVING (Check answers UNAVAILABLE), say why.
+                        tracing::error!(error = %error_text(&e), "cannot watch the Kubernetes API");
+                    }
+                });
             });
         } else if let StateSource::Files(paths) = &source {
             let state = state.clone();
@@ -451,10 +476,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if kubernetes {
             metrics.set_kubernetes(k8s_status.clone());
         }
-        if let Some(addr) = args.metrics {
-            let listener = telemetry::bind_metrics(addr).await?;
-            tokio::spawn(telemetry::serve_metrics(listener, metrics.clone()));
-        }
+        let metrics_listener = match args.metrics {
+            Some(addr) => Some(telemetry::bind_metrics(addr).await?),
+            None => None,
+        };
         let mut checker = Checker::new(state.clone(), settings).with_metrics(metrics.clone());
         let mut decision_log = None;
         if let Some(path) = &args.decision_log {
@@ -516,6 +541,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             explainer,
             state.ready(),
             server::shutdown_signal(),
+            || {
+                if let Some(listener) = metrics_listener {
+                    tokio::spawn(telemetry::serve_metrics(listener, metrics));
+                }
+                if let Some(snap) = &published {
+                    log_published(snap, &source);
+                }
+                if let Some(start) = start_sync {
+                    start();
+                }
+            },
         )
         .await;
         // The last decisions of a drained server reach the log before the process ends.
@@ -529,10 +565,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn publish(state: &Shared, loaded: &Loaded, source: &StateSource) {
+    log_published(&publish_quietly(state, loaded), source);
+}
+
+/// Publishes a loaded state, logging its warnings but not the `published state` line.
+fn publish_quietly(state: &Shared, loaded: &Loaded) -> Arc<crate::policy::snapshot::Snapshot> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let snap = state.publish(&loaded.store);
+    state.publish(&loaded.store)
+}
+
+fn log_published(snap: &crate::policy::snapshot::Snapshot, source: &StateSource) {
     tracing::info!(
         generation = snap.generation,
         tiers = snap.tiers.len(),
@@ -543,4 +587,24 @@ fn publish(state: &Shared, loaded: &Loaded, source: &StateSource) {
         "published state from {}",
         source.describe()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        // A cause whose own text already includes its source, as kube's errors do.
+        let e = anyhow::Error::new(io)
+            .context("failed to read kubeconfig from '/x': No such file or directory")
+            .context("cannot read kubeconfig /x");
+        assert_eq!(
+            error_text(&e),
+            "cannot read kubeconfig /x: failed to read kubeconfig from '/x': No such file or directory"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), format!("{plain:#}"));
+    }
 }

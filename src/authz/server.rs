@@ -96,14 +96,16 @@ impl Default for ServerConfig {
 /// connections still open (idle or silent clients, which would otherwise hold the process up
 /// until the kubelet's SIGKILL) are dropped.
 ///
-/// All listeners are bound first; then each logs `listening on <address>` (the TCP one last,
-/// with the real port when the configured one is 0).
+/// All listeners are bound first; then `on_bound` runs (so that what it logs or starts never
+/// precedes a bind that fails), and each listener logs `listening on <address>` (the TCP one
+/// last, with the real port when the configured one is 0).
 pub async fn serve<A>(
     cfg: ServerConfig,
     authz: A,
     explainer: Option<ExplainerServer<ExplainService>>,
     mut ready: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(),
 ) -> anyhow::Result<()>
 where
     A: Authorization,
@@ -171,10 +173,21 @@ where
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for Explain"))?;
+            // Reflection too, so that grpcurl needs no proto files here either.
             let router = Server::builder()
                 .layer(AdmissionLayer::new(&limits))
                 .timeout(cfg.request_timeout)
                 .max_concurrent_streams(cfg.max_concurrent_streams)
+                .add_service(
+                    reflection()
+                        .build_v1()
+                        .context("cannot build the reflection service")?,
+                )
+                .add_service(
+                    reflection()
+                        .build_v1alpha()
+                        .context("cannot build the reflection service")?,
+                )
                 .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
             Some((listener, router))
         }
@@ -228,6 +241,7 @@ where
         ),
         None => None,
     };
+    on_bound();
 
     let mut tasks = tokio::task::JoinSet::new();
     if let Some((listener, router)) = explain {
