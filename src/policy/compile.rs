@@ -499,16 +499,10 @@ fn host_endpoint_only(spec: &PolicySpec) -> bool {
 /// Compiles only what decides which endpoints a Calico policy applies to. When the rest of the
 /// policy is invalid, this is the set of endpoints that fail closed.
 pub fn compile_applies(kind: PolicyKind, p: &CalicoPolicy) -> Result<Applies, Error> {
-    let mut applies = applies(
+    applies(
         namespace_of(kind, p.metadata.namespace.as_deref())?,
         &p.spec,
-    )?;
-    if host_endpoint_only(&p.spec) {
-        // A host-endpoint-only policy never applies to a workload, valid or not (see
-        // `compile_named`): an invalid one has no workload to fail closed on.
-        applies.selector = Selector::from_expr(Selector::all().expr().clone().negate());
-    }
-    Ok(applies)
+    )
 }
 
 /// What a Kubernetes NetworkPolicy applies to: its `podSelector` in its namespace. When the

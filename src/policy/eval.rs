@@ -1491,11 +1491,12 @@ spec:
     #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{fromm: []}]}\n", Allow; "knp typo outside its pod selector")]
     #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: db}}, ingress: [{fromm: []}]}\n", Deny; "knp typo inside its pod selector")]
     #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{from: [{podSelector: {matchExpressions: [{key: a, operator: Near}]}}]}]}\n", Allow; "knp compile error outside its pod selector")]
-    // A host-endpoint-only policy never applies to a workload (Felix's untracked and pre-DNAT
-    // tiers, felix/calc/event_sequencer.go tierInfoToProtoTierInfo), so an invalid one has no
-    // workload to fail closed on; found by the check_differential fuzz target.
-    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {doNotTrack: true, applyOnForward: true, ingress: [{action: Allow, destination: {ports: [8080]}}]}\n", Allow; "invalid doNotTrack policy")]
-    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {preDNAT: true, applyOnForward: true, ingress: [{action: Allow, destination: {ports: [8080]}}]}\n", Allow; "invalid preDNAT policy")]
+    // An invalid policy fails closed on what its endpoint selectors select, even a
+    // host-endpoint-only one that, valid, would never apply to a workload (SEMANTICS.md §3.6
+    // names the selectors; failing closed is the safe reading). The check_differential fuzz
+    // target found the engine and the reference disagreeing here.
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {doNotTrack: true, applyOnForward: true, ingress: [{action: Allow, destination: {ports: [8080]}}]}\n", Deny; "invalid doNotTrack policy")]
+    #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {preDNAT: true, applyOnForward: true, ingress: [{action: Allow, destination: {ports: [8080]}}]}\n", Deny; "invalid preDNAT policy")]
     #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {doNotTrack: false, ingress: [{action: Allow, destination: {ports: [8080]}}]}\n", Deny; "invalid policy that is not host-only")]
     fn a_typo_fails_closed_on_what_the_policy_selects(policy: &str, expected: Verdict) {
         let (v, reason) = decide_with(policy, &WEB, &Options::default());
