@@ -29,6 +29,21 @@ pub struct Cluster {
     pub tiers: Vec<Tier>,
     /// Policies, enforced and staged. (kind, namespace, name) is unique.
     pub policies: Vec<Policy>,
+    /// NetworkSets and GlobalNetworkSets. (namespace, name) is unique.
+    pub net_sets: Vec<NetSet>,
+}
+
+/// A NetworkSet (`namespace: Some`) or a GlobalNetworkSet (`None`).
+#[derive(Debug, Clone)]
+pub struct NetSet {
+    /// Namespace; `None` for a GlobalNetworkSet.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Its own labels.
+    pub labels: Labels,
+    /// `spec.nets` (valid CIDRs or addresses).
+    pub nets: Vec<String>,
 }
 
 /// A pod.
@@ -282,6 +297,8 @@ pub enum Sel {
     And(Box<Sel>, Box<Sel>),
     /// `(… || …)`.
     Or(Box<Sel>, Box<Sel>),
+    /// `global()`: only as a whole rule `namespaceSelector` (selects the GlobalNetworkSets).
+    Global,
 }
 
 impl Sel {
@@ -294,6 +311,7 @@ impl Sel {
         match self {
             Sel::Empty => String::new(),
             Sel::All => "all()".into(),
+            Sel::Global => "global()".into(),
             Sel::Eq(k, v) => format!("{k} == '{v}'"),
             Sel::Ne(k, v) => format!("{k} != '{v}'"),
             Sel::Has(k) => format!("has({k})"),
@@ -316,6 +334,8 @@ impl Sel {
     pub fn matches(&self, l: &Labels) -> bool {
         match self {
             Sel::Empty | Sel::All => true,
+            // "`global()` never matches a workload (it selects GlobalNetworkSets)."
+            Sel::Global => false,
             Sel::Eq(k, v) => l.get(k) == Some(v),
             Sel::Ne(k, v) => l.get(k) != Some(v),
             Sel::Has(k) => l.contains_key(k),
@@ -344,7 +364,11 @@ const BUILTIN_TIERS: &[(&str, u32, bool)] = &[
 impl Cluster {
     /// Pods that are workload endpoints: with an IP, not host-network, not finished (§1).
     fn live_pod(&self, ip: &str) -> Option<&Pod> {
-        let ip = parse_ip(ip)?;
+        self.live_pod_at(parse_ip(ip)?)
+    }
+
+    /// The same, by address.
+    fn live_pod_at(&self, ip: IpAddr) -> Option<&Pod> {
         let mut found = self.pods.iter().filter(|p| {
             !p.host_network && !p.finished && p.ip.as_deref().and_then(parse_ip) == Some(ip)
         });
@@ -411,6 +435,29 @@ impl Cluster {
             }
             None => Labels::new(),
         }
+    }
+
+    /// §2 "Network sets": a NetworkSet's labels are "its own plus `projectcalico.org/namespace`
+    /// and its Namespace's `pcns.` labels"; a GlobalNetworkSet's are its own. (Calico's
+    /// namespace label overrides an own one; an own label wins over an inherited one.)
+    fn set_labels(&self, s: &NetSet) -> Labels {
+        let mut l = s.labels.clone();
+        if let Some(ns) = &s.namespace {
+            l.insert("projectcalico.org/namespace".into(), ns.clone());
+            for (k, v) in self.namespace_labels(ns) {
+                l.entry(format!("pcns.{k}")).or_insert(v);
+            }
+        }
+        l
+    }
+
+    /// Whether `ip` is inside the nets of a set that `selects` selects.
+    fn in_a_set(&self, ip: Option<IpAddr>, selects: impl Fn(&NetSet) -> bool) -> bool {
+        ip.is_some_and(|ip| {
+            self.net_sets
+                .iter()
+                .any(|s| selects(s) && s.nets.iter().any(|n| in_net(n, ip)))
+        })
     }
 
     fn tier_exists(&self, name: &str) -> bool {
@@ -887,6 +934,24 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
     let sa_set = sa_names.is_some() || sa_selector.is_some();
     let selector = Sel::set(&s.selector);
     let not_selector = Sel::set(&s.not_selector);
+    // §2 "Network sets": "The rule's `notSelector` excludes an address inside any set it
+    // selects (of any namespace)".
+    if let Some(sel) = not_selector
+        && c.in_a_set(caller.ip, |set| sel.matches(&c.set_labels(set)))
+    {
+        return false;
+    }
+    // "A source address inside any selected set's nets matches the rule's namespace,
+    // service-account and selector criteria by address, with or without a principal"; then its
+    // `notSelector` excludes "the workload at that address if its labels match".
+    if c.in_a_set(caller.ip, |set| rule_selects_set(c, p, s, set)) {
+        return !not_selector.is_some_and(|sel| {
+            caller
+                .ip
+                .and_then(|ip| c.live_pod_at(ip))
+                .is_some_and(|pod| sel.matches(&c.endpoint_labels(pod)))
+        });
+    }
     // "source.namespaceSelector: matches the caller's Namespace labels." / "Namespace scoping:
     // a rule of a namespaced policy with selector, notSelector or serviceAccounts and no
     // namespaceSelector matches only callers in the policy's namespace." Both need an identity.
@@ -940,6 +1005,47 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
         return false;
     }
     true
+}
+
+/// §2 "Network sets": whether a rule's source selects a set, naively from the text. The
+/// selector goes "together with its namespace part, which is the `namespaceSelector` (on the
+/// set's Namespace; `all()` any NetworkSet, `global()` the GlobalNetworkSets) or, in a
+/// namespaced policy without one, the policy's own namespace; a `namespaceSelector` alone
+/// selects sets too. A `serviceAccounts` criterion is Calico's `pcsa.` selector there, which a
+/// set (it has no `pcsa.` labels) passes only with no `names` and a selector such as
+/// `!has(team)`."
+fn rule_selects_set(c: &Cluster, p: &Policy, s: &Source, set: &NetSet) -> bool {
+    let sa_names = s.sa_names.as_ref().filter(|n| !n.is_empty());
+    let sa_selector = Sel::set(&s.sa_selector);
+    let selector = Sel::set(&s.selector);
+    let namespace_selector = Sel::set(&s.namespace_selector);
+    // The policy's own namespace is the namespace part where namespace scoping applies (§4: a
+    // rule with `selector`, `notSelector` or `serviceAccounts` and no `namespaceSelector`).
+    let scoped = p.namespace.is_some()
+        && namespace_selector.is_none()
+        && (selector.is_some()
+            || Sel::set(&s.not_selector).is_some()
+            || sa_names.is_some()
+            || sa_selector.is_some());
+    // A rule with no selector, namespace or service-account part selects no set.
+    if selector.is_none()
+        && namespace_selector.is_none()
+        && sa_names.is_none()
+        && sa_selector.is_none()
+        && !scoped
+    {
+        return false;
+    }
+    if sa_names.is_some() || sa_selector.is_some_and(|sel| !sel.matches(&Labels::new())) {
+        return false;
+    }
+    let namespace_ok = match (namespace_selector, &set.namespace) {
+        (Some(Sel::Global), ns) => ns.is_none(),
+        (Some(_), None) => false,
+        (Some(sel), Some(ns)) => sel.matches(&c.namespace_labels(ns)),
+        (None, ns) => p.namespace.is_none() || *ns == p.namespace,
+    };
+    namespace_ok && selector.is_none_or(|sel| sel.matches(&c.set_labels(set)))
 }
 
 fn destination_matches(c: &Cluster, d: &Destination, dst: &Pod, r: &Request) -> bool {
@@ -1298,6 +1404,18 @@ pub fn render(c: &Cluster) -> String {
             "{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"Tier\", \"metadata\": {{\"name\": {}}}, \"spec\": {{{}}}}}",
             q(&t.name),
             spec.join(", ")
+        ));
+    }
+    for s in &c.net_sets {
+        let (kind, ns) = match &s.namespace {
+            Some(ns) => ("NetworkSet", format!(", \"namespace\": {}", q(ns))),
+            None => ("GlobalNetworkSet", String::new()),
+        };
+        items.push(format!(
+            "{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"{kind}\", \"metadata\": {{\"name\": {}{ns}, \"labels\": {}}}, \"spec\": {{\"nets\": {}}}}}",
+            q(&s.name),
+            labels_json(&s.labels),
+            list_json(&s.nets, |n| q(n))
         ));
     }
     items.extend(c.policies.iter().map(policy_json));
