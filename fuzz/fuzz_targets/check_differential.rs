@@ -1,6 +1,6 @@
 //! Differential: a small made-up cluster (namespaces, service accounts, pods, tiers with Deny or
-//! Pass defaults, global, namespaced and staged policies with Allow/Deny/Pass/Log rules over
-//! service accounts, namespace and pod selectors, nets, ports, protocols, methods and paths) and a
+//! Pass defaults, network sets, global, namespaced and staged policies with Allow/Deny/Pass/Log
+//! rules over service accounts, namespace and pod selectors (which select network sets too), nets, ports, protocols, methods and paths) and a
 //! few requests, decided by the compiled index (`Snapshot::build` + `Checker::decide`) and by the
 //! naive reference evaluator of `tests/reference/`. They must agree on every request, for the
 //! enforced policies and with the staged policies as enforced (the shadow snapshot), under
@@ -111,6 +111,21 @@ const NETS: &[&str] = &[
     "2001:db8::/32",
     "192.0.2.0/24",
 ];
+/// Network set nets: the other addresses, a pod net, an unmasked net (read masked), IPv6.
+const SET_NETS: &[&str] = &[
+    "192.0.2.0/24",
+    "10.9.9.9",
+    "10.0.0.0/30",
+    "10.0.1.1/16",
+    "2001:db8::/64",
+    "192.0.2.99/32",
+];
+const SET_LABELS: &[(&str, &str)] = &[
+    ("app", "web"),
+    ("role", "client"),
+    ("env", "prod"),
+    ("tier", "front"),
+];
 const PORTS: &[&str] = &["8080", "80", "8000:8999", "9090:9090", "http", "metrics"];
 const REQUEST_PORTS: &[u16] = &[8080, 9090, 80, 443];
 const METHODS: &[&str] = &["GET", "POST", "DELETE", "get", "*"];
@@ -171,6 +186,9 @@ struct Input {
     /// This mod 7 policies.
     policy_count: u8,
     policies: [PolicyIn; 6],
+    /// This mod 4 network sets.
+    net_set_count: u8,
+    net_sets: [NetSetIn; 3],
     /// Bit 0: `--trust-network-identity`; bit 1: `--identity-only-source`.
     options: u8,
     requests: [RequestIn; 3],
@@ -186,6 +204,16 @@ struct PodIn {
     ports: u8,
     /// Live, or (mod 16) 13 finished, 14 host network, 15 no IP.
     state: u8,
+}
+
+#[derive(Debug, Arbitrary)]
+struct NetSetIn {
+    /// 0 a GlobalNetworkSet, else a NetworkSet in namespace `a`/`b`/`c`.
+    scope: u8,
+    /// A mask of [`SET_LABELS`].
+    labels: u8,
+    /// A mask of [`SET_NETS`] (none: the first).
+    nets: u8,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -275,6 +303,8 @@ struct RuleIn {
     sa_names: Option<u8>,
     sa_selector: Option<SelIn>,
     namespace_selector: Option<SelIn>,
+    /// `namespaceSelector: global()` (the GlobalNetworkSets) when this is 7 mod 8.
+    global: u8,
     selector: Option<SelIn>,
     not_selector: Option<SelIn>,
     nets: u8,
@@ -338,7 +368,11 @@ impl RuleIn {
         r.source = Source {
             sa_names: self.sa_names.map(|m| strings(&mask(SERVICE_ACCOUNTS, m))),
             sa_selector: sel(&self.sa_selector),
-            namespace_selector: sel(&self.namespace_selector),
+            namespace_selector: if self.global % 8 == 7 {
+                Some(Sel::Global)
+            } else {
+                sel(&self.namespace_selector)
+            },
             selector: sel(&self.selector),
             not_selector: sel(&self.not_selector),
             nets: strings(&mask(NETS, self.nets)),
@@ -416,6 +450,26 @@ impl Input {
                     .collect(),
                 host_network: state == 14,
                 finished: state == 13,
+            });
+        }
+        for (i, s) in self
+            .net_sets
+            .iter()
+            .take(usize::from(self.net_set_count) % 4)
+            .enumerate()
+        {
+            let mut nets = strings(&mask(SET_NETS, s.nets));
+            if nets.is_empty() {
+                nets.push(SET_NETS[0].into());
+            }
+            c.net_sets.push(reference::NetSet {
+                namespace: match s.scope % 4 {
+                    0 => None,
+                    i => Some(NAMESPACES[usize::from(i) - 1].to_owned()),
+                },
+                name: format!("set{i}"),
+                labels: labels(&mask(SET_LABELS, s.labels)),
+                nets,
             });
         }
         for (name, t) in TIERS.iter().zip(&self.tiers) {
