@@ -72,8 +72,13 @@ fn labels(l: &[(&str, &str)]) -> reference::Labels {
         .collect()
 }
 
-fn cluster(tiers: &[Tier], policies: &[Policy], net_sets: &[NetSet]) -> Cluster {
+fn cluster(tiers: &[Tier], policies: &[Policy], net_sets: &[NetSet], cnps: &[Cnp]) -> Cluster {
     Cluster {
+        cluster_policies: cnps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_reference(i))
+            .collect(),
         net_sets: net_sets
             .iter()
             .enumerate()
@@ -155,6 +160,80 @@ fn net_sets() -> impl Strategy<Value = Vec<NetSet>> {
             nets,
         });
     prop::collection::vec(set, 0..4)
+}
+
+// --- Random ClusterNetworkPolicies ------------------------------------------------------
+
+/// `matchLabels` for namespaces: `{}`, `env: prod`, `env: dev`.
+const CNP_NS_LABELS: &[LabelList] = &[&[], &[("env", "prod")], &[("env", "dev")]];
+/// `matchLabels` for pods: `{}`, `app: web`, `app: db`.
+const CNP_POD_LABELS: &[LabelList] = &[&[], &[("app", "web")], &[("app", "db")]];
+
+/// A subject or peer: `namespaces` (pod labels `None`) or `pods`, by indexes.
+type CnpPeer = (usize, Option<usize>);
+
+/// A ClusterNetworkPolicy.
+#[derive(Debug, Clone)]
+struct Cnp {
+    admin: bool,
+    priority: u32,
+    subject: CnpPeer,
+    rules: Vec<(reference::CnpAction, Vec<CnpPeer>)>,
+}
+
+fn cnp_peer(p: CnpPeer) -> reference::Peer {
+    let ns = labels(CNP_NS_LABELS[p.0]);
+    match p.1 {
+        None => reference::Peer::Namespaces(ns),
+        Some(pods) => reference::Peer::Pods(ns, labels(CNP_POD_LABELS[pods])),
+    }
+}
+
+impl Cnp {
+    fn to_reference(&self, i: usize) -> reference::ClusterPolicy {
+        reference::ClusterPolicy {
+            name: format!("c{i}"),
+            admin: self.admin,
+            priority: self.priority,
+            subject: cnp_peer(self.subject),
+            ingress: self
+                .rules
+                .iter()
+                .map(|(a, from)| (*a, from.iter().copied().map(cnp_peer).collect()))
+                .collect(),
+        }
+    }
+}
+
+fn cnps() -> impl Strategy<Value = Vec<Cnp>> {
+    use reference::CnpAction;
+    let peer = || {
+        (
+            0..CNP_NS_LABELS.len(),
+            prop::option::of(0..CNP_POD_LABELS.len()),
+        )
+    };
+    let rule = (
+        prop::sample::select(vec![CnpAction::Accept, CnpAction::Deny, CnpAction::Pass]),
+        prop::collection::vec(peer(), 1..3),
+    );
+    let cnp = (
+        any::<bool>(),
+        0u32..3,
+        peer(),
+        prop::collection::vec(rule, 0..3),
+    )
+        .prop_map(|(admin, priority, subject, rules)| Cnp {
+            admin,
+            priority,
+            subject,
+            // `Pass` only in the Admin tier.
+            rules: rules
+                .into_iter()
+                .filter(|(a, _)| admin || *a != CnpAction::Pass)
+                .collect(),
+        });
+    prop::collection::vec(cnp, 0..3)
 }
 
 // --- Random policies ---------------------------------------------------------------------
@@ -523,8 +602,8 @@ proptest! {
     })]
 
     #[test]
-    fn compiled_index_agrees_with_the_reference(tiers in tiers(), policies in policies(), net_sets in net_sets(), reqs in prop::collection::vec(req(), 1..6)) {
-        let cluster = cluster(&tiers, &policies, &net_sets);
+    fn compiled_index_agrees_with_the_reference(tiers in tiers(), policies in policies(), net_sets in net_sets(), cnps in cnps(), reqs in prop::collection::vec(req(), 1..6)) {
+        let cluster = cluster(&tiers, &policies, &net_sets, &cnps);
         for r in &reqs {
             let r = r.to_reference();
             let want = reference::evaluate(&cluster, &r);

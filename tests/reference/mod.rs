@@ -31,6 +31,121 @@ pub struct Cluster {
     pub policies: Vec<Policy>,
     /// NetworkSets and GlobalNetworkSets. (namespace, name) is unique.
     pub net_sets: Vec<NetSet>,
+    /// Kubernetes ClusterNetworkPolicies. Names are unique, and none is a Calico policy's.
+    pub cluster_policies: Vec<ClusterPolicy>,
+}
+
+/// A Kubernetes ClusterNetworkPolicy (`policy.networking.k8s.io/v1alpha2`), with label
+/// selectors of `matchLabels` only.
+#[derive(Debug, Clone)]
+pub struct ClusterPolicy {
+    /// Name.
+    pub name: String,
+    /// `tier: Admin` (else `Baseline`).
+    pub admin: bool,
+    /// `priority` (0–1000).
+    pub priority: u32,
+    /// `subject`.
+    pub subject: Peer,
+    /// Ingress rules: action and `from` peers (no `protocols`: every port).
+    pub ingress: Vec<(CnpAction, Vec<Peer>)>,
+}
+
+/// A ClusterNetworkPolicy subject or peer; each selector is `matchLabels`.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// `namespaces: {matchLabels}`.
+    Namespaces(Labels),
+    /// `pods: {namespaceSelector, podSelector}`.
+    Pods(Labels, Labels),
+}
+
+/// A ClusterNetworkPolicy rule action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CnpAction {
+    /// `Accept`.
+    Accept,
+    /// `Deny`.
+    Deny,
+    /// `Pass`.
+    Pass,
+}
+
+/// `matchLabels` as a Calico selector: every label equal; none is `all()`.
+fn match_labels(l: &Labels) -> Sel {
+    l.iter()
+        .map(|(k, v)| Sel::Eq(k.clone(), v.clone()))
+        .reduce(|a, b| Sel::And(Box::new(a), Box::new(b)))
+        .unwrap_or(Sel::All)
+}
+
+/// A `pods` selector: "selector (`projectcalico.org/orchestrator == 'k8s'`, ANDed with the pod
+/// selector)".
+fn pod_selector(l: &Labels) -> Sel {
+    let k8s = Sel::Eq("projectcalico.org/orchestrator".into(), "k8s".into());
+    match match_labels(l) {
+        Sel::All => k8s,
+        s => Sel::And(Box::new(k8s), Box::new(s)),
+    }
+}
+
+impl ClusterPolicy {
+    /// SEMANTICS §2 / README "What each policy field does": converted into the `kube-admin`
+    /// (Admin) or `kube-baseline` (Baseline) tier, order = `priority`, its own name;
+    /// `subject.namespaces` → `namespaceSelector` and selector `projectcalico.org/orchestrator ==
+    /// 'k8s'`, `subject.pods` → both; one rule per peer, `Accept` → `Allow`; a `namespaces` peer
+    /// → source `namespaceSelector`, a `pods` peer → source `selector` and `namespaceSelector`.
+    pub fn to_calico(&self) -> Policy {
+        let (namespace_selector, selector) = match &self.subject {
+            Peer::Namespaces(ns) => (match_labels(ns), pod_selector(&Labels::new())),
+            Peer::Pods(ns, pods) => (match_labels(ns), pod_selector(pods)),
+        };
+        let ingress = self
+            .ingress
+            .iter()
+            .flat_map(|(action, from)| {
+                from.iter().map(move |peer| {
+                    let mut r = Rule::new(match action {
+                        CnpAction::Accept => Action::Allow,
+                        CnpAction::Deny => Action::Deny,
+                        CnpAction::Pass => Action::Pass,
+                    });
+                    match peer {
+                        Peer::Namespaces(ns) => {
+                            r.source.namespace_selector = Some(match_labels(ns))
+                        }
+                        Peer::Pods(ns, pods) => {
+                            r.source.namespace_selector = Some(match_labels(ns));
+                            r.source.selector = Some(pod_selector(pods));
+                        }
+                    }
+                    r
+                })
+            })
+            .collect();
+        Policy {
+            namespace: None,
+            staged: None,
+            name: self.name.clone(),
+            tier: Some(
+                if self.admin {
+                    "kube-admin"
+                } else {
+                    "kube-baseline"
+                }
+                .into(),
+            ),
+            order: Some(self.priority),
+            selector,
+            namespace_selector: Some(namespace_selector),
+            service_account_selector: None,
+            types: Types::Ingress,
+            ingress,
+            egress: false,
+            pre_dnat: false,
+            do_not_track: false,
+        }
+    }
 }
 
 /// A NetworkSet (`namespace: Some`) or a GlobalNetworkSet (`None`).
@@ -460,6 +575,14 @@ impl Cluster {
         })
     }
 
+    /// The ClusterNetworkPolicies as the Calico policies they convert to.
+    fn converted_cluster_policies(&self) -> Vec<Policy> {
+        self.cluster_policies
+            .iter()
+            .map(ClusterPolicy::to_calico)
+            .collect()
+    }
+
     fn tier_exists(&self, name: &str) -> bool {
         BUILTIN_TIERS.iter().any(|(n, _, _)| *n == name)
             || self.tiers.iter().any(|t| t.name == name)
@@ -588,12 +711,18 @@ struct Caller<'a> {
 
 /// The decision on the enforced policies: `true` is allow.
 pub fn evaluate(c: &Cluster, r: &Request) -> bool {
-    decide(c, &c.enforced(), r)
+    let cnps = c.converted_cluster_policies();
+    let mut ps = c.enforced();
+    ps.extend(&cnps);
+    decide(c, &ps, r)
 }
 
 /// The decision with the staged policies as enforced (what the shadow evaluation reports).
 pub fn evaluate_staged(c: &Cluster, r: &Request) -> bool {
-    decide(c, &c.staged_as_enforced(), r)
+    let cnps = c.converted_cluster_policies();
+    let mut ps = c.staged_as_enforced();
+    ps.extend(&cnps);
+    decide(c, &ps, r)
 }
 
 fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
@@ -1353,6 +1482,40 @@ fn policy_json(p: &Policy) -> String {
     )
 }
 
+fn peer_json(p: &Peer) -> String {
+    let ml = |l: &Labels| format!("{{\"matchLabels\": {}}}", labels_json(l));
+    match p {
+        Peer::Namespaces(ns) => format!("{{\"namespaces\": {}}}", ml(ns)),
+        Peer::Pods(ns, pods) => format!(
+            "{{\"pods\": {{\"namespaceSelector\": {}, \"podSelector\": {}}}}}",
+            ml(ns),
+            ml(pods)
+        ),
+    }
+}
+
+fn cluster_policy_json(p: &ClusterPolicy) -> String {
+    let ingress = list_json(&p.ingress, |(action, from)| {
+        let action = match action {
+            CnpAction::Accept => "Accept",
+            CnpAction::Deny => "Deny",
+            CnpAction::Pass => "Pass",
+        };
+        format!(
+            "{{\"action\": {}, \"from\": {}}}",
+            q(action),
+            list_json(from, peer_json)
+        )
+    });
+    format!(
+        "{{\"apiVersion\": \"policy.networking.k8s.io/v1alpha2\", \"kind\": \"ClusterNetworkPolicy\", \"metadata\": {{\"name\": {}}}, \"spec\": {{\"tier\": {}, \"priority\": {}, \"subject\": {}, \"ingress\": {ingress}}}}}",
+        q(&p.name),
+        q(if p.admin { "Admin" } else { "Baseline" }),
+        p.priority,
+        peer_json(&p.subject)
+    )
+}
+
 /// The cluster as one JSON `List` (also valid YAML), one object per line.
 pub fn render(c: &Cluster) -> String {
     let mut items: Vec<String> = Vec::new();
@@ -1419,6 +1582,7 @@ pub fn render(c: &Cluster) -> String {
         ));
     }
     items.extend(c.policies.iter().map(policy_json));
+    items.extend(c.cluster_policies.iter().map(cluster_policy_json));
     format!(
         "{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n{}\n]}}\n",
         items.join(",\n")
