@@ -1,7 +1,8 @@
 //! Differential: a small made-up cluster (namespaces, service accounts, pods, tiers with Deny or
-//! Pass defaults, network sets, global, namespaced and staged policies with Allow/Deny/Pass/Log
-//! rules over service accounts, namespace and pod selectors (which select network sets too), nets, ports, protocols, methods and paths) and a
-//! few requests, decided by the compiled index (`Snapshot::build` + `Checker::decide`) and by the
+//! Pass defaults, network sets, Kubernetes ClusterNetworkPolicies, global, namespaced and staged
+//! policies with Allow/Deny/Pass/Log rules over service accounts, namespace and pod selectors
+//! (which select network sets too), nets, ports, protocols, methods and paths) and a few
+//! requests, decided by the compiled index (`Snapshot::build` + `Checker::decide`) and by the
 //! naive reference evaluator of `tests/reference/`. They must agree on every request, for the
 //! enforced policies and with the staged policies as enforced (the shadow snapshot), under
 //! every combination of `--trust-network-identity` and `--identity-only-source`.
@@ -28,7 +29,7 @@ use alp_authz::{
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use reference::{
-    Action, Cluster, Destination, Http, Labels, PathMatch, Port, Proto, Sel, Source, Staged, Types,
+    Action, Cluster, CnpAction, Destination, Http, Labels, PathMatch, Port, Proto, Sel, Source, Staged, Types,
 };
 
 // --- Vocabularies ------------------------------------------------------------------------
@@ -126,6 +127,9 @@ const SET_LABELS: &[(&str, &str)] = &[
     ("env", "prod"),
     ("tier", "front"),
 ];
+/// ClusterNetworkPolicy `matchLabels` vocabularies (masks).
+const CNP_NS_LABELS: &[(&str, &str)] = &[("env", "prod"), ("team", "x")];
+const CNP_POD_LABELS: &[(&str, &str)] = &[("app", "web"), ("tier", "front")];
 const PORTS: &[&str] = &["8080", "80", "8000:8999", "9090:9090", "http", "metrics"];
 const REQUEST_PORTS: &[u16] = &[8080, 9090, 80, 443];
 const METHODS: &[&str] = &["GET", "POST", "DELETE", "get", "*"];
@@ -189,6 +193,9 @@ struct Input {
     /// This mod 4 network sets.
     net_set_count: u8,
     net_sets: [NetSetIn; 3],
+    /// This mod 3 ClusterNetworkPolicies.
+    cnp_count: u8,
+    cnps: [CnpIn; 2],
     /// Bit 0: `--trust-network-identity`; bit 1: `--identity-only-source`.
     options: u8,
     requests: [RequestIn; 3],
@@ -214,6 +221,43 @@ struct NetSetIn {
     labels: u8,
     /// A mask of [`SET_NETS`] (none: the first).
     nets: u8,
+}
+
+#[derive(Debug, Arbitrary)]
+struct CnpIn {
+    admin: bool,
+    priority: u8,
+    subject: PeerIn,
+    /// This mod 3 rules.
+    rule_count: u8,
+    rules: [CnpRuleIn; 2],
+}
+
+#[derive(Debug, Arbitrary)]
+struct CnpRuleIn {
+    /// `Accept`, `Deny`, `Pass` (not in the Baseline tier: `Deny` there).
+    action: u8,
+    /// 1 + this mod 2 peers.
+    peer_count: u8,
+    from: [PeerIn; 2],
+}
+
+#[derive(Debug, Arbitrary)]
+struct PeerIn {
+    /// A mask of [`CNP_NS_LABELS`].
+    namespaces: u8,
+    /// `pods` with a mask of [`CNP_POD_LABELS`]; `None`: `namespaces`.
+    pods: Option<u8>,
+}
+
+impl PeerIn {
+    fn to_peer(&self) -> reference::Peer {
+        let ns = labels(&mask(CNP_NS_LABELS, self.namespaces));
+        match self.pods {
+            None => reference::Peer::Namespaces(ns),
+            Some(m) => reference::Peer::Pods(ns, labels(&mask(CNP_POD_LABELS, m))),
+        }
+    }
 }
 
 #[derive(Debug, Arbitrary)]
@@ -470,6 +514,38 @@ impl Input {
                 name: format!("set{i}"),
                 labels: labels(&mask(SET_LABELS, s.labels)),
                 nets,
+            });
+        }
+        for (i, p) in self
+            .cnps
+            .iter()
+            .take(usize::from(self.cnp_count) % 3)
+            .enumerate()
+        {
+            let actions: &[CnpAction] = if p.admin {
+                &[CnpAction::Accept, CnpAction::Deny, CnpAction::Pass]
+            } else {
+                &[CnpAction::Accept, CnpAction::Deny]
+            };
+            c.cluster_policies.push(reference::ClusterPolicy {
+                name: format!("c{i}"),
+                admin: p.admin,
+                priority: u32::from(p.priority % 4),
+                subject: p.subject.to_peer(),
+                ingress: p
+                    .rules
+                    .iter()
+                    .take(usize::from(p.rule_count) % 3)
+                    .map(|r| {
+                        let from = r
+                            .from
+                            .iter()
+                            .take(1 + usize::from(r.peer_count) % 2)
+                            .map(PeerIn::to_peer)
+                            .collect();
+                        (pick(actions, r.action), from)
+                    })
+                    .collect(),
             });
         }
         for (name, t) in TIERS.iter().zip(&self.tiers) {

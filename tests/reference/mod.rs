@@ -660,11 +660,16 @@ fn compiles(p: &Policy) -> bool {
 
 /// §2: whether the policy selects the destination pod (for any direction).
 fn applies(c: &Cluster, p: &Policy, dst: &Pod) -> bool {
+    // "A policy with `preDNAT: true` or `doNotTrack: true` applies to host endpoints only,
+    // never to a workload."
+    !p.pre_dnat && !p.do_not_track && selects(c, p, dst)
+}
+
+/// Whether the policy's endpoint selectors select the destination pod: for an invalid policy,
+/// §3.6 "'Could apply to' is what its own endpoint selectors select" (a `preDNAT` or
+/// `doNotTrack` flag does not narrow that).
+fn selects(c: &Cluster, p: &Policy, dst: &Pod) -> bool {
     p.namespace.as_ref().is_none_or(|ns| *ns == dst.namespace)
-        // "A policy with `preDNAT: true` or `doNotTrack: true` applies to host endpoints only,
-        // never to a workload."
-        && !p.pre_dnat
-        && !p.do_not_track
         && p.selector.matches(&c.endpoint_labels(dst))
         && p.namespace_selector
             .as_ref()
@@ -733,7 +738,7 @@ fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
     // §3.6: an invalid policy that could apply to the destination denies it.
     if policies
         .iter()
-        .any(|p| !(compiles(p) && c.tier_exists(tier_of(p))) && applies(c, p, dst))
+        .any(|p| !(compiles(p) && c.tier_exists(tier_of(p))) && selects(c, p, dst))
     {
         return false;
     }
