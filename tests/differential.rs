@@ -72,8 +72,23 @@ fn labels(l: &[(&str, &str)]) -> reference::Labels {
         .collect()
 }
 
-fn cluster(tiers: &[Tier], policies: &[Policy]) -> Cluster {
+fn cluster(tiers: &[Tier], policies: &[Policy], net_sets: &[NetSet], cnps: &[Cnp]) -> Cluster {
     Cluster {
+        cluster_policies: cnps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_reference(i))
+            .collect(),
+        net_sets: net_sets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| reference::NetSet {
+                namespace: s.namespace.map(Into::into),
+                name: format!("s{i}"),
+                labels: labels(SET_LABELS[s.labels]),
+                nets: s.nets.iter().map(|n| n.to_string()).collect(),
+            })
+            .collect(),
         namespaces: NAMESPACES
             .iter()
             .map(|(n, l)| (n.to_string(), labels(l)))
@@ -108,14 +123,129 @@ fn cluster(tiers: &[Tier], policies: &[Policy]) -> Cluster {
     }
 }
 
+// --- Random network sets -----------------------------------------------------------------
+
+/// Network set labels: none, `role: edge`, `role: lb` with `app: web` (as the web pods).
+const SET_LABELS: &[LabelList] = &[&[], &[("role", "edge")], &[("role", "lb"), ("app", "web")]];
+
+/// A NetworkSet (in `a`, `b`, or `c`, which has no Namespace object) or GlobalNetworkSet.
+#[derive(Debug, Clone)]
+struct NetSet {
+    namespace: Option<&'static str>,
+    labels: usize,
+    nets: Vec<&'static str>,
+}
+
+fn net_sets() -> impl Strategy<Value = Vec<NetSet>> {
+    let set = (
+        prop::option::of(prop::sample::select(vec!["a", "b", "c"])),
+        0..SET_LABELS.len(),
+        // The request sources outside the pods (192.0.2.99, 198.51.100.7), unmasked nets,
+        // nested nets, and nets over pod addresses.
+        prop::sample::subsequence(
+            vec![
+                "192.0.2.0/24",
+                "192.0.2.99",
+                "198.51.100.7/24",
+                "10.0.1.0/24",
+                "10.0.0.1/32",
+                "2001:db8::/32",
+            ],
+            1..3,
+        ),
+    )
+        .prop_map(|(namespace, labels, nets)| NetSet {
+            namespace,
+            labels,
+            nets,
+        });
+    prop::collection::vec(set, 0..4)
+}
+
+// --- Random ClusterNetworkPolicies ------------------------------------------------------
+
+/// `matchLabels` for namespaces: `{}`, `env: prod`, `env: dev`.
+const CNP_NS_LABELS: &[LabelList] = &[&[], &[("env", "prod")], &[("env", "dev")]];
+/// `matchLabels` for pods: `{}`, `app: web`, `app: db`.
+const CNP_POD_LABELS: &[LabelList] = &[&[], &[("app", "web")], &[("app", "db")]];
+
+/// A subject or peer: `namespaces` (pod labels `None`) or `pods`, by indexes.
+type CnpPeer = (usize, Option<usize>);
+
+/// A ClusterNetworkPolicy.
+#[derive(Debug, Clone)]
+struct Cnp {
+    admin: bool,
+    priority: u32,
+    subject: CnpPeer,
+    rules: Vec<(reference::CnpAction, Vec<CnpPeer>)>,
+}
+
+fn cnp_peer(p: CnpPeer) -> reference::Peer {
+    let ns = labels(CNP_NS_LABELS[p.0]);
+    match p.1 {
+        None => reference::Peer::Namespaces(ns),
+        Some(pods) => reference::Peer::Pods(ns, labels(CNP_POD_LABELS[pods])),
+    }
+}
+
+impl Cnp {
+    fn to_reference(&self, i: usize) -> reference::ClusterPolicy {
+        reference::ClusterPolicy {
+            name: format!("c{i}"),
+            admin: self.admin,
+            priority: self.priority,
+            subject: cnp_peer(self.subject),
+            ingress: self
+                .rules
+                .iter()
+                .map(|(a, from)| (*a, from.iter().copied().map(cnp_peer).collect()))
+                .collect(),
+        }
+    }
+}
+
+fn cnps() -> impl Strategy<Value = Vec<Cnp>> {
+    use reference::CnpAction;
+    let peer = || {
+        (
+            0..CNP_NS_LABELS.len(),
+            prop::option::of(0..CNP_POD_LABELS.len()),
+        )
+    };
+    let rule = (
+        prop::sample::select(vec![CnpAction::Accept, CnpAction::Deny, CnpAction::Pass]),
+        prop::collection::vec(peer(), 1..3),
+    );
+    let cnp = (
+        any::<bool>(),
+        0u32..3,
+        peer(),
+        prop::collection::vec(rule, 0..3),
+    )
+        .prop_map(|(admin, priority, subject, rules)| Cnp {
+            admin,
+            priority,
+            subject,
+            // `Pass` only in the Admin tier.
+            rules: rules
+                .into_iter()
+                .filter(|(a, _)| admin || *a != CnpAction::Pass)
+                .collect(),
+        });
+    prop::collection::vec(cnp, 0..3)
+}
+
 // --- Random policies ---------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
 struct Rule {
     action: &'static str,
     sa_names: Option<Vec<&'static str>>,
+    sa_selector: Option<usize>,
     ns_selector: Option<usize>,
     selector: Option<usize>,
+    not_selector: Option<usize>,
     nets: Option<&'static str>,
     ports: Option<u16>,
     methods: Option<Vec<&'static str>>,
@@ -165,8 +295,10 @@ impl Rule {
         });
         r.source = Source {
             sa_names: self.sa_names.as_deref().map(strings),
+            sa_selector: self.sa_selector.map(|i| sa_selectors()[i].clone()),
             namespace_selector: self.ns_selector.map(|i| ns_selectors()[i].clone()),
             selector: self.selector.map(|i| selectors()[i].clone()),
+            not_selector: self.not_selector.map(|i| selectors()[i].clone()),
             nets: self.nets.iter().map(|n| n.to_string()).collect(),
             ..Source::default()
         };
@@ -205,7 +337,8 @@ fn eq(k: &str, v: &str) -> Sel {
 
 /// `""`, `all()`, `app == 'web'`, `app != 'db'`, `has(tier)`, `tier in {'front', 'x'}`,
 /// `!has(app)`, and on the labels inherited from profiles: `pcns.env == 'prod'`,
-/// `pcsa.team == 'shop'`, `pcsa.projectcalico.org/name == 'web'`.
+/// `pcsa.team == 'shop'`, `pcsa.projectcalico.org/name == 'web'`; on network sets' labels:
+/// `role == 'edge'`, `has(role)`.
 fn selectors() -> Vec<Sel> {
     vec![
         Sel::Empty,
@@ -218,16 +351,29 @@ fn selectors() -> Vec<Sel> {
         eq("pcns.env", "prod"),
         eq("pcsa.team", "shop"),
         eq("pcsa.projectcalico.org/name", "web"),
+        eq("role", "edge"),
+        Sel::Has("role".into()),
     ]
 }
 
-/// `env == 'prod'`, `all()`, `env != 'prod'`, `projectcalico.org/name == 'b'`.
+/// `!has(team)` (which a network set passes), `team == 'shop'`.
+fn sa_selectors() -> Vec<Sel> {
+    vec![
+        Sel::Not(Box::new(Sel::Has("team".into()))),
+        eq("team", "shop"),
+    ]
+}
+
+/// `env == 'prod'`, `all()`, `env != 'prod'`, `projectcalico.org/name == 'b'`, `global()` (the
+/// GlobalNetworkSets), `!has(env)` (namespace `c`, which has no Namespace object).
 fn ns_selectors() -> Vec<Sel> {
     vec![
         eq("env", "prod"),
         Sel::All,
         Sel::Ne("env".into(), "prod".into()),
         eq("projectcalico.org/name", "b"),
+        Sel::Global,
+        Sel::Not(Box::new(Sel::Has("env".into()))),
     ]
 }
 
@@ -235,8 +381,12 @@ fn rule() -> impl Strategy<Value = Rule> {
     (
         prop::sample::select(vec!["Allow", "Deny", "Pass", "Log"]),
         prop::option::of(prop::sample::subsequence(vec!["web", "db", "job"], 1..3)),
-        prop::option::of(0..ns_selectors().len()),
-        prop::option::of(0..selectors().len()),
+        (
+            prop::option::of(0..sa_selectors().len()),
+            prop::option::of(0..ns_selectors().len()),
+            prop::option::of(0..selectors().len()),
+            prop::option::of(0..selectors().len()),
+        ),
         prop::option::of(prop::sample::select(vec![
             "10.0.0.0/24",
             "10.0.1.0/24",
@@ -247,14 +397,24 @@ fn rule() -> impl Strategy<Value = Rule> {
         prop::option::of(prop::sample::select(vec!["/", "/api", "/api/v1", "/admin"])),
     )
         .prop_map(
-            |(action, sa_names, ns_selector, selector, nets, ports, methods, prefix)| {
+            |(
+                action,
+                sa_names,
+                (sa_selector, ns_selector, selector, not_selector),
+                nets,
+                ports,
+                methods,
+                prefix,
+            )| {
                 // Calico: `http` only on Allow rules.
                 let http_ok = action == "Allow";
                 Rule {
                     action,
                     sa_names,
+                    sa_selector,
                     ns_selector,
                     selector,
+                    not_selector,
                     nets,
                     ports,
                     methods: methods.filter(|_| http_ok),
@@ -323,6 +483,8 @@ enum Principal {
 #[derive(Debug, Clone)]
 struct Req {
     src: Option<usize>,
+    /// With no source pod: 198.51.100.7 (else 192.0.2.99).
+    other: bool,
     principal: Principal,
     dst: usize,
     port: u16,
@@ -337,7 +499,16 @@ impl Req {
         let src = self.src.map(|i| &PODS[i]);
         let spiffe = |ns: &str, sa: &str| format!("spiffe://cluster.local/ns/{ns}/sa/{sa}");
         reference::Request {
-            source_ip: src.map_or("192.0.2.99", |p| p.ip).into(),
+            source_ip: src
+                .map_or(
+                    if self.other {
+                        "198.51.100.7"
+                    } else {
+                        "192.0.2.99"
+                    },
+                    |p| p.ip,
+                )
+                .into(),
             principal: match self.principal {
                 Principal::Own => {
                     Some(src.map_or_else(|| spiffe("a", "web"), |p| spiffe(p.ns, p.sa)))
@@ -365,7 +536,7 @@ fn req() -> impl Strategy<Value = Req> {
             Principal::Invalid,
             Principal::Other,
         ]),
-        (0..PODS.len(), any::<bool>(), any::<bool>()),
+        (0..PODS.len(), any::<bool>(), any::<bool>(), any::<bool>()),
         prop::sample::select(vec![8080u16, 9090]),
         prop::sample::select(vec!["GET", "POST", "DELETE"]),
         prop::sample::select(vec![
@@ -381,12 +552,13 @@ fn req() -> impl Strategy<Value = Req> {
             |(
                 src,
                 principal,
-                (dst, trust_network_identity, identity_only_source),
+                (dst, trust_network_identity, identity_only_source, other),
                 port,
                 method,
                 path,
             )| Req {
                 src,
+                other,
                 principal,
                 dst,
                 port,
@@ -430,8 +602,8 @@ proptest! {
     })]
 
     #[test]
-    fn compiled_index_agrees_with_the_reference(tiers in tiers(), policies in policies(), reqs in prop::collection::vec(req(), 1..6)) {
-        let cluster = cluster(&tiers, &policies);
+    fn compiled_index_agrees_with_the_reference(tiers in tiers(), policies in policies(), net_sets in net_sets(), cnps in cnps(), reqs in prop::collection::vec(req(), 1..6)) {
+        let cluster = cluster(&tiers, &policies, &net_sets, &cnps);
         for r in &reqs {
             let r = r.to_reference();
             let want = reference::evaluate(&cluster, &r);

@@ -1,7 +1,8 @@
 //! Differential: a small made-up cluster (namespaces, service accounts, pods, tiers with Deny or
-//! Pass defaults, global, namespaced and staged policies with Allow/Deny/Pass/Log rules over
-//! service accounts, namespace and pod selectors, nets, ports, protocols, methods and paths) and a
-//! few requests, decided by the compiled index (`Snapshot::build` + `Checker::decide`) and by the
+//! Pass defaults, network sets, Kubernetes ClusterNetworkPolicies, global, namespaced and staged
+//! policies with Allow/Deny/Pass/Log rules over service accounts, namespace and pod selectors
+//! (which select network sets too), nets, ports, protocols, methods and paths) and a few
+//! requests, decided by the compiled index (`Snapshot::build` + `Checker::decide`) and by the
 //! naive reference evaluator of `tests/reference/`. They must agree on every request, for the
 //! enforced policies and with the staged policies as enforced (the shadow snapshot), under
 //! every combination of `--trust-network-identity` and `--identity-only-source`.
@@ -28,7 +29,7 @@ use alp_authz::{
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use reference::{
-    Action, Cluster, Destination, Http, Labels, PathMatch, Port, Proto, Sel, Source, Staged, Types,
+    Action, Cluster, CnpAction, Destination, Http, Labels, PathMatch, Port, Proto, Sel, Source, Staged, Types,
 };
 
 // --- Vocabularies ------------------------------------------------------------------------
@@ -111,6 +112,24 @@ const NETS: &[&str] = &[
     "2001:db8::/32",
     "192.0.2.0/24",
 ];
+/// Network set nets: the other addresses, a pod net, an unmasked net (read masked), IPv6.
+const SET_NETS: &[&str] = &[
+    "192.0.2.0/24",
+    "10.9.9.9",
+    "10.0.0.0/30",
+    "10.0.1.1/16",
+    "2001:db8::/64",
+    "192.0.2.99/32",
+];
+const SET_LABELS: &[(&str, &str)] = &[
+    ("app", "web"),
+    ("role", "client"),
+    ("env", "prod"),
+    ("tier", "front"),
+];
+/// ClusterNetworkPolicy `matchLabels` vocabularies (masks).
+const CNP_NS_LABELS: &[(&str, &str)] = &[("env", "prod"), ("team", "x")];
+const CNP_POD_LABELS: &[(&str, &str)] = &[("app", "web"), ("tier", "front")];
 const PORTS: &[&str] = &["8080", "80", "8000:8999", "9090:9090", "http", "metrics"];
 const REQUEST_PORTS: &[u16] = &[8080, 9090, 80, 443];
 const METHODS: &[&str] = &["GET", "POST", "DELETE", "get", "*"];
@@ -171,6 +190,12 @@ struct Input {
     /// This mod 7 policies.
     policy_count: u8,
     policies: [PolicyIn; 6],
+    /// This mod 4 network sets.
+    net_set_count: u8,
+    net_sets: [NetSetIn; 3],
+    /// This mod 3 ClusterNetworkPolicies.
+    cnp_count: u8,
+    cnps: [CnpIn; 2],
     /// Bit 0: `--trust-network-identity`; bit 1: `--identity-only-source`.
     options: u8,
     requests: [RequestIn; 3],
@@ -186,6 +211,53 @@ struct PodIn {
     ports: u8,
     /// Live, or (mod 16) 13 finished, 14 host network, 15 no IP.
     state: u8,
+}
+
+#[derive(Debug, Arbitrary)]
+struct NetSetIn {
+    /// 0 a GlobalNetworkSet, else a NetworkSet in namespace `a`/`b`/`c`.
+    scope: u8,
+    /// A mask of [`SET_LABELS`].
+    labels: u8,
+    /// A mask of [`SET_NETS`] (none: the first).
+    nets: u8,
+}
+
+#[derive(Debug, Arbitrary)]
+struct CnpIn {
+    admin: bool,
+    priority: u8,
+    subject: PeerIn,
+    /// This mod 3 rules.
+    rule_count: u8,
+    rules: [CnpRuleIn; 2],
+}
+
+#[derive(Debug, Arbitrary)]
+struct CnpRuleIn {
+    /// `Accept`, `Deny`, `Pass` (not in the Baseline tier: `Deny` there).
+    action: u8,
+    /// 1 + this mod 2 peers.
+    peer_count: u8,
+    from: [PeerIn; 2],
+}
+
+#[derive(Debug, Arbitrary)]
+struct PeerIn {
+    /// A mask of [`CNP_NS_LABELS`].
+    namespaces: u8,
+    /// `pods` with a mask of [`CNP_POD_LABELS`]; `None`: `namespaces`.
+    pods: Option<u8>,
+}
+
+impl PeerIn {
+    fn to_peer(&self) -> reference::Peer {
+        let ns = labels(&mask(CNP_NS_LABELS, self.namespaces));
+        match self.pods {
+            None => reference::Peer::Namespaces(ns),
+            Some(m) => reference::Peer::Pods(ns, labels(&mask(CNP_POD_LABELS, m))),
+        }
+    }
 }
 
 #[derive(Debug, Arbitrary)]
@@ -275,6 +347,8 @@ struct RuleIn {
     sa_names: Option<u8>,
     sa_selector: Option<SelIn>,
     namespace_selector: Option<SelIn>,
+    /// `namespaceSelector: global()` (the GlobalNetworkSets) when this is 7 mod 8.
+    global: u8,
     selector: Option<SelIn>,
     not_selector: Option<SelIn>,
     nets: u8,
@@ -338,7 +412,11 @@ impl RuleIn {
         r.source = Source {
             sa_names: self.sa_names.map(|m| strings(&mask(SERVICE_ACCOUNTS, m))),
             sa_selector: sel(&self.sa_selector),
-            namespace_selector: sel(&self.namespace_selector),
+            namespace_selector: if self.global % 8 == 7 {
+                Some(Sel::Global)
+            } else {
+                sel(&self.namespace_selector)
+            },
             selector: sel(&self.selector),
             not_selector: sel(&self.not_selector),
             nets: strings(&mask(NETS, self.nets)),
@@ -416,6 +494,58 @@ impl Input {
                     .collect(),
                 host_network: state == 14,
                 finished: state == 13,
+            });
+        }
+        for (i, s) in self
+            .net_sets
+            .iter()
+            .take(usize::from(self.net_set_count) % 4)
+            .enumerate()
+        {
+            let mut nets = strings(&mask(SET_NETS, s.nets));
+            if nets.is_empty() {
+                nets.push(SET_NETS[0].into());
+            }
+            c.net_sets.push(reference::NetSet {
+                namespace: match s.scope % 4 {
+                    0 => None,
+                    i => Some(NAMESPACES[usize::from(i) - 1].to_owned()),
+                },
+                name: format!("set{i}"),
+                labels: labels(&mask(SET_LABELS, s.labels)),
+                nets,
+            });
+        }
+        for (i, p) in self
+            .cnps
+            .iter()
+            .take(usize::from(self.cnp_count) % 3)
+            .enumerate()
+        {
+            let actions: &[CnpAction] = if p.admin {
+                &[CnpAction::Accept, CnpAction::Deny, CnpAction::Pass]
+            } else {
+                &[CnpAction::Accept, CnpAction::Deny]
+            };
+            c.cluster_policies.push(reference::ClusterPolicy {
+                name: format!("c{i}"),
+                admin: p.admin,
+                priority: u32::from(p.priority % 4),
+                subject: p.subject.to_peer(),
+                ingress: p
+                    .rules
+                    .iter()
+                    .take(usize::from(p.rule_count) % 3)
+                    .map(|r| {
+                        let from = r
+                            .from
+                            .iter()
+                            .take(1 + usize::from(r.peer_count) % 2)
+                            .map(PeerIn::to_peer)
+                            .collect();
+                        (pick(actions, r.action), from)
+                    })
+                    .collect(),
             });
         }
         for (name, t) in TIERS.iter().zip(&self.tiers) {

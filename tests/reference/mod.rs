@@ -29,6 +29,136 @@ pub struct Cluster {
     pub tiers: Vec<Tier>,
     /// Policies, enforced and staged. (kind, namespace, name) is unique.
     pub policies: Vec<Policy>,
+    /// NetworkSets and GlobalNetworkSets. (namespace, name) is unique.
+    pub net_sets: Vec<NetSet>,
+    /// Kubernetes ClusterNetworkPolicies. Names are unique, and none is a Calico policy's.
+    pub cluster_policies: Vec<ClusterPolicy>,
+}
+
+/// A Kubernetes ClusterNetworkPolicy (`policy.networking.k8s.io/v1alpha2`), with label
+/// selectors of `matchLabels` only.
+#[derive(Debug, Clone)]
+pub struct ClusterPolicy {
+    /// Name.
+    pub name: String,
+    /// `tier: Admin` (else `Baseline`).
+    pub admin: bool,
+    /// `priority` (0–1000).
+    pub priority: u32,
+    /// `subject`.
+    pub subject: Peer,
+    /// Ingress rules: action and `from` peers (no `protocols`: every port).
+    pub ingress: Vec<(CnpAction, Vec<Peer>)>,
+}
+
+/// A ClusterNetworkPolicy subject or peer; each selector is `matchLabels`.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// `namespaces: {matchLabels}`.
+    Namespaces(Labels),
+    /// `pods: {namespaceSelector, podSelector}`.
+    Pods(Labels, Labels),
+}
+
+/// A ClusterNetworkPolicy rule action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CnpAction {
+    /// `Accept`.
+    Accept,
+    /// `Deny`.
+    Deny,
+    /// `Pass`.
+    Pass,
+}
+
+/// `matchLabels` as a Calico selector: every label equal; none is `all()`.
+fn match_labels(l: &Labels) -> Sel {
+    l.iter()
+        .map(|(k, v)| Sel::Eq(k.clone(), v.clone()))
+        .reduce(|a, b| Sel::And(Box::new(a), Box::new(b)))
+        .unwrap_or(Sel::All)
+}
+
+/// A `pods` selector: "selector (`projectcalico.org/orchestrator == 'k8s'`, ANDed with the pod
+/// selector)".
+fn pod_selector(l: &Labels) -> Sel {
+    let k8s = Sel::Eq("projectcalico.org/orchestrator".into(), "k8s".into());
+    match match_labels(l) {
+        Sel::All => k8s,
+        s => Sel::And(Box::new(k8s), Box::new(s)),
+    }
+}
+
+impl ClusterPolicy {
+    /// SEMANTICS §2 / README "What each policy field does": converted into the `kube-admin`
+    /// (Admin) or `kube-baseline` (Baseline) tier, order = `priority`, its own name;
+    /// `subject.namespaces` → `namespaceSelector` and selector `projectcalico.org/orchestrator ==
+    /// 'k8s'`, `subject.pods` → both; one rule per peer, `Accept` → `Allow`; a `namespaces` peer
+    /// → source `namespaceSelector`, a `pods` peer → source `selector` and `namespaceSelector`.
+    pub fn to_calico(&self) -> Policy {
+        let (namespace_selector, selector) = match &self.subject {
+            Peer::Namespaces(ns) => (match_labels(ns), pod_selector(&Labels::new())),
+            Peer::Pods(ns, pods) => (match_labels(ns), pod_selector(pods)),
+        };
+        let ingress = self
+            .ingress
+            .iter()
+            .flat_map(|(action, from)| {
+                from.iter().map(move |peer| {
+                    let mut r = Rule::new(match action {
+                        CnpAction::Accept => Action::Allow,
+                        CnpAction::Deny => Action::Deny,
+                        CnpAction::Pass => Action::Pass,
+                    });
+                    match peer {
+                        Peer::Namespaces(ns) => {
+                            r.source.namespace_selector = Some(match_labels(ns))
+                        }
+                        Peer::Pods(ns, pods) => {
+                            r.source.namespace_selector = Some(match_labels(ns));
+                            r.source.selector = Some(pod_selector(pods));
+                        }
+                    }
+                    r
+                })
+            })
+            .collect();
+        Policy {
+            namespace: None,
+            staged: None,
+            name: self.name.clone(),
+            tier: Some(
+                if self.admin {
+                    "kube-admin"
+                } else {
+                    "kube-baseline"
+                }
+                .into(),
+            ),
+            order: Some(self.priority),
+            selector,
+            namespace_selector: Some(namespace_selector),
+            service_account_selector: None,
+            types: Types::Ingress,
+            ingress,
+            egress: false,
+            pre_dnat: false,
+            do_not_track: false,
+        }
+    }
+}
+
+/// A NetworkSet (`namespace: Some`) or a GlobalNetworkSet (`None`).
+#[derive(Debug, Clone)]
+pub struct NetSet {
+    /// Namespace; `None` for a GlobalNetworkSet.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Its own labels.
+    pub labels: Labels,
+    /// `spec.nets` (valid CIDRs or addresses).
+    pub nets: Vec<String>,
 }
 
 /// A pod.
@@ -282,6 +412,8 @@ pub enum Sel {
     And(Box<Sel>, Box<Sel>),
     /// `(… || …)`.
     Or(Box<Sel>, Box<Sel>),
+    /// `global()`: only as a whole rule `namespaceSelector` (selects the GlobalNetworkSets).
+    Global,
 }
 
 impl Sel {
@@ -294,6 +426,7 @@ impl Sel {
         match self {
             Sel::Empty => String::new(),
             Sel::All => "all()".into(),
+            Sel::Global => "global()".into(),
             Sel::Eq(k, v) => format!("{k} == '{v}'"),
             Sel::Ne(k, v) => format!("{k} != '{v}'"),
             Sel::Has(k) => format!("has({k})"),
@@ -316,6 +449,8 @@ impl Sel {
     pub fn matches(&self, l: &Labels) -> bool {
         match self {
             Sel::Empty | Sel::All => true,
+            // "`global()` never matches a workload (it selects GlobalNetworkSets)."
+            Sel::Global => false,
             Sel::Eq(k, v) => l.get(k) == Some(v),
             Sel::Ne(k, v) => l.get(k) != Some(v),
             Sel::Has(k) => l.contains_key(k),
@@ -344,7 +479,11 @@ const BUILTIN_TIERS: &[(&str, u32, bool)] = &[
 impl Cluster {
     /// Pods that are workload endpoints: with an IP, not host-network, not finished (§1).
     fn live_pod(&self, ip: &str) -> Option<&Pod> {
-        let ip = parse_ip(ip)?;
+        self.live_pod_at(parse_ip(ip)?)
+    }
+
+    /// The same, by address.
+    fn live_pod_at(&self, ip: IpAddr) -> Option<&Pod> {
         let mut found = self.pods.iter().filter(|p| {
             !p.host_network && !p.finished && p.ip.as_deref().and_then(parse_ip) == Some(ip)
         });
@@ -411,6 +550,37 @@ impl Cluster {
             }
             None => Labels::new(),
         }
+    }
+
+    /// §2 "Network sets": a NetworkSet's labels are "its own plus `projectcalico.org/namespace`
+    /// and its Namespace's `pcns.` labels"; a GlobalNetworkSet's are its own. (Calico's
+    /// namespace label overrides an own one; an own label wins over an inherited one.)
+    fn set_labels(&self, s: &NetSet) -> Labels {
+        let mut l = s.labels.clone();
+        if let Some(ns) = &s.namespace {
+            l.insert("projectcalico.org/namespace".into(), ns.clone());
+            for (k, v) in self.namespace_labels(ns) {
+                l.entry(format!("pcns.{k}")).or_insert(v);
+            }
+        }
+        l
+    }
+
+    /// Whether `ip` is inside the nets of a set that `selects` selects.
+    fn in_a_set(&self, ip: Option<IpAddr>, selects: impl Fn(&NetSet) -> bool) -> bool {
+        ip.is_some_and(|ip| {
+            self.net_sets
+                .iter()
+                .any(|s| selects(s) && s.nets.iter().any(|n| in_net(n, ip)))
+        })
+    }
+
+    /// The ClusterNetworkPolicies as the Calico policies they convert to.
+    fn converted_cluster_policies(&self) -> Vec<Policy> {
+        self.cluster_policies
+            .iter()
+            .map(ClusterPolicy::to_calico)
+            .collect()
     }
 
     fn tier_exists(&self, name: &str) -> bool {
@@ -490,11 +660,16 @@ fn compiles(p: &Policy) -> bool {
 
 /// §2: whether the policy selects the destination pod (for any direction).
 fn applies(c: &Cluster, p: &Policy, dst: &Pod) -> bool {
+    // "A policy with `preDNAT: true` or `doNotTrack: true` applies to host endpoints only,
+    // never to a workload."
+    !p.pre_dnat && !p.do_not_track && selects(c, p, dst)
+}
+
+/// Whether the policy's endpoint selectors select the destination pod: for an invalid policy,
+/// §3.6 "'Could apply to' is what its own endpoint selectors select" (a `preDNAT` or
+/// `doNotTrack` flag does not narrow that).
+fn selects(c: &Cluster, p: &Policy, dst: &Pod) -> bool {
     p.namespace.as_ref().is_none_or(|ns| *ns == dst.namespace)
-        // "A policy with `preDNAT: true` or `doNotTrack: true` applies to host endpoints only,
-        // never to a workload."
-        && !p.pre_dnat
-        && !p.do_not_track
         && p.selector.matches(&c.endpoint_labels(dst))
         && p.namespace_selector
             .as_ref()
@@ -541,12 +716,18 @@ struct Caller<'a> {
 
 /// The decision on the enforced policies: `true` is allow.
 pub fn evaluate(c: &Cluster, r: &Request) -> bool {
-    decide(c, &c.enforced(), r)
+    let cnps = c.converted_cluster_policies();
+    let mut ps = c.enforced();
+    ps.extend(&cnps);
+    decide(c, &ps, r)
 }
 
 /// The decision with the staged policies as enforced (what the shadow evaluation reports).
 pub fn evaluate_staged(c: &Cluster, r: &Request) -> bool {
-    decide(c, &c.staged_as_enforced(), r)
+    let cnps = c.converted_cluster_policies();
+    let mut ps = c.staged_as_enforced();
+    ps.extend(&cnps);
+    decide(c, &ps, r)
 }
 
 fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
@@ -557,7 +738,7 @@ fn decide(c: &Cluster, policies: &[&Policy], r: &Request) -> bool {
     // §3.6: an invalid policy that could apply to the destination denies it.
     if policies
         .iter()
-        .any(|p| !(compiles(p) && c.tier_exists(tier_of(p))) && applies(c, p, dst))
+        .any(|p| !(compiles(p) && c.tier_exists(tier_of(p))) && selects(c, p, dst))
     {
         return false;
     }
@@ -887,6 +1068,24 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
     let sa_set = sa_names.is_some() || sa_selector.is_some();
     let selector = Sel::set(&s.selector);
     let not_selector = Sel::set(&s.not_selector);
+    // §2 "Network sets": "The rule's `notSelector` excludes an address inside any set it
+    // selects (of any namespace)".
+    if let Some(sel) = not_selector
+        && c.in_a_set(caller.ip, |set| sel.matches(&c.set_labels(set)))
+    {
+        return false;
+    }
+    // "A source address inside any selected set's nets matches the rule's namespace,
+    // service-account and selector criteria by address, with or without a principal"; then its
+    // `notSelector` excludes "the workload at that address if its labels match".
+    if c.in_a_set(caller.ip, |set| rule_selects_set(c, p, s, set)) {
+        return !not_selector.is_some_and(|sel| {
+            caller
+                .ip
+                .and_then(|ip| c.live_pod_at(ip))
+                .is_some_and(|pod| sel.matches(&c.endpoint_labels(pod)))
+        });
+    }
     // "source.namespaceSelector: matches the caller's Namespace labels." / "Namespace scoping:
     // a rule of a namespaced policy with selector, notSelector or serviceAccounts and no
     // namespaceSelector matches only callers in the policy's namespace." Both need an identity.
@@ -940,6 +1139,47 @@ fn source_matches(c: &Cluster, p: &Policy, s: &Source, caller: &Caller<'_>) -> b
         return false;
     }
     true
+}
+
+/// §2 "Network sets": whether a rule's source selects a set, naively from the text. The
+/// selector goes "together with its namespace part, which is the `namespaceSelector` (on the
+/// set's Namespace; `all()` any NetworkSet, `global()` the GlobalNetworkSets) or, in a
+/// namespaced policy without one, the policy's own namespace; a `namespaceSelector` alone
+/// selects sets too. A `serviceAccounts` criterion is Calico's `pcsa.` selector there, which a
+/// set (it has no `pcsa.` labels) passes only with no `names` and a selector such as
+/// `!has(team)`."
+fn rule_selects_set(c: &Cluster, p: &Policy, s: &Source, set: &NetSet) -> bool {
+    let sa_names = s.sa_names.as_ref().filter(|n| !n.is_empty());
+    let sa_selector = Sel::set(&s.sa_selector);
+    let selector = Sel::set(&s.selector);
+    let namespace_selector = Sel::set(&s.namespace_selector);
+    // The policy's own namespace is the namespace part where namespace scoping applies (§4: a
+    // rule with `selector`, `notSelector` or `serviceAccounts` and no `namespaceSelector`).
+    let scoped = p.namespace.is_some()
+        && namespace_selector.is_none()
+        && (selector.is_some()
+            || Sel::set(&s.not_selector).is_some()
+            || sa_names.is_some()
+            || sa_selector.is_some());
+    // A rule with no selector, namespace or service-account part selects no set.
+    if selector.is_none()
+        && namespace_selector.is_none()
+        && sa_names.is_none()
+        && sa_selector.is_none()
+        && !scoped
+    {
+        return false;
+    }
+    if sa_names.is_some() || sa_selector.is_some_and(|sel| !sel.matches(&Labels::new())) {
+        return false;
+    }
+    let namespace_ok = match (namespace_selector, &set.namespace) {
+        (Some(Sel::Global), ns) => ns.is_none(),
+        (Some(_), None) => false,
+        (Some(sel), Some(ns)) => sel.matches(&c.namespace_labels(ns)),
+        (None, ns) => p.namespace.is_none() || *ns == p.namespace,
+    };
+    namespace_ok && selector.is_none_or(|sel| sel.matches(&c.set_labels(set)))
 }
 
 fn destination_matches(c: &Cluster, d: &Destination, dst: &Pod, r: &Request) -> bool {
@@ -1247,6 +1487,40 @@ fn policy_json(p: &Policy) -> String {
     )
 }
 
+fn peer_json(p: &Peer) -> String {
+    let ml = |l: &Labels| format!("{{\"matchLabels\": {}}}", labels_json(l));
+    match p {
+        Peer::Namespaces(ns) => format!("{{\"namespaces\": {}}}", ml(ns)),
+        Peer::Pods(ns, pods) => format!(
+            "{{\"pods\": {{\"namespaceSelector\": {}, \"podSelector\": {}}}}}",
+            ml(ns),
+            ml(pods)
+        ),
+    }
+}
+
+fn cluster_policy_json(p: &ClusterPolicy) -> String {
+    let ingress = list_json(&p.ingress, |(action, from)| {
+        let action = match action {
+            CnpAction::Accept => "Accept",
+            CnpAction::Deny => "Deny",
+            CnpAction::Pass => "Pass",
+        };
+        format!(
+            "{{\"action\": {}, \"from\": {}}}",
+            q(action),
+            list_json(from, peer_json)
+        )
+    });
+    format!(
+        "{{\"apiVersion\": \"policy.networking.k8s.io/v1alpha2\", \"kind\": \"ClusterNetworkPolicy\", \"metadata\": {{\"name\": {}}}, \"spec\": {{\"tier\": {}, \"priority\": {}, \"subject\": {}, \"ingress\": {ingress}}}}}",
+        q(&p.name),
+        q(if p.admin { "Admin" } else { "Baseline" }),
+        p.priority,
+        peer_json(&p.subject)
+    )
+}
+
 /// The cluster as one JSON `List` (also valid YAML), one object per line.
 pub fn render(c: &Cluster) -> String {
     let mut items: Vec<String> = Vec::new();
@@ -1300,7 +1574,20 @@ pub fn render(c: &Cluster) -> String {
             spec.join(", ")
         ));
     }
+    for s in &c.net_sets {
+        let (kind, ns) = match &s.namespace {
+            Some(ns) => ("NetworkSet", format!(", \"namespace\": {}", q(ns))),
+            None => ("GlobalNetworkSet", String::new()),
+        };
+        items.push(format!(
+            "{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"{kind}\", \"metadata\": {{\"name\": {}{ns}, \"labels\": {}}}, \"spec\": {{\"nets\": {}}}}}",
+            q(&s.name),
+            labels_json(&s.labels),
+            list_json(&s.nets, |n| q(n))
+        ));
+    }
     items.extend(c.policies.iter().map(policy_json));
+    items.extend(c.cluster_policies.iter().map(cluster_policy_json));
     format!(
         "{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n{}\n]}}\n",
         items.join(",\n")
