@@ -236,13 +236,21 @@ pub async fn await_preface(tcp: &tokio::net::TcpStream, within: Duration) -> boo
     tokio::time::timeout(within, wait).await.unwrap_or(false)
 }
 
-/// Accepts plaintext TCP connections within the connection limits, yielding each once it has
-/// sent the HTTP/2 preface, until `stop` turns true.
-pub fn incoming_tcp(
+/// Accepts TCP connections within the connection limits (a connection over them, all peers or
+/// its own peer's share, is closed at once) and hands each to `establish` in its own task,
+/// yielding what it returns, until `stop` turns true. Accepting never waits on a connection's
+/// setup, so silent peers cannot lock out the others (#13 items 2 and 6).
+pub fn incoming_with<T, F, Fut>(
     listener: tokio::net::TcpListener,
     limits: &Limits,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Guarded<tokio::net::TcpStream>>> {
+    establish: F,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Guarded<T>>>
+where
+    T: Send + 'static,
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr, Duration) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<T>> + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let slots = ConnectionSlots::new(limits);
     let within = limits.handshake_timeout;
@@ -255,6 +263,7 @@ pub fn incoming_tcp(
             let (tcp, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -264,18 +273,34 @@ pub fn incoming_tcp(
                 tracing::debug!(%peer, "connection limit reached; closed");
                 continue;
             };
-            let _ = tcp.set_nodelay(true);
+            let setup = establish(tcp, peer, within);
             let tx = tx.clone();
             tokio::spawn(async move {
-                if await_preface(&tcp, within).await {
-                    let _ = tx.send(Ok(Guarded::new(tcp, slot))).await;
-                } else {
-                    tracing::debug!(%peer, "no HTTP/2 preface in time; closed");
+                if let Some(conn) = setup.await {
+                    let _ = tx.send(Ok(Guarded::new(conn, slot))).await;
                 }
             });
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Accepts plaintext TCP connections within the connection limits, yielding each once it has
+/// sent the HTTP/2 preface, until `stop` turns true.
+pub fn incoming_tcp(
+    listener: tokio::net::TcpListener,
+    limits: &Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Guarded<tokio::net::TcpStream>>> {
+    incoming_with(listener, limits, stop, |tcp, peer, within| async move {
+        let _ = tcp.set_nodelay(true);
+        if await_preface(&tcp, within).await {
+            Some(tcp)
+        } else {
+            tracing::debug!(%peer, "no HTTP/2 preface in time; closed");
+            None
+        }
+    })
 }
 
 // === Admission ===

@@ -5,7 +5,7 @@
 //! while existing ones keep theirs and are never dropped. Handshakes run in their own tasks with a
 //! timeout, within the connection limits, so a slow or silent client cannot stall accepting.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -15,7 +15,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::limits::{ConnectionSlots, Guarded, Limits};
+use super::limits::{Guarded, Limits};
 
 /// The files that make up the listener's TLS configuration.
 #[derive(Debug, Clone)]
@@ -86,44 +86,24 @@ pub fn incoming(
     listener: TcpListener,
     config: Arc<ArcSwap<ServerConfig>>,
     limits: &Limits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> ReceiverStream<std::io::Result<Guarded<TlsStream<tokio::net::TcpStream>>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let slots = ConnectionSlots::new(limits);
-    let within = limits.handshake_timeout;
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    super::limits::incoming_with(listener, limits, stop, move |tcp, peer, within| {
+        let acceptor = TlsAcceptor::from(config.load_full());
+        async move {
+            match tokio::time::timeout(within, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Some(tls),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    None
                 }
-            };
-            let Some(slot) = slots.take(Some(peer.ip().to_canonical())) else {
-                tracing::debug!(%peer, "connection limit reached; closed");
-                continue;
-            };
-            let acceptor = TlsAcceptor::from(config.load_full());
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(within, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(Guarded::new(tls, slot))).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    None
                 }
-            });
+            }
         }
-    });
-    ReceiverStream::new(rx)
+    })
 }
 
 /// Whether the client's certificate (verified in the handshake) carries one of the `allowed`
