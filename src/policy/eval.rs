@@ -604,10 +604,7 @@ mod tests {
     use super::*;
     use crate::{
         identity::spiffe::SpiffeRef,
-        policy::{
-            decision::Verdict,
-            store::{Store, decode_document},
-        },
+        policy::{decision::Verdict, store::Store},
     };
 
     /// A small cluster: `db` (the destination) and two callers, `web` in `default` and `job` in
@@ -658,15 +655,7 @@ status: {phase: Running, podIP: 10.0.1.30}
     fn snapshot_on(node: Option<&str>, policies: &str) -> Snapshot {
         let mut store = Store::new();
         store.set_node(node);
-        let text = format!("{CLUSTER}\n---\n{policies}");
-        for doc in yaml_serde::Deserializer::from_str(&text) {
-            let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
-            if v.is_null() {
-                continue;
-            }
-            let (_, obj) = decode_document(v).unwrap().expect("a known kind");
-            store.apply(obj);
-        }
+        store.apply_yaml(&format!("{CLUSTER}\n---\n{policies}"));
         Snapshot::build(&store, 1)
     }
 

@@ -10,7 +10,7 @@ use super::{
     decision::Verdict,
     eval::{Addr, HttpRequest, Options, PROTO_TCP, Principal, Request, evaluate},
     snapshot::Snapshot,
-    store::{Store, decode_document},
+    store::Store,
 };
 use crate::identity::spiffe::SpiffeRef;
 
@@ -76,15 +76,7 @@ const JOB: Caller = Caller {
 
 fn store(objects: &str) -> Store {
     let mut store = Store::new();
-    let text = format!("{CLUSTER}\n---\n{objects}");
-    for doc in yaml_serde::Deserializer::from_str(&text) {
-        let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
-        let (_, obj) = decode_document(v).unwrap().expect("a known kind");
-        store.apply(obj);
-    }
+    store.apply_yaml(&format!("{CLUSTER}\n---\n{objects}"));
     store
 }
 
@@ -217,11 +209,9 @@ fn a_namespace_label_change_relabels_only_its_own_classes() {
     let before = Snapshot::build(&store, 1);
     store.take_changes();
     assert_eq!(decide_on(&before, JOB).0, Deny);
-    let v: yaml_serde::Value = yaml_serde::from_str(
+    store.apply_yaml(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: batch, labels: {env: prod}}\n",
-    )
-    .unwrap();
-    store.apply(decode_document(v).unwrap().unwrap().1);
+    );
     let changes = store.take_changes();
     let after = Snapshot::update(&before, &store, &changes, 2);
     assert_eq!(decide_on(&after, JOB).0, Allow);
@@ -532,22 +522,20 @@ fn network_set_changes_update_the_snapshot() {
     let snap = Snapshot::build(&st, 1);
     st.take_changes();
     assert_eq!(decide_on(&snap, PARTNER).0, Deny);
-    let set = |labels: &str| {
-        let v: yaml_serde::Value = yaml_serde::from_str(&format!(
+    let set = |st: &mut Store, labels: &str| {
+        st.apply_yaml(&format!(
             "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {{name: partners, labels: {labels}}}\nspec: {{nets: [198.51.100.0/24]}}"
-        ))
-        .unwrap();
-        decode_document(v).unwrap().unwrap().1
+        ));
     };
-    st.apply(set("{role: partner}"));
+    set(&mut st, "{role: partner}");
     let ch = st.take_changes();
     let snap = Snapshot::update(&snap, &st, &ch, 2);
     assert_eq!(decide_on(&snap, PARTNER).0, Allow);
-    st.apply(set("{role: other}"));
+    set(&mut st, "{role: other}");
     let ch = st.take_changes();
     let snap = Snapshot::update(&snap, &st, &ch, 3);
     assert_eq!(decide_on(&snap, PARTNER).0, Deny);
-    st.apply(set("{role: partner}"));
+    set(&mut st, "{role: partner}");
     let ch = st.take_changes();
     let snap = Snapshot::update(&snap, &st, &ch, 4);
     assert_eq!(decide_on(&snap, PARTNER).0, Allow);

@@ -261,17 +261,7 @@ fn namespace_part(m: &NamespaceMatch, s: &Set<'_>, eps: &Endpoints) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{
-        snapshot::Snapshot,
-        store::{Store, decode_document},
-    };
-
-    fn apply(store: &mut Store, text: &str) {
-        for doc in yaml_serde::Deserializer::from_str(text) {
-            let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
-            store.apply(decode_document(v).unwrap().unwrap().1);
-        }
-    }
+    use crate::policy::{snapshot::Snapshot, store::Store};
 
     fn policy(name: &str, selector: &str) -> String {
         format!(
@@ -284,15 +274,13 @@ mod tests {
     #[test]
     fn a_policy_change_recomputes_only_its_own_rules() {
         let mut store = Store::new();
-        apply(
-            &mut store,
-            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: a, labels: {role: a}}\nspec: {nets: [192.0.2.0/24]}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: b, labels: {role: b}}\nspec: {nets: [198.51.100.0/24]}\n",
+        store.apply_yaml("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: a, labels: {role: a}}\nspec: {nets: [192.0.2.0/24]}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: b, labels: {role: b}}\nspec: {nets: [198.51.100.0/24]}\n",
         );
-        apply(&mut store, &policy("p1", "role == 'a'"));
-        apply(&mut store, &policy("p2", "role == 'a'"));
+        store.apply_yaml(&policy("p1", "role == 'a'"));
+        store.apply_yaml(&policy("p2", "role == 'a'"));
         let s1 = Snapshot::build(&store, 1);
         store.take_changes();
-        apply(&mut store, &policy("p2", "role == 'b'"));
+        store.apply_yaml(&policy("p2", "role == 'b'"));
         let changes = store.take_changes();
         let s2 = Snapshot::update(&s1, &store, &changes, 2);
         let (r1, r2) = (&s1.net_sets.rules, &s2.net_sets.rules);

@@ -972,6 +972,20 @@ impl Object {
 }
 
 impl Store {
+    /// Tests: decodes every document of a multi-document YAML text and applies it; panics on
+    /// a document that does not decode or is of a kind the store does not read.
+    #[cfg(test)]
+    pub(crate) fn apply_yaml(&mut self, text: &str) {
+        for doc in yaml_serde::Deserializer::from_str(text) {
+            let v = <yaml_serde::Value as serde::Deserialize>::deserialize(doc).unwrap();
+            if v.is_null() {
+                continue;
+            }
+            let (_, obj) = decode_document(v).unwrap().expect("a known kind");
+            self.apply(obj);
+        }
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
