@@ -90,7 +90,7 @@ impl Checker {
 
     /// Decides a request against `snap`.
     pub fn decide(&self, snap: &Snapshot, req: &CheckRequest) -> Decision {
-        let resolved = self.settings.identity.resolve(req);
+        let resolved = request::resolve(&self.settings.identity, req);
         let principal = request::principal(&self.settings.identity, &resolved);
         let view = request::to_request(req, principal);
         eval::evaluate(snap, &view, &self.settings.eval)
@@ -102,7 +102,7 @@ impl Checker {
         let started = Instant::now();
         let snap = self.state.load();
         let settings = &*self.settings;
-        let resolved = settings.identity.resolve(req);
+        let resolved = request::resolve(&settings.identity, req);
         let principal = request::principal(&settings.identity, &resolved);
         let view = request::to_request(req, principal);
         let decision = eval::evaluate(&snap, &view, &settings.eval);
@@ -227,7 +227,7 @@ impl Checker {
         }
         let trace = super::explain::explain(self, snap, req);
         if let Some(log) = &self.decision_log {
-            let resolved = self.settings.identity.resolve(req);
+            let resolved = request::resolve(&self.settings.identity, req);
             let principal = request::principal(&self.settings.identity, &resolved);
             let view = request::to_request(req, principal);
             let decision = eval::evaluate(snap, &view, &self.settings.eval);

@@ -123,7 +123,7 @@ fn inputs(req: &CheckRequest, view: &eval::Request<'_>) -> Value {
 /// and the caller identity).
 pub fn check_json(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> (Value, bool) {
     let settings = checker.settings();
-    let resolved = settings.identity.resolve(req);
+    let resolved = request::resolve(&settings.identity, req);
     let principal = request::principal(&settings.identity, &resolved);
     let view = request::to_request(req, principal);
     let decision = eval::evaluate(snap, &view, &settings.eval);
@@ -136,7 +136,7 @@ pub fn check_json(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> (Va
 /// Explains how `req` is decided against `snap`.
 pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value {
     let settings = checker.settings();
-    let resolved = settings.identity.resolve(req);
+    let resolved = request::resolve(&settings.identity, req);
     let principal = request::principal(&settings.identity, &resolved);
     let view = request::to_request(req, principal);
     let mut rec = Recorder::default();

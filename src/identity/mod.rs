@@ -4,6 +4,7 @@
 pub mod cert;
 pub mod resolve;
 pub mod spiffe;
+pub mod trust_domain;
 pub mod xfcc;
 
 /// Identity material that was present but must not be trusted: the request is denied.

@@ -12,10 +12,9 @@
 //!   waypoint, one of `--xfcc-trusted-by`), and only a single SPIFFE `URI`;
 //! - a trust-domain allow-list applies to whatever source won.
 
-use std::{str::FromStr, sync::Arc, time::SystemTime};
+use std::{borrow::Cow, str::FromStr, sync::Arc, time::SystemTime};
 
 use arc_swap::ArcSwapOption;
-use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use rustls_pki_types::UnixTime;
 
 use super::Rejection;
@@ -76,6 +75,32 @@ impl Default for IdentityConfig {
     }
 }
 
+/// What a request says about its caller, as plain fields (the `authz` layer reads them from
+/// Envoy's `CheckRequest`; empty strings are absent fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller<'a> {
+    /// The principal the proxy verified (`attributes.source.principal`).
+    pub principal: &'a str,
+    /// The URL-encoded PEM peer certificate (`attributes.source.certificate`).
+    pub certificate: &'a str,
+    /// The asking proxy's own identity (`attributes.destination.principal`).
+    pub proxy_principal: &'a str,
+    /// The `x-forwarded-client-cert` header.
+    pub xfcc: Xfcc<'a>,
+}
+
+/// The `x-forwarded-client-cert` header of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Xfcc<'a> {
+    /// Not sent (or not read: XFCC is not an enabled source).
+    #[default]
+    Absent,
+    /// Its value; a header sent several times is one comma-separated list, in order.
+    Value(Cow<'a, str>),
+    /// Sent with a value that is not UTF-8.
+    NotUtf8,
+}
+
 /// A resolved caller identity, borrowing from the request where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved<'a> {
@@ -92,17 +117,13 @@ pub enum Resolved<'a> {
 }
 
 impl IdentityConfig {
-    /// Resolves the caller of `req`.
-    pub fn resolve<'a>(&self, req: &'a CheckRequest) -> Resolved<'a> {
-        let attrs = req.attributes.as_ref();
-        let source = attrs.and_then(|a| a.source.as_ref());
+    /// Resolves the caller from what the request says about it.
+    pub fn resolve<'a>(&self, caller: &Caller<'a>) -> Resolved<'a> {
         let enabled = |s| self.sources.contains(&s);
-        let principal = source
-            .map(|p| p.principal.as_str())
+        let principal = Some(caller.principal)
             .filter(|p| !p.is_empty() && enabled(Source::Principal))
             .map(|p| SpiffeRef::parse(p).ok());
-        let certificate = source
-            .map(|p| p.certificate.as_str())
+        let certificate = Some(caller.certificate)
             .filter(|c| !c.is_empty() && enabled(Source::Certificate))
             .map(|c| self.certificate(c));
 
@@ -128,7 +149,7 @@ impl IdentityConfig {
                     }
                 }
                 Source::Xfcc => {
-                    if let Some(r) = self.xfcc(req) {
+                    if let Some(r) = self.xfcc(caller) {
                         return r;
                     }
                 }
@@ -158,57 +179,18 @@ impl IdentityConfig {
     }
 
     /// `None` when XFCC gives no answer (absent, or not appended by a trusted proxy).
-    fn xfcc(&self, req: &CheckRequest) -> Option<Resolved<'static>> {
-        let attrs = req.attributes.as_ref()?;
-        let http = attrs.request.as_ref()?.http.as_ref()?;
-        let joined;
-        let header = match http.headers.get(XFCC_HEADER) {
-            Some(h) => h.as_str(),
-            None => {
-                // `header_map` (Envoy's `encode_raw_headers`) keeps each occurrence of a
-                // repeated header as its own entry, in order: together they are one list, as
-                // Envoy joins them into `headers` with commas, so the last element is the
-                // last entry's (the one our proxy appended), never the first's, which a caller
-                // may have sent.
-                let mut entries = http
-                    .header_map
-                    .as_ref()?
-                    .headers
-                    .iter()
-                    .filter(|h| h.key.eq_ignore_ascii_case(XFCC_HEADER))
-                    .map(|h| {
-                        if h.raw_value.is_empty() {
-                            Ok(h.value.as_str())
-                        } else {
-                            std::str::from_utf8(&h.raw_value)
-                        }
-                    });
-                let mut all = String::new();
-                for entry in &mut entries {
-                    let Ok(entry) = entry else {
-                        return Some(Resolved::Rejected(Rejection::XfccMalformed));
-                    };
-                    if !all.is_empty() {
-                        all.push(',');
-                    }
-                    all.push_str(entry);
-                }
-                if all.is_empty() {
-                    return None;
-                }
-                joined = all;
-                joined.as_str()
-            }
+    fn xfcc(&self, caller: &Caller<'_>) -> Option<Resolved<'static>> {
+        let header = match &caller.xfcc {
+            Xfcc::Absent => return None,
+            Xfcc::NotUtf8 => return Some(Resolved::Rejected(Rejection::XfccMalformed)),
+            Xfcc::Value(v) => v.as_ref(),
         };
         let elements = match xfcc::parse(header) {
             Ok(e) => e,
             Err(_) => return Some(Resolved::Rejected(Rejection::XfccMalformed)),
         };
         let last = elements.last()?;
-        let asking = attrs
-            .destination
-            .as_ref()
-            .map_or("", |d| d.principal.as_str());
+        let asking = caller.proxy_principal;
         let trusted = if asking.is_empty() {
             last.by
                 .iter()
@@ -240,6 +222,8 @@ mod tests {
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, SanType, date_time_ymd,
     };
+
+    use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
     use super::*;
     use crate::{
