@@ -69,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Test(args) => {
-            match crate::testing::run(&args.files, &Settings::default(), args.strict) {
+            match crate::policy_tests::run(&args.files, &Settings::default(), args.strict) {
                 Ok(report) => {
                     print!("{}", report.output);
                     eprint!("{}", report.error_output);
@@ -182,7 +182,7 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
         },
         identity: IdentityConfig {
             sources: args.identity_from.clone(),
-            trust_domains: crate::cli::trust_domains(&args.trust_domains),
+            trust_domains: crate::identity::trust_domain::trust_domains(&args.trust_domains),
             trust_bundle,
             xfcc_trusted_by: args.xfcc_trusted_by.clone(),
         },
@@ -215,11 +215,11 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
         None => {
             let headers = args.headers.iter().cloned().collect();
             // Pods' SPIFFE IDs are derived in the first accepted trust domain.
-            let domains = crate::cli::trust_domains(&args.policy.trust_domains);
+            let domains = crate::identity::trust_domain::trust_domains(&args.policy.trust_domains);
             let td = domains.first().map_or("cluster.local", String::as_str);
-            crate::testing::short_request(
+            crate::authz::short_form::short_request(
                 &snap,
-                &crate::testing::ShortForm {
+                &crate::authz::short_form::ShortForm {
                     from: args.from.as_deref(),
                     to: args.to.as_deref(),
                     port: args.port,
@@ -449,9 +449,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if let (Some(path), Some(bundle)) = (&args.policy.trust_bundle, &bundle) {
             let (path, bundle) = (path.clone(), bundle.clone());
-            tokio::spawn(file::watch_paths(
+            tokio::spawn(crate::poll::watch_paths(
                 vec![path.clone()],
                 args.reload_interval(),
+                <[_]>::to_vec,
                 move || match load_bundle(&path) {
                     Ok(b) => {
                         tracing::info!(certificates = b.len, "reloaded the trust bundle");
@@ -474,7 +475,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         let metrics = Metrics::new(state.clone());
         if kubernetes {
-            metrics.set_kubernetes(k8s_status.clone());
+            metrics.add_source(k8s_status.clone());
         }
         let metrics_listener = match args.metrics {
             Some(addr) => Some(telemetry::bind_metrics(addr).await?),

@@ -1,8 +1,14 @@
-//! Command line: `serve` and `check`.
+//! Command line: `serve`, `check`, `explain`, `bench` and `test`, and their options (parsed
+//! here, acted on in `app`).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    identity::trust_domain::{TrustDomain, parse_trust_domain},
+    k8s::CalicoApi,
+};
 
 /// Calico-style application-layer policy for Envoy's external authorization API.
 #[derive(Debug, Parser)]
@@ -297,17 +303,6 @@ impl KubernetesArgs {
     }
 }
 
-/// `--calico-api`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CalicoApi {
-    /// `projectcalico.org/v3` when discovery finds it, else `crd.projectcalico.org/v1`.
-    Auto,
-    /// `projectcalico.org/v3`.
-    V3,
-    /// `crd.projectcalico.org/v1`.
-    Crd,
-}
-
 /// `check` options.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["request", "to"])))]
@@ -391,45 +386,6 @@ impl ServeArgs {
     }
 }
 
-/// One `--trust-domain` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustDomain {
-    /// `*`: any trust domain.
-    Any,
-    /// This trust domain only.
-    Named(String),
-}
-
-/// The accepted trust domains as the identity configuration takes them: empty accepts any.
-pub fn trust_domains(values: &[TrustDomain]) -> Vec<String> {
-    if values.contains(&TrustDomain::Any) {
-        return Vec::new();
-    }
-    values
-        .iter()
-        .filter_map(|t| match t {
-            TrustDomain::Named(n) => Some(n.clone()),
-            TrustDomain::Any => None,
-        })
-        .collect()
-}
-
-/// `--trust-domain`: a bare trust domain name, or `*`.
-pub fn parse_trust_domain(s: &str) -> Result<TrustDomain, String> {
-    if s == "*" {
-        return Ok(TrustDomain::Any);
-    }
-    if let Some(rest) = s.strip_prefix("spiffe://") {
-        return Err(format!(
-            "`{s}` is a SPIFFE ID, not a trust domain: give the bare name, e.g. `{}`",
-            rest.split('/').next().unwrap_or("cluster.local")
-        ));
-    }
-    crate::identity::spiffe::check_trust_domain(s)
-        .map(|()| TrustDomain::Named(s.to_owned()))
-        .map_err(|e| format!("`{s}` is not a trust domain ({e}); `*` accepts any"))
-}
-
 fn parse_workload(s: &str) -> Result<(String, String), String> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
@@ -470,6 +426,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::trust_domain::trust_domains;
 
     #[test]
     fn trust_domain_values() {

@@ -696,7 +696,7 @@ fn every_document_is_valid() {
             }
             FileKind::PolicyTests => {
                 let text = read(f);
-                match yaml_serde::from_str::<alp_authz::testing::TestFile>(&text) {
+                match yaml_serde::from_str::<alp_authz::policy_tests::TestFile>(&text) {
                     Ok(t) => {
                         if t.cases.is_empty() {
                             failures.push(format!("{r}: no cases"));

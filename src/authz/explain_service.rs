@@ -6,8 +6,8 @@ use prost::Message as _;
 use prost_reflect::{DeserializeOptions, DynamicMessage};
 use tonic::{Request, Response, Status};
 
+use super::short_form::{ShortForm, short_request};
 use super::{check::Checker, descriptor};
-use crate::testing::{ShortForm, short_request};
 
 /// Generated code for `proto/alp_authz.proto`.
 #[allow(

@@ -10,4 +10,5 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod service;
+pub mod short_form;
 pub mod tls;

@@ -41,10 +41,21 @@ use kube::{
 };
 use tokio::sync::mpsc;
 
-use crate::{cli::CalicoApi, policy::model, state::Shared};
+use crate::{policy::model, state::Shared};
 use resource::{Item, Resource, decode_dynamic, decode_meta, obj_key};
 use status::Status;
-use sync::{Change, Sync, Update};
+use sync::{Change, Update, WatchedStore};
+
+/// Which Calico API to watch (`--calico-api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalicoApi {
+    /// `projectcalico.org/v3` when discovery finds it, else `crd.projectcalico.org/v1`.
+    Auto,
+    /// `projectcalico.org/v3`.
+    V3,
+    /// `crd.projectcalico.org/v1`.
+    Crd,
+}
 
 /// How `serve --kubernetes` reaches the cluster and what it watches.
 #[derive(Debug, Clone)]
@@ -222,8 +233,8 @@ pub async fn run(
     );
 
     let (tx, rx) = mpsc::channel(4096);
-    let sync =
-        Sync::new(discovered.resources.iter().map(|(r, _)| *r)).with_node(opts.node.as_deref());
+    let sync = WatchedStore::new(discovered.resources.iter().map(|(r, _)| *r))
+        .with_node(opts.node.as_deref());
     {
         let (state, status) = (state.clone(), status.clone());
         std::thread::Builder::new()

@@ -55,7 +55,7 @@ pub struct Update {
 
 /// The store and what is needed to apply watch updates to it.
 #[derive(Debug)]
-pub struct Sync {
+pub struct WatchedStore {
     store: Store,
     /// The store key each API object was applied under, by resource.
     owners: HashMap<Resource, HashMap<ObjKey, Key>>,
@@ -66,10 +66,10 @@ pub struct Sync {
     dirty: bool,
 }
 
-impl Sync {
+impl WatchedStore {
     /// A sync that becomes ready once each of `expected` has been listed.
     pub fn new(expected: impl IntoIterator<Item = Resource>) -> Self {
-        Sync {
+        WatchedStore {
             store: Store::new(),
             owners: HashMap::new(),
             relists: HashMap::new(),
@@ -90,7 +90,7 @@ impl Sync {
         self.expected.iter().all(|r| self.synced.contains(r))
     }
 
-    /// Whether anything changed since the last [`Sync::take_dirty`].
+    /// Whether anything changed since the last [`WatchedStore::take_dirty`].
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }
@@ -216,7 +216,7 @@ const MAX_BATCH: usize = 100_000;
 /// Applies updates from `rx` until it closes; publishes into `state` once every resource has
 /// been listed, then after every batch of changes. Blocking: run it on its own thread.
 pub fn run(
-    mut sync: Sync,
+    mut sync: WatchedStore,
     mut rx: mpsc::Receiver<Update>,
     state: Arc<Shared>,
     status: Arc<Status>,
@@ -332,7 +332,7 @@ mod tests {
         Update { resource, change }
     }
 
-    fn list(sync: &mut Sync, resource: Resource, items: Vec<Item>) {
+    fn list(sync: &mut WatchedStore, resource: Resource, items: Vec<Item>) {
         sync.handle(up(resource, Change::Init));
         for i in items {
             sync.handle(up(resource, Change::InitApply(i)));
@@ -340,7 +340,7 @@ mod tests {
         sync.handle(up(resource, Change::InitDone));
     }
 
-    fn policy_names(sync: &Sync) -> Vec<String> {
+    fn policy_names(sync: &WatchedStore) -> Vec<String> {
         sync.store()
             .policies
             .keys()
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn ready_only_when_every_resource_listed() {
-        let mut sync = Sync::new([Resource::Pods, Resource::GlobalNetworkPolicies]);
+        let mut sync = WatchedStore::new([Resource::Pods, Resource::GlobalNetworkPolicies]);
         assert!(!sync.ready());
         list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
         assert!(!sync.ready());
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_relist_replaces_the_resource_and_drops_what_is_gone() {
-        let mut sync = Sync::new([Resource::Pods]);
+        let mut sync = WatchedStore::new([Resource::Pods]);
         list(
             &mut sync,
             Resource::Pods,
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn deletes_and_modifications() {
-        let mut sync = Sync::new([Resource::Pods]);
+        let mut sync = WatchedStore::new([Resource::Pods]);
         list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
         sync.handle(up(Resource::Pods, Change::Apply(pod("a", "10.0.0.1", "z"))));
         assert_eq!(
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn a_pod_that_turns_undecodable_is_removed_not_kept_stale() {
-        let mut sync = Sync::new([Resource::Pods]);
+        let mut sync = WatchedStore::new([Resource::Pods]);
         list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
         let bad = pod("a", "not-an-ip", "x");
         assert!(matches!(bad.decoded, Err(DecodeError::Invalid { .. })));
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_renamed_crd_policy_leaves_nothing_behind() {
-        let mut sync = Sync::new([Resource::GlobalNetworkPolicies]);
+        let mut sync = WatchedStore::new([Resource::GlobalNetworkPolicies]);
         list(
             &mut sync,
             Resource::GlobalNetworkPolicies,
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn the_same_name_in_two_resources_are_two_objects() {
-        let mut sync = Sync::new([Resource::Namespaces, Resource::ServiceAccounts]);
+        let mut sync = WatchedStore::new([Resource::Namespaces, Resource::ServiceAccounts]);
         let meta = kube::core::ObjectMeta {
             name: Some("shop".into()),
             namespace: Some("shop".into()),
