@@ -1,5 +1,6 @@
-//! Publishing compiled snapshots: one `ArcSwap` that `Check` reads without a lock, a generation
-//! counter, and a readiness flag for the health service.
+//! Publishing compiled snapshots: one `ArcSwap` that `Check` reads without a lock, and
+//! readiness (a flag for `Check`, a `watch` for the health service). Whoever keeps counting a
+//! replaced snapshot (the metrics) hears of it through [`OnReplace`].
 
 use std::{
     sync::{
@@ -26,13 +27,9 @@ pub struct Shared {
     ready: watch::Sender<bool>,
     /// The same as `ready`, for `Check` (a `watch` borrow takes a read lock).
     ready_flag: AtomicBool,
-    generation: watch::Sender<u64>,
-    /// Snapshots replaced by a newer one that a request still held when they were replaced,
-    /// kept until the metrics can fold their counters. Cold path only.
-    retired: Mutex<Vec<Arc<Snapshot>>>,
-    /// Who folds a replaced snapshot's decision counters (the metrics); without one, a
-    /// replaced snapshot is simply dropped.
-    folder: std::sync::OnceLock<Weak<dyn Fold>>,
+    /// Who is told when a snapshot is replaced (the metrics, which keep counting it until no
+    /// request holds it); without one, a replaced snapshot is simply dropped.
+    on_replace: std::sync::OnceLock<Weak<dyn OnReplace>>,
     /// When the current snapshot was published.
     published_at: Mutex<Option<Instant>>,
     /// Reloads that failed (the previous state kept serving).
@@ -53,9 +50,7 @@ impl Shared {
             publish: Mutex::new(()),
             ready: watch::Sender::new(false),
             ready_flag: AtomicBool::new(false),
-            generation: watch::Sender::new(0),
-            retired: Mutex::new(Vec::new()),
-            folder: std::sync::OnceLock::new(),
+            on_replace: std::sync::OnceLock::new(),
             published_at: Mutex::new(None),
             reload_errors: AtomicU64::new(0),
         }
@@ -87,7 +82,6 @@ impl Shared {
         drop(current);
         self.replace(snap.clone());
         *lock(&self.published_at) = Some(Instant::now());
-        self.generation.send_replace(generation);
         self.ready_flag.store(true, Ordering::Release);
         self.ready.send_replace(true);
         snap
@@ -98,47 +92,17 @@ impl Shared {
         self.ready.subscribe()
     }
 
-    /// Has `folder` fold the counters of every snapshot this state replaces.
-    pub fn set_folder(&self, folder: Weak<dyn Fold>) {
-        let _ = self.folder.set(folder);
+    /// Tells `watcher` of every snapshot this state replaces.
+    pub fn on_replace(&self, watcher: Weak<dyn OnReplace>) {
+        let _ = self.on_replace.set(watcher);
     }
 
-    /// Makes `snap` the current snapshot. With a folder, the replaced one joins the retired
-    /// ones in the same critical section (so that [`Shared::sweep_retired`] sees every
-    /// snapshot exactly once, as current or retired), and every retired snapshot no request
-    /// holds any more is folded: replaced snapshots never pile up, even when the state changes
-    /// every few milliseconds and nothing scrapes. Without one, the replaced snapshot is
-    /// dropped.
+    /// Makes `snap` the current snapshot, through the watcher when there is one.
     fn replace(&self, snap: Arc<Snapshot>) {
-        let Some(folder) = self.folder.get().and_then(Weak::upgrade) else {
-            drop(self.current.swap(snap));
-            return;
-        };
-        let mut retired = lock(&self.retired);
-        retired.push(self.current.swap(snap));
-        drop(retired);
-        drop(self.sweep_retired(|s| folder.fold(s)));
-    }
-
-    /// Folds (with `fold`) every replaced snapshot that no request holds any more, and forgets
-    /// it. Returns the replaced snapshots still held (they stay retired) and the current one,
-    /// read in the same critical section as the retired ones: every snapshot not yet folded is
-    /// in exactly one of them, so totals built from the folded counts, these, and nothing else
-    /// never count a snapshot twice or miss one.
-    pub fn sweep_retired(&self, fold: impl Fn(&Snapshot)) -> (Vec<Arc<Snapshot>>, Arc<Snapshot>) {
-        let mut retired = lock(&self.retired);
-        let (done, held): (Vec<_>, Vec<_>) = std::mem::take(&mut *retired)
-            .into_iter()
-            .partition(|s| Arc::strong_count(s) == 1);
-        // Folded inside the critical section, so that no total misses them; dropped outside.
-        for s in &done {
-            fold(s);
+        match self.on_replace.get().and_then(Weak::upgrade) {
+            Some(watcher) => watcher.replace(&mut || self.current.swap(snap.clone())),
+            None => drop(self.current.swap(snap)),
         }
-        *retired = held;
-        let out = (retired.clone(), self.current.load_full());
-        drop(retired);
-        drop(done);
-        out
     }
 
     /// How long ago the current state was published.
@@ -160,72 +124,16 @@ impl Shared {
     pub fn is_ready(&self) -> bool {
         self.ready_flag.load(Ordering::Acquire)
     }
-
-    /// Generation changes.
-    pub fn generations(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
-    }
 }
 
-/// Takes the counters of a snapshot that is no longer served.
-pub trait Fold: Send + Sync + std::fmt::Debug {
-    /// Adds `snap`'s decision counts to the totals; called once per snapshot, when no request
-    /// holds it any more.
-    fn fold(&self, snap: &Snapshot);
+/// Told of every snapshot replaced by a newer one.
+pub trait OnReplace: Send + Sync + std::fmt::Debug {
+    /// `swap` makes the new snapshot current and returns the one it replaced (call it once).
+    /// Whatever must see each snapshot exactly once, as current or replaced, calls it inside
+    /// the critical section where it reads the current one.
+    fn replace(&self, swap: &mut dyn FnMut() -> Arc<Snapshot>);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    #[derive(Debug, Default)]
-    struct Counting(AtomicUsize);
-
-    impl Fold for Counting {
-        fn fold(&self, _: &Snapshot) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    #[test]
-    fn replaced_snapshots_do_not_pile_up() {
-        let store = Store::new();
-        // Without a folder, a replaced snapshot is dropped at once.
-        let state = Shared::new();
-        for _ in 0..100 {
-            state.publish(&store);
-        }
-        assert!(
-            state
-                .sweep_retired(|_| panic!("nothing retired"))
-                .0
-                .is_empty()
-        );
-
-        // With one, it is folded as soon as no request holds it, and kept until then.
-        let state = Shared::new();
-        let counting = Arc::new(Counting::default());
-        let folder: Arc<dyn Fold> = counting.clone();
-        state.set_folder(Arc::downgrade(&folder));
-        state.publish(&store);
-        let held = state.load_full(); // a request in flight on generation 1
-        for _ in 0..100 {
-            state.publish(&store);
-        }
-        let (retired, current) = state.sweep_retired(|_| panic!("the held one is not folded"));
-        assert_eq!(retired.len(), 1, "only the held snapshot waits");
-        assert_eq!(retired[0].generation, held.generation);
-        assert_eq!(current.generation, held.generation + 100);
-        drop((retired, current));
-        drop(held);
-        state.publish(&store);
-        assert!(state.sweep_retired(|_| panic!("all folded")).0.is_empty());
-        // Generation 0, the 99 never held, then the held one and the last replaced.
-        assert_eq!(counting.0.load(Ordering::Relaxed), 102);
-    }
 }

@@ -24,7 +24,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{policy::snapshot::Snapshot, state::Shared};
+use crate::{
+    policy::snapshot::Snapshot,
+    state::{OnReplace, Shared},
+};
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -47,7 +50,68 @@ pub struct Metrics {
     /// Explain calls answered (`--explain-listen`).
     pub explain_requests: AtomicU64,
     folded: Mutex<Folded>,
-    kubernetes: std::sync::OnceLock<Arc<crate::k8s::status::Status>>,
+    retired: Retired,
+    /// A source's own series (the Kubernetes watches and API server).
+    source: std::sync::OnceLock<Arc<dyn Series>>,
+}
+
+/// Series a component adds to the scrape, after the state's.
+pub trait Series: Send + Sync + std::fmt::Debug {
+    /// Encodes them.
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error>;
+}
+
+/// Snapshots replaced by a newer one that a request still held when they were replaced, kept
+/// until their decision counts can be folded into the totals. Cold path only.
+#[derive(Debug, Default)]
+struct Retired(Mutex<Vec<Arc<Snapshot>>>);
+
+impl Retired {
+    /// Runs `swap` (which replaces the current snapshot and returns the replaced one) with the
+    /// replaced one joining the retired ones in the same critical section, so that
+    /// [`Retired::sweep`] sees every snapshot exactly once, as current or retired; then folds
+    /// every retired snapshot no request holds any more: replaced snapshots never pile up,
+    /// even when the state changes every few milliseconds and nothing scrapes.
+    fn replace(
+        &self,
+        swap: &mut dyn FnMut() -> Arc<Snapshot>,
+        current: impl Fn() -> Arc<Snapshot>,
+        fold: impl Fn(&Snapshot),
+    ) {
+        let mut retired = lock(&self.0);
+        retired.push(swap());
+        drop(retired);
+        drop(self.sweep(current, fold));
+    }
+
+    /// Folds (with `fold`) every replaced snapshot that no request holds any more, and forgets
+    /// it. Returns the replaced snapshots still held (they stay retired) and the current one,
+    /// read in the same critical section as the retired ones: every snapshot not yet folded is
+    /// in exactly one of them, so totals built from the folded counts, these, and nothing else
+    /// never count a snapshot twice or miss one.
+    fn sweep(
+        &self,
+        current: impl Fn() -> Arc<Snapshot>,
+        fold: impl Fn(&Snapshot),
+    ) -> (Vec<Arc<Snapshot>>, Arc<Snapshot>) {
+        let mut retired = lock(&self.0);
+        let (done, held): (Vec<_>, Vec<_>) = std::mem::take(&mut *retired)
+            .into_iter()
+            .partition(|s| Arc::strong_count(s) == 1);
+        // Folded inside the critical section, so that no total misses them; dropped outside.
+        for s in &done {
+            fold(s);
+        }
+        *retired = held;
+        let out = (retired.clone(), current());
+        drop(retired);
+        drop(done);
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counts from snapshots that are gone.
@@ -69,16 +133,18 @@ impl Metrics {
             decision_log_dropped: Arc::new(AtomicU64::new(0)),
             explain_requests: AtomicU64::new(0),
             folded: Mutex::new(Folded::default()),
-            kubernetes: std::sync::OnceLock::new(),
+            retired: Retired::default(),
+            source: std::sync::OnceLock::new(),
         });
-        let folder: Arc<dyn crate::state::Fold> = metrics.clone();
-        metrics.state.set_folder(Arc::downgrade(&folder));
+        let watcher: Arc<dyn OnReplace> = metrics.clone();
+        metrics.state.on_replace(Arc::downgrade(&watcher));
         metrics
     }
 
-    /// Also reports the Kubernetes source: watches and API server reachability.
-    pub fn set_kubernetes(&self, status: Arc<crate::k8s::status::Status>) {
-        let _ = self.kubernetes.set(status);
+    /// Also reports a source's own series (the Kubernetes source: watches and API server
+    /// reachability).
+    pub fn add_source(&self, series: Arc<dyn Series>) {
+        let _ = self.source.set(series);
     }
 
     /// Records how long one Check took. Lock-free.
@@ -121,13 +187,10 @@ impl Metrics {
 
     /// Decision counts: folded totals plus every snapshot still alive.
     fn decision_counts(&self) -> Folded {
-        use crate::state::Fold as _;
-        let (held, current) = self.state.sweep_retired(|s| self.fold(s));
-        let mut out = self
-            .folded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let (held, current) = self
+            .retired
+            .sweep(|| self.state.load_full(), |s| self.fold(s));
+        let mut out = lock(&self.folded).clone();
         for snap in held.iter().chain([&current]) {
             add_counts(snap, &mut out);
         }
@@ -145,10 +208,17 @@ impl Metrics {
     }
 }
 
-impl crate::state::Fold for Metrics {
+impl Metrics {
+    /// Adds the decision counts of `snap`, which no request holds any more, to the totals.
     fn fold(&self, snap: &Snapshot) {
-        let mut folded = self.folded.lock().unwrap_or_else(|e| e.into_inner());
-        add_counts(snap, &mut folded);
+        add_counts(snap, &mut lock(&self.folded));
+    }
+}
+
+impl OnReplace for Metrics {
+    fn replace(&self, swap: &mut dyn FnMut() -> Arc<Snapshot>) {
+        self.retired
+            .replace(swap, || self.state.load_full(), |s| self.fold(s));
     }
 }
 
@@ -212,13 +282,10 @@ fn add_counts(snap: &Snapshot, folded: &mut Folded) {
         &c.no_policy,
     );
     for (cause, v) in [
-        "unknown_destination",
-        "identity_rejected",
-        "identity_mismatch",
-    ]
-    .iter()
-    .zip(&c.fail_closed)
-    {
+        ("unknown_destination", &c.unknown_destination),
+        ("identity_rejected", &c.identity_rejected),
+        ("identity_mismatch", &c.identity_mismatch),
+    ] {
         add(("deny", cause, String::new(), String::new()), v);
     }
     for (i, v) in c.invalid.iter().enumerate() {
@@ -382,8 +449,8 @@ impl Collector for Metrics {
             "Workload endpoints (pods with an IP) in the served state.",
             snap.endpoints.len() as i64,
         )?;
-        if let Some(k) = self.kubernetes.get() {
-            encode_kubernetes(&mut encoder, k)?;
+        if let Some(source) = self.source.get() {
+            source.encode(&mut encoder)?;
         }
         ConstCounter::new(self.explain_requests.load(Ordering::Relaxed)).encode(
             encoder.encode_descriptor(
@@ -403,82 +470,6 @@ impl Collector for Metrics {
         )?;
         Ok(())
     }
-}
-
-/// The Kubernetes source's series: per watched resource, and for the API server.
-fn encode_kubernetes(
-    encoder: &mut DescriptorEncoder,
-    k: &crate::k8s::status::Status,
-) -> Result<(), std::fmt::Error> {
-    use crate::k8s::status::ResourceStatus;
-    type Read = fn(&ResourceStatus) -> u64;
-    let families: [(&str, &str, MetricType, Read); 5] = [
-        (
-            "alp_authz_kubernetes_watch_synced",
-            "1 once the resource has been listed completely (the state is served only when every resource has).",
-            MetricType::Gauge,
-            |r| u64::from(r.synced.load(Ordering::Relaxed)),
-        ),
-        (
-            "alp_authz_kubernetes_watch_events",
-            "Watch events received, list items included.",
-            MetricType::Counter,
-            |r| r.events.load(Ordering::Relaxed),
-        ),
-        (
-            "alp_authz_kubernetes_watch_errors",
-            "Failed list and watch attempts (retried with backoff).",
-            MetricType::Counter,
-            |r| r.errors.load(Ordering::Relaxed),
-        ),
-        (
-            "alp_authz_kubernetes_watch_lists",
-            "Complete lists: the first one, and relists after a watch expired (410 Gone).",
-            MetricType::Counter,
-            |r| r.lists.load(Ordering::Relaxed),
-        ),
-        (
-            "alp_authz_kubernetes_objects",
-            "Objects held, by resource.",
-            MetricType::Gauge,
-            |r| r.objects.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, help, kind, read) in families {
-        let mut m = encoder.encode_descriptor(name, help, None, kind)?;
-        for r in k.resources() {
-            let labels = [("resource", r.label.as_str())];
-            let v = read(r);
-            match kind {
-                MetricType::Counter => ConstCounter::new(v).encode(m.encode_family(&labels)?)?,
-                _ => ConstGauge::new(v as i64).encode(m.encode_family(&labels)?)?,
-            }
-        }
-    }
-    ConstGauge::new(i64::from(k.reachable())).encode(encoder.encode_descriptor(
-        "alp_authz_kubernetes_apiserver_up",
-        "1 when the API server answered the last probe.",
-        None,
-        MetricType::Gauge,
-    )?)?;
-    let age = k.last_contact_age().map_or(-1.0, |a| a.as_secs_f64());
-    ConstGauge::new(age).encode(encoder.encode_descriptor(
-        "alp_authz_kubernetes_apiserver_last_contact_age_seconds",
-        "Seconds since the API server last answered (-1: never): how stale the served state may be.",
-        None,
-        MetricType::Gauge,
-    )?)?;
-    ConstGauge::new(1).encode(
-        encoder
-            .encode_descriptor(
-                "alp_authz_kubernetes_calico_api",
-                "1, labelled with the Calico API in use (empty: none served).",
-                None,
-                MetricType::Gauge,
-            )?
-            .encode_family(&[("api_version", k.calico_api())])?,
-    )?;
-    Ok(())
 }
 
 /// Binds the metrics listener (so that a bad address stops startup).
@@ -539,6 +530,49 @@ mod tests {
     use super::*;
     use crate::policy::store::Store;
 
+    /// Replaced snapshots are folded as soon as no request holds them, and kept until then;
+    /// with no metrics, a replaced snapshot is dropped at once.
+    #[test]
+    fn replaced_snapshots_do_not_pile_up() {
+        let store = Store::new();
+        let state = Shared::new();
+        let first = Arc::downgrade(&state.publish(&store));
+        state.publish(&store);
+        assert!(first.upgrade().is_none(), "dropped when replaced");
+
+        let served = arc_swap::ArcSwap::from_pointee(Snapshot::empty(0));
+        let retired = Retired::default();
+        let folds = std::sync::atomic::AtomicUsize::new(0);
+        let fold = |_: &Snapshot| {
+            folds.fetch_add(1, Ordering::Relaxed);
+        };
+        let current = || served.load_full();
+        let publish = |n: usize| {
+            for _ in 0..n {
+                let next = Arc::new(Snapshot::empty(served.load().generation + 1));
+                retired.replace(&mut || served.swap(next.clone()), current, fold);
+            }
+        };
+        publish(1);
+        let held = served.load_full(); // a request in flight on generation 1
+        publish(100);
+        let (kept, now) = retired.sweep(current, |_| panic!("the held one is not folded"));
+        assert_eq!(kept.len(), 1, "only the held snapshot waits");
+        assert_eq!(kept[0].generation, held.generation);
+        assert_eq!(now.generation, held.generation + 100);
+        drop((kept, now));
+        drop(held);
+        publish(1);
+        assert!(
+            retired
+                .sweep(current, |_| panic!("all folded"))
+                .0
+                .is_empty()
+        );
+        // Generation 0, the 99 never held, then the held one and the last replaced.
+        assert_eq!(folds.load(Ordering::Relaxed), 102);
+    }
+
     /// Decisions counted on snapshots while others replace them: the total a scrape reports
     /// never goes down (a Prometheus counter that dips reads as a reset), and ends exact.
     #[test]
@@ -556,7 +590,9 @@ mod tests {
                 for i in 0..DECISIONS {
                     // A request holds the snapshot it counts on, as Check does.
                     let snap = state.load();
-                    snap.counters.fail_closed[0].fetch_add(1, Ordering::Relaxed);
+                    snap.counters
+                        .unknown_destination
+                        .fetch_add(1, Ordering::Relaxed);
                     if i % 10_000 == 0 {
                         // Every 10,000 decisions, at least one replacement in between.
                         drop(snap);

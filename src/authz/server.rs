@@ -215,9 +215,10 @@ where
         Some(files) => {
             let config = Arc::new(ArcSwap::from_pointee(files.load()?));
             let (files, current) = (files.clone(), config.clone());
-            tokio::spawn(crate::source::file::watch_paths(
+            tokio::spawn(crate::poll::watch_paths(
                 files.paths(),
                 cfg.tls_reload_interval,
+                <[_]>::to_vec,
                 move || match files.load() {
                     Ok(c) => {
                         current.store(Arc::new(c));

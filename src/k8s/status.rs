@@ -10,7 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::{
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+};
+
 use super::resource::Resource;
+use crate::telemetry::Series;
 
 /// The state of the Kubernetes source.
 #[derive(Debug, Default)]
@@ -129,6 +135,83 @@ impl ResourceStatus {
     /// Counts one event.
     pub fn event(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The Kubernetes source's series: per watched resource, and for the API server.
+impl Series for Status {
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let k = self;
+        type Read = fn(&ResourceStatus) -> u64;
+        let families: [(&str, &str, MetricType, Read); 5] = [
+            (
+                "alp_authz_kubernetes_watch_synced",
+                "1 once the resource has been listed completely (the state is served only when every resource has).",
+                MetricType::Gauge,
+                |r| u64::from(r.synced.load(Ordering::Relaxed)),
+            ),
+            (
+                "alp_authz_kubernetes_watch_events",
+                "Watch events received, list items included.",
+                MetricType::Counter,
+                |r| r.events.load(Ordering::Relaxed),
+            ),
+            (
+                "alp_authz_kubernetes_watch_errors",
+                "Failed list and watch attempts (retried with backoff).",
+                MetricType::Counter,
+                |r| r.errors.load(Ordering::Relaxed),
+            ),
+            (
+                "alp_authz_kubernetes_watch_lists",
+                "Complete lists: the first one, and relists after a watch expired (410 Gone).",
+                MetricType::Counter,
+                |r| r.lists.load(Ordering::Relaxed),
+            ),
+            (
+                "alp_authz_kubernetes_objects",
+                "Objects held, by resource.",
+                MetricType::Gauge,
+                |r| r.objects.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, kind, read) in families {
+            let mut m = encoder.encode_descriptor(name, help, None, kind)?;
+            for r in k.resources() {
+                let labels = [("resource", r.label.as_str())];
+                let v = read(r);
+                match kind {
+                    MetricType::Counter => {
+                        ConstCounter::new(v).encode(m.encode_family(&labels)?)?
+                    }
+                    _ => ConstGauge::new(v as i64).encode(m.encode_family(&labels)?)?,
+                }
+            }
+        }
+        ConstGauge::new(i64::from(k.reachable())).encode(encoder.encode_descriptor(
+            "alp_authz_kubernetes_apiserver_up",
+            "1 when the API server answered the last probe.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let age = k.last_contact_age().map_or(-1.0, |a| a.as_secs_f64());
+        ConstGauge::new(age).encode(encoder.encode_descriptor(
+        "alp_authz_kubernetes_apiserver_last_contact_age_seconds",
+        "Seconds since the API server last answered (-1: never): how stale the served state may be.",
+        None,
+        MetricType::Gauge,
+    )?)?;
+        ConstGauge::new(1).encode(
+            encoder
+                .encode_descriptor(
+                    "alp_authz_kubernetes_calico_api",
+                    "1, labelled with the Calico API in use (empty: none served).",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_family(&[("api_version", k.calico_api())])?,
+        )?;
+        Ok(())
     }
 }
 

@@ -197,8 +197,12 @@ pub struct Counters {
     pub passed: Box<[AtomicU64]>,
     /// Allowed because no policy selects the destination.
     pub no_policy: AtomicU64,
-    /// Fail-closed denials: unknown destination, identity rejected, identity mismatch.
-    pub fail_closed: [AtomicU64; 3],
+    /// Denied fail-closed: the destination is not a known workload.
+    pub unknown_destination: AtomicU64,
+    /// Denied fail-closed: the caller's identity material was rejected.
+    pub identity_rejected: AtomicU64,
+    /// Denied fail-closed: the source pod is not the workload the principal names.
+    pub identity_mismatch: AtomicU64,
     /// Per invalid policy: denials it caused.
     pub invalid: Box<[AtomicU64]>,
     /// On a shadow snapshot, per policy (plus one last slot for decisions no rule made):
@@ -213,7 +217,9 @@ impl Counters {
             end_of_tier: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
             passed: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
             no_policy: AtomicU64::new(0),
-            fail_closed: Default::default(),
+            unknown_destination: AtomicU64::new(0),
+            identity_rejected: AtomicU64::new(0),
+            identity_mismatch: AtomicU64::new(0),
             invalid: (0..invalid).map(|_| AtomicU64::new(0)).collect(),
             disagreements: (0..=policies).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -240,9 +246,9 @@ impl Counters {
             Cause::EndOfTier { tier } => self.end_of_tier.get(tier as usize),
             Cause::PassedAllTiers { tier } => self.passed.get(tier as usize),
             Cause::NoPolicy => Some(&self.no_policy),
-            Cause::UnknownDestination => Some(&self.fail_closed[0]),
-            Cause::IdentityRejected { .. } => Some(&self.fail_closed[1]),
-            Cause::IdentityMismatch { .. } => Some(&self.fail_closed[2]),
+            Cause::UnknownDestination => Some(&self.unknown_destination),
+            Cause::IdentityRejected { .. } => Some(&self.identity_rejected),
+            Cause::IdentityMismatch { .. } => Some(&self.identity_mismatch),
             Cause::InvalidPolicy { invalid } => self.invalid.get(invalid as usize),
         };
         if let Some(c) = slot {
