@@ -1,7 +1,8 @@
 //! Compiles the descriptor set that gRPC reflection and the proto3-JSON codec need:
 //! `envoy/service/auth/v3/external_auth.proto` and its imports, from the `.proto` files that the
 //! envoy-types crate ships (but does not export), with protox (a pure-Rust protobuf compiler).
-//! The project's own API will live in `proto/` and be compiled into the same set.
+//! The project's own API (`proto/alp_authz.proto`: the Explainer service) is compiled into the
+//! same set.
 
 use std::{
     env,

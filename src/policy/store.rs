@@ -1,4 +1,4 @@
-//! The mutable set of objects a state source (files now, the Kubernetes API later) has seen,
+//! The mutable set of objects a state source (the files or the Kubernetes API) has seen,
 //! keyed like the API server keys them, with an `apply` / `delete` surface. `Snapshot::build`
 //! compiles it into the immutable index that `Check` reads.
 //!

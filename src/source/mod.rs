@@ -1,4 +1,5 @@
-//! Where state comes from: local files (and, later, the Kubernetes API).
+//! Where state comes from, besides the Kubernetes API (`k8s`): local YAML/JSON files and
+//! directories (`file`), and the default state compiled into the binary (`embedded`).
 
 pub mod embedded;
 pub mod file;
