@@ -301,8 +301,9 @@ fn add_counts(snap: &Snapshot, folded: &mut Folded) {
     }
 }
 
-impl Collector for Metrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+impl Metrics {
+    /// `alp_authz_checks`, `alp_authz_check_errors` and `alp_authz_staged_disagreements`.
+    fn encode_decisions(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let folded = self.decision_counts();
         let counts = &folded.decisions;
         let mut m = encoder.encode_descriptor(
@@ -355,7 +356,11 @@ impl Collector for Metrics {
         for (policy, v) in &folded.staged {
             ConstCounter::new(*v).encode(m.encode_family(&[("policy", policy.as_str())])?)?;
         }
+        Ok(())
+    }
 
+    /// `alp_authz_check_duration_seconds`.
+    fn encode_latency(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let buckets: Vec<(f64, u64)> = BUCKETS
             .iter()
             .copied()
@@ -376,7 +381,12 @@ impl Collector for Metrics {
                 MetricType::Histogram,
             )?
             .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        Ok(())
+    }
 
+    /// The served state: generation, readiness, age, reload errors, skipped paths, policies,
+    /// tiers and endpoints.
+    fn encode_state(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.state.load_full();
         let gauge = |encoder: &mut DescriptorEncoder,
                      name: &str,
@@ -391,13 +401,13 @@ impl Collector for Metrics {
             )?)
         };
         gauge(
-            &mut encoder,
+            encoder,
             "alp_authz_state_generation",
             "Generation (policy version) being served.",
             snap.generation as i64,
         )?;
         gauge(
-            &mut encoder,
+            encoder,
             "alp_authz_state_ready",
             "1 once a first state was loaded.",
             i64::from(self.state.is_ready()),
@@ -438,17 +448,26 @@ impl Collector for Metrics {
             ConstGauge::new(n as i64).encode(m.encode_family(&[("state", state)])?)?;
         }
         gauge(
-            &mut encoder,
+            encoder,
             "alp_authz_tiers",
             "Tiers in the served state.",
             snap.tiers.len() as i64,
         )?;
         gauge(
-            &mut encoder,
+            encoder,
             "alp_authz_endpoints",
             "Workload endpoints (pods with an IP) in the served state.",
             snap.endpoints.len() as i64,
         )?;
+        Ok(())
+    }
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_decisions(&mut encoder)?;
+        self.encode_latency(&mut encoder)?;
+        self.encode_state(&mut encoder)?;
         if let Some(source) = self.source.get() {
             source.encode(&mut encoder)?;
         }
