@@ -407,72 +407,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let mut start_sync = None;
         if kubernetes {
-            let k = &args.kubernetes;
-            let opts = crate::k8s::Options {
-                kubeconfig: k.kubeconfig.clone(),
-                calico_api: k.calico_api,
-                node: k.node.clone(),
-                namespace: k.namespace.clone(),
-                probe_interval: k.probe_interval(),
-            };
-            // A configuration that cannot work (no cluster, an unreadable kubeconfig) stops
-            // here; an API server that does not answer yet is retried.
-            let client = crate::k8s::client(&opts).await?;
-            let (state, status) = (state.clone(), k8s_status.clone());
-            // Started once the listeners are bound (see `on_bound` below).
-            start_sync = Some(move || {
-                tokio::spawn(async move {
-                    if let Err(e) = crate::k8s::run(client, opts, state, status).await {
-                        // Nothing can sync: stay NOT_SERVING (Check answers UNAVAILABLE), say why.
-                        tracing::error!(error = %error_text(&e), "cannot watch the Kubernetes API");
-                    }
-                });
-            });
+            start_sync = Some(kubernetes_sync(&args, state.clone(), k8s_status.clone()).await?);
         } else if let StateSource::Files(paths) = &source {
-            let state = state.clone();
-            let src = source.clone();
-            tokio::spawn(file::watch(
-                paths.clone(),
-                args.reload_interval(),
-                move |result| match result {
-                    Ok(loaded) => publish(&state, &loaded, &src),
-                    Err(e) => {
-                        state.reload_failed();
-                        tracing::error!(
-                            error = %e,
-                            "state not reloaded; still serving generation {}",
-                            state.load().generation
-                        )
-                    }
-                },
-            ));
+            watch_state_files(&args, paths, &source, &state);
         }
         if let (Some(path), Some(bundle)) = (&args.policy.trust_bundle, &bundle) {
-            let (path, bundle) = (path.clone(), bundle.clone());
-            tokio::spawn(crate::poll::watch_paths(
-                vec![path.clone()],
-                args.reload_interval(),
-                <[_]>::to_vec,
-                move || match load_bundle(&path) {
-                    Ok(b) => {
-                        tracing::info!(certificates = b.len, "reloaded the trust bundle");
-                        bundle.store(Some(Arc::new(b)));
-                    }
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "trust bundle not reloaded; keeping the previous one"),
-                },
-            ));
+            watch_trust_bundle(&args, path, bundle);
         }
-        let mut settings = settings(&args.policy, bundle);
-        settings.dry_run = args.dry_run;
-        settings.explain_denials = args.explain_denials;
-        if args.dry_run {
-            tracing::warn!("dry run: every request is allowed; denials are only logged and counted");
-        }
-        settings.answer = AnswerSettings {
-            dynamic_metadata: !args.no_dynamic_metadata,
-            identity_header: args.identity_header.clone(),
-            decision_header: args.decision_header.clone(),
-        };
+        let settings = serve_settings(&args, bundle);
         let metrics = Metrics::new(state.clone());
         if kubernetes {
             metrics.add_source(k8s_status.clone());
@@ -481,58 +423,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(addr) => Some(telemetry::bind_metrics(addr).await?),
             None => None,
         };
-        let mut checker = Checker::new(state.clone(), settings).with_metrics(metrics.clone());
-        let mut decision_log = None;
-        if let Some(path) = &args.decision_log {
-            let log = DecisionLog::start(&decision_log::Config {
-                path: path.clone(),
-                filter: args.decision_log_filter,
-                sample: args.decision_log_sample,
-                buffer: args.decision_log_buffer,
-            })?
-            .with_dropped_counter(metrics.decision_log_dropped.clone());
-            let log = Arc::new(log);
-            decision_log = Some(log.clone());
-            checker = checker.with_decision_log(log);
-        }
-        let cfg = ServerConfig {
-            tcp: args.listen.0,
-            unix: args.unix.clone(),
-            unix_mode: args.unix_mode,
-            request_timeout: args.request_timeout(),
-            max_concurrent_streams: Some(args.max_streams_per_connection.max(1)),
-            max_decoding_message_size: args.max_request_bytes,
-            max_in_flight: (args.max_in_flight > 0).then_some(args.max_in_flight),
-            limits: args.limits(),
-            tls: match (&args.tls_cert, &args.tls_key) {
-                (Some(cert), Some(key)) => Some(TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: args.client_ca.clone(),
-                }),
-                _ => None,
-            },
-            tls_reload_interval: args.reload_interval(),
-            explain: args.explain_listen,
-            explain_mtls: match (&args.explain_client_ca, &args.tls_cert, &args.tls_key) {
-                (Some(ca), Some(cert), Some(key)) => {
-                    if args.explain_allow.is_empty() {
-                        anyhow::bail!(
-                            "--explain-client-ca needs at least one --explain-allow SPIFFE ID"
-                        );
-                    }
-                    Some((
-                        TlsFiles {
-                            cert: cert.clone(),
-                            key: key.clone(),
-                            client_ca: Some(ca.clone()),
-                        },
-                        args.explain_allow.clone(),
-                    ))
-                }
-                _ => None,
-            },
-        };
+        let checker = Checker::new(state.clone(), settings).with_metrics(metrics.clone());
+        let (checker, decision_log) = with_decision_log(checker, &args, &metrics)?;
+        let cfg = server_config(&args)?;
         let explainer = args
             .explain_listen
             .map(|_| ExplainService::new(checker.clone()).into_server());
@@ -562,6 +455,160 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("decision log not fully written at exit");
         }
         served
+    })
+}
+
+/// Connects to the Kubernetes API; the returned closure starts the watches (once the
+/// listeners are bound).
+async fn kubernetes_sync(
+    args: &ServeArgs,
+    state: Arc<Shared>,
+    status: Arc<crate::k8s::status::Status>,
+) -> anyhow::Result<impl FnOnce() + use<>> {
+    let k = &args.kubernetes;
+    let opts = crate::k8s::Options {
+        kubeconfig: k.kubeconfig.clone(),
+        calico_api: k.calico_api,
+        node: k.node.clone(),
+        namespace: k.namespace.clone(),
+        probe_interval: k.probe_interval(),
+    };
+    // A configuration that cannot work (no cluster, an unreadable kubeconfig) stops
+    // here; an API server that does not answer yet is retried.
+    let client = crate::k8s::client(&opts).await?;
+    // Started once the listeners are bound (`serve`'s `on_bound`).
+    Ok(move || {
+        tokio::spawn(async move {
+            if let Err(e) = crate::k8s::run(client, opts, state, status).await {
+                // Nothing can sync: stay NOT_SERVING (Check answers UNAVAILABLE), say why.
+                tracing::error!(error = %error_text(&e), "cannot watch the Kubernetes API");
+            }
+        });
+    })
+}
+
+/// Reloads the state files when they change.
+fn watch_state_files(
+    args: &ServeArgs,
+    paths: &[PathBuf],
+    source: &StateSource,
+    state: &Arc<Shared>,
+) {
+    let state = state.clone();
+    let src = source.clone();
+    tokio::spawn(file::watch(
+        paths.to_vec(),
+        args.reload_interval(),
+        move |result| match result {
+            Ok(loaded) => publish(&state, &loaded, &src),
+            Err(e) => {
+                state.reload_failed();
+                tracing::error!(
+                    error = %e,
+                    "state not reloaded; still serving generation {}",
+                    state.load().generation
+                )
+            }
+        },
+    ));
+}
+
+/// Reloads the trust bundle when it changes.
+fn watch_trust_bundle(args: &ServeArgs, path: &Path, bundle: &Arc<ArcSwapOption<TrustBundle>>) {
+    let (path, bundle) = (path.to_owned(), bundle.clone());
+    tokio::spawn(crate::poll::watch_paths(
+        vec![path.clone()],
+        args.reload_interval(),
+        <[_]>::to_vec,
+        move || match load_bundle(&path) {
+            Ok(b) => {
+                tracing::info!(certificates = b.len, "reloaded the trust bundle");
+                bundle.store(Some(Arc::new(b)));
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "trust bundle not reloaded; keeping the previous one")
+            }
+        },
+    ));
+}
+
+/// The evaluation and answer settings of `serve`.
+fn serve_settings(args: &ServeArgs, bundle: Option<Arc<ArcSwapOption<TrustBundle>>>) -> Settings {
+    let mut settings = settings(&args.policy, bundle);
+    settings.dry_run = args.dry_run;
+    settings.explain_denials = args.explain_denials;
+    if args.dry_run {
+        tracing::warn!("dry run: every request is allowed; denials are only logged and counted");
+    }
+    settings.answer = AnswerSettings {
+        dynamic_metadata: !args.no_dynamic_metadata,
+        identity_header: args.identity_header.clone(),
+        decision_header: args.decision_header.clone(),
+    };
+    settings
+}
+
+/// Starts the decision log, when one is configured, and has `checker` write to it.
+fn with_decision_log(
+    mut checker: Checker,
+    args: &ServeArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<(Checker, Option<Arc<DecisionLog>>)> {
+    let mut decision_log = None;
+    if let Some(path) = &args.decision_log {
+        let log = DecisionLog::start(&decision_log::Config {
+            path: path.clone(),
+            filter: args.decision_log_filter,
+            sample: args.decision_log_sample,
+            buffer: args.decision_log_buffer,
+        })?
+        .with_dropped_counter(metrics.decision_log_dropped.clone());
+        let log = Arc::new(log);
+        decision_log = Some(log.clone());
+        checker = checker.with_decision_log(log);
+    }
+    Ok((checker, decision_log))
+}
+
+/// The listeners, limits and TLS of `serve`.
+fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    Ok(ServerConfig {
+        tcp: args.listen.0,
+        unix: args.unix.clone(),
+        unix_mode: args.unix_mode,
+        request_timeout: args.request_timeout(),
+        max_concurrent_streams: Some(args.max_streams_per_connection.max(1)),
+        max_decoding_message_size: args.max_request_bytes,
+        max_in_flight: (args.max_in_flight > 0).then_some(args.max_in_flight),
+        limits: args.limits(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.client_ca.clone(),
+            }),
+            _ => None,
+        },
+        tls_reload_interval: args.reload_interval(),
+        explain: args.explain_listen,
+        explain_mtls: match (&args.explain_client_ca, &args.tls_cert, &args.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                if args.explain_allow.is_empty() {
+                    anyhow::bail!(
+                        "--explain-client-ca needs at least one --explain-allow SPIFFE ID"
+                    );
+                }
+                Some((
+                    TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: Some(ca.clone()),
+                    },
+                    args.explain_allow.clone(),
+                ))
+            }
+            _ => None,
+        },
     })
 }
 

@@ -255,27 +255,14 @@ fn add_counts(snap: &Snapshot, folded: &mut Folded) {
         add(("allow", "rule", tier.clone(), policy.clone()), allow);
         add(("deny", "rule", tier, policy), deny);
     }
-    for (i, v) in c.end_of_tier.iter().enumerate() {
-        add(
-            (
-                "deny",
-                "end_of_tier",
-                snap.tiers[i].name.to_string(),
-                String::new(),
-            ),
-            v,
-        );
-    }
-    for (i, v) in c.passed.iter().enumerate() {
-        add(
-            (
-                "allow",
-                "passed_all_tiers",
-                snap.tiers[i].name.to_string(),
-                String::new(),
-            ),
-            v,
-        );
+    for (decision, cause, per_tier) in [
+        ("deny", "end_of_tier", &c.end_of_tier),
+        ("allow", "passed_all_tiers", &c.passed),
+    ] {
+        for (i, v) in per_tier.iter().enumerate() {
+            let tier = snap.tiers[i].name.to_string();
+            add((decision, cause, tier, String::new()), v);
+        }
     }
     add(
         ("allow", "no_policy", String::new(), String::new()),
