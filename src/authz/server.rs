@@ -103,7 +103,7 @@ pub async fn serve<A>(
     cfg: ServerConfig,
     authz: A,
     explainer: Option<ExplainerServer<ExplainService>>,
-    mut ready: watch::Receiver<bool>,
+    ready: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(),
 ) -> anyhow::Result<()>
@@ -115,23 +115,7 @@ where
     }
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
-        .await;
-    tokio::spawn(async move {
-        loop {
-            let status = if *ready.borrow_and_update() {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            reporter.set_service_status("", status).await;
-            reporter.set_service_status(AUTHZ_SERVICE, status).await;
-            if ready.changed().await.is_err() {
-                break;
-            }
-        }
-    });
+    report_health(reporter, ready).await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -212,26 +196,7 @@ where
         None => None,
     };
     let tls_config = match &cfg.tls {
-        Some(files) => {
-            let config = Arc::new(ArcSwap::from_pointee(files.load()?));
-            let (files, current) = (files.clone(), config.clone());
-            tokio::spawn(crate::poll::watch_paths(
-                files.paths(),
-                cfg.tls_reload_interval,
-                <[_]>::to_vec,
-                move || match files.load() {
-                    Ok(c) => {
-                        current.store(Arc::new(c));
-                        tracing::info!("reloaded the TLS certificates");
-                    }
-                    Err(e) => tracing::error!(
-                        error = %format!("{e:#}"),
-                        "TLS certificates not reloaded; keeping the previous ones"
-                    ),
-                },
-            ));
-            Some(config)
-        }
+        Some(files) => Some(reloading_tls(files, cfg.tls_reload_interval)?),
         None => None,
     };
     let tcp = match cfg.tcp {
@@ -317,8 +282,66 @@ where
             }
         }
     }
-    let drain_limit = cfg.request_timeout + Duration::from_secs(1);
-    let stop = stopped(stop_rx.clone());
+    drain(tasks, cfg.request_timeout, stopped(stop_rx.clone())).await
+}
+
+/// Liveness is always serving; the overall and Authorization statuses follow `ready`.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut ready: watch::Receiver<bool>,
+) {
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
+    tokio::spawn(async move {
+        loop {
+            let status = if *ready.borrow_and_update() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(AUTHZ_SERVICE, status).await;
+            if ready.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// The TLS configuration of `files`, reloaded when they change.
+fn reloading_tls(
+    files: &TlsFiles,
+    interval: Duration,
+) -> anyhow::Result<Arc<ArcSwap<rustls::ServerConfig>>> {
+    let config = Arc::new(ArcSwap::from_pointee(files.load()?));
+    let (files, current) = (files.clone(), config.clone());
+    tokio::spawn(crate::poll::watch_paths(
+        files.paths(),
+        interval,
+        <[_]>::to_vec,
+        move || match files.load() {
+            Ok(c) => {
+                current.store(Arc::new(c));
+                tracing::info!("reloaded the TLS certificates");
+            }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "TLS certificates not reloaded; keeping the previous ones"
+            ),
+        },
+    ));
+    Ok(config)
+}
+
+/// Waits for every server task to end; once `stop` has resolved, at most the request timeout
+/// plus a second, then the connections still open are dropped.
+async fn drain(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    request_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let drain_limit = request_timeout + Duration::from_secs(1);
     let drain_deadline = async move {
         stop.await;
         tokio::time::sleep(drain_limit).await;
