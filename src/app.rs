@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
 use crate::{
     authz::{
@@ -251,41 +252,8 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
     use std::time::Duration;
     let state = Arc::new(Shared::new());
     let request = match &args.synthetic {
-        Some(sizes) => {
-            let (policies, pods) = sizes
-                .split_once(',')
-                .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
-                .context("--synthetic takes POLICIES,PODS")?;
-            let spec = crate::synth::Spec::sized(policies, pods);
-            eprintln!("generating a synthetic cluster: {policies} policies, {pods} pods");
-            state.publish(&crate::synth::load(&spec)?.store);
-            let checker = Checker::new(state.clone(), Settings::default());
-            let dst = 4.min(pods.saturating_sub(1));
-            (0..pods.min(5_000))
-                .map(|from| {
-                    descriptor::check_request_from_json(&crate::synth::request_json(
-                        from,
-                        dst,
-                        &spec,
-                        "GET",
-                        "/api/items",
-                        8080,
-                    ))
-                })
-                .filter_map(Result::ok)
-                .find(|r| checker.check(r).1.allowed())
-                .context("no allowed request in the synthetic cluster")?
-        }
-        None => {
-            let loaded = StateSource::from_args(&args.policy).load()?;
-            state.publish(&loaded.store);
-            let path = args
-                .request
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("policies/requests/frontend-get-product.json"));
-            descriptor::check_request_from_json(&read_request(&path)?)
-                .with_context(|| format!("{}: not a CheckRequest", path.display()))?
-        }
+        Some(sizes) => synthetic_request(sizes, &state)?,
+        None => bench_request(args, &state)?,
     };
     let metrics = Metrics::new(state.clone());
     let checker = Checker::new(state, settings(&args.policy, trust_bundle(&args.policy)?))
@@ -316,31 +284,7 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         args.connections, args.streams, args.seconds
     );
     for round in 1..=rounds {
-        let ratio = if let Some(h2load) = &args.h2load {
-            let (alp, base) = runtime.block_on(crate::bench::compare_h2load(
-                h2load, servers, &request, shape,
-            ))?;
-            println!("baseline  {base}");
-            println!("alp-authz {alp}");
-            let ratio = alp.rate / base.rate.max(1e-9);
-            println!(
-                "ratio     throughput {ratio:.3}, mean latency {:.2}×",
-                alp.mean_us / base.mean_us.max(1e-9)
-            );
-            ratio
-        } else {
-            let (alp, base) = runtime.block_on(crate::bench::compare(servers, &request, shape))?;
-            println!("baseline  {base}");
-            println!("alp-authz {alp}");
-            let ratio = alp.throughput() / base.throughput().max(1e-9);
-            println!(
-                "ratio     throughput {ratio:.3}, p50 {:.2}×, p99 {:.2}×",
-                alp.quantiles_us.0 / base.quantiles_us.0.max(1e-9),
-                alp.quantiles_us.1 / base.quantiles_us.1.max(1e-9)
-            );
-            ratio
-        };
-        ratios.push(ratio);
+        ratios.push(bench_round(&runtime, args, servers, &request, shape)?);
         if rounds > 1 {
             println!("          (round {round} of {rounds})");
         }
@@ -369,6 +313,83 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `bench --synthetic POLICIES,PODS`: publishes a synthetic cluster and finds a request it
+/// allows.
+fn synthetic_request(sizes: &str, state: &Arc<Shared>) -> anyhow::Result<CheckRequest> {
+    let (policies, pods) = sizes
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .context("--synthetic takes POLICIES,PODS")?;
+    let spec = crate::synth::Spec::sized(policies, pods);
+    eprintln!("generating a synthetic cluster: {policies} policies, {pods} pods");
+    state.publish(&crate::synth::load(&spec)?.store);
+    let checker = Checker::new(state.clone(), Settings::default());
+    let dst = 4.min(pods.saturating_sub(1));
+    (0..pods.min(5_000))
+        .map(|from| {
+            descriptor::check_request_from_json(&crate::synth::request_json(
+                from,
+                dst,
+                &spec,
+                "GET",
+                "/api/items",
+                8080,
+            ))
+        })
+        .filter_map(Result::ok)
+        .find(|r| checker.check(r).1.allowed())
+        .context("no allowed request in the synthetic cluster")
+}
+
+/// `bench` on the policy state: the `--request` file (default: the frontend's GET).
+fn bench_request(
+    args: &crate::cli::BenchArgs,
+    state: &Arc<Shared>,
+) -> anyhow::Result<CheckRequest> {
+    let loaded = StateSource::from_args(&args.policy).load()?;
+    state.publish(&loaded.store);
+    let path = args
+        .request
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("policies/requests/frontend-get-product.json"));
+    descriptor::check_request_from_json(&read_request(&path)?)
+        .with_context(|| format!("{}: not a CheckRequest", path.display()))
+}
+
+/// One round of baseline then alp-authz; prints both and returns the throughput ratio.
+fn bench_round(
+    runtime: &tokio::runtime::Runtime,
+    args: &crate::cli::BenchArgs,
+    servers: crate::bench::Servers,
+    request: &CheckRequest,
+    shape: crate::bench::Shape,
+) -> anyhow::Result<f64> {
+    Ok(if let Some(h2load) = &args.h2load {
+        let (alp, base) = runtime.block_on(crate::bench::compare_h2load(
+            h2load, servers, request, shape,
+        ))?;
+        println!("baseline  {base}");
+        println!("alp-authz {alp}");
+        let ratio = alp.rate / base.rate.max(1e-9);
+        println!(
+            "ratio     throughput {ratio:.3}, mean latency {:.2}×",
+            alp.mean_us / base.mean_us.max(1e-9)
+        );
+        ratio
+    } else {
+        let (alp, base) = runtime.block_on(crate::bench::compare(servers, request, shape))?;
+        println!("baseline  {base}");
+        println!("alp-authz {alp}");
+        let ratio = alp.throughput() / base.throughput().max(1e-9);
+        println!(
+            "ratio     throughput {ratio:.3}, p50 {:.2}×, p99 {:.2}×",
+            alp.quantiles_us.0 / base.quantiles_us.0.max(1e-9),
+            alp.quantiles_us.1 / base.quantiles_us.1.max(1e-9)
+        );
+        ratio
+    })
 }
 
 fn read_request(path: &Path) -> anyhow::Result<String> {
