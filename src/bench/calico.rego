@@ -23,16 +23,44 @@ path := split(split(input.attributes.request.http.path, "?")[0], "#")[0]
 # not try to guess how the upstream normalizes `..`, `;`, `%2f`, `\` or `//`).
 clean_path if {
 	startswith(path, "/")
-	not regex.match(`(^|/)\.\.?(/|$)|//|;|%|\\|./$`, path)
+	not unclean
+}
+
+unclean if contains(path, "//")
+
+unclean if contains(path, "/./")
+
+unclean if contains(path, "/../")
+
+unclean if endswith(path, "/.")
+
+unclean if endswith(path, "/..")
+
+unclean if contains(path, ";")
+
+unclean if contains(path, "%")
+
+unclean if contains(path, "\\")
+
+unclean if {
+	path != "/"
+	endswith(path, "/")
 }
 
 dst := data.alp.pods[dst_ip]
 
 src_pod := data.alp.pods[src_ip]
 
-id := {"ns": m[2], "sa": m[3]} if {
-	m := regex.find_all_string_submatch_n(`^spiffe://([^/]+)/ns/([^/]+)/sa/([^/]+)$`, input.attributes.source.principal, 1)[0]
-	trusted(m[1])
+id := {"ns": parts[4], "sa": parts[6]} if {
+	parts := split(input.attributes.source.principal, "/")
+	count(parts) == 7
+	parts[0] == "spiffe:"
+	parts[1] == ""
+	parts[3] == "ns"
+	parts[5] == "sa"
+	parts[4] != ""
+	parts[6] != ""
+	trusted(parts[2])
 }
 
 # An empty list accepts any trust domain (`--trust-domain '*'`).
