@@ -23,15 +23,21 @@ fn tools(test: &str) -> Option<(String, String)> {
                 common::say_skipped(test, "Go not installed: cannot build opa-envoy-plugin");
                 return None;
             }
-            let out = Command::new(common::root().join("tests/opa/build"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            // Built once for the three tests (they run in parallel; the build is not).
+            static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            BUILT
+                .get_or_init(|| {
+                    let out = Command::new(common::root().join("tests/opa/build"))
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+                })
+                .clone()
         }
     };
     let Some(h2load) = common::external_tool(Some("H2LOAD"), "h2load", &["--version"]) else {
