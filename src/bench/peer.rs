@@ -167,6 +167,9 @@ pub struct Workload {
     pub objects: Vec<Value>,
     /// Named requests whose verdicts must agree.
     pub requests: Vec<(String, CheckRequest)>,
+    /// Keep this many of `requests`, half of them (where there are enough) allowed by
+    /// alp-authz: sampled pairs of pods are mostly denied, and the allow path needs checking too.
+    pub balance: Option<usize>,
 }
 
 /// The worked example: the objects of `--state` (default `policies/`) and every request of
@@ -199,11 +202,16 @@ pub fn worked_example(state: &[PathBuf]) -> anyhow::Result<Workload> {
         requests.push((f.display().to_string(), r));
     }
     anyhow::ensure!(!requests.is_empty(), "no request in {}", dir.display());
-    Ok(Workload { objects, requests })
+    Ok(Workload {
+        objects,
+        requests,
+        balance: None,
+    })
 }
 
 /// A synthetic cluster and `samples` requests between its pods (methods, paths and ports that
-/// its rules allow and deny), deterministic.
+/// its rules allow and deny), deterministic: drawn from 20 × `samples` candidates, half of the
+/// candidates from a caller in the destination's namespace, and balanced by [`Workload::balance`].
 pub fn synthetic(spec: &crate::synth::Spec, samples: usize) -> anyhow::Result<Workload> {
     let objects = crate::synth::objects(spec);
     let calls = [
@@ -218,23 +226,28 @@ pub fn synthetic(spec: &crate::synth::Spec, samples: usize) -> anyhow::Result<Wo
     let mut requests = Vec::with_capacity(samples);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let pods = spec.pods.max(1);
-    for i in 0..samples {
+    for i in 0..samples.saturating_mul(20) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let from = (x % pods as u64) as usize;
-        // Half the samples go to pod 4 and its namespace neighbours, which policies select.
-        let to = if i % 2 == 0 {
-            4.min(pods - 1)
+        let to = ((x >> 20) % pods as u64) as usize;
+        // Pod i is in namespace i % namespaces: half the callers share the destination's.
+        let ns = spec.namespaces.max(1);
+        let from = if i % 2 == 0 {
+            (to % ns + ns * ((x % (pods / ns).max(1) as u64) as usize)).min(pods - 1)
         } else {
-            ((x >> 20) % pods as u64) as usize
+            (x % pods as u64) as usize
         };
         let (m, p, port) = calls[i % calls.len()];
         let json = crate::synth::request_json(from, to, spec, m, p, port);
         let r = descriptor::check_request_from_json(&json).context("synthetic request")?;
         requests.push((format!("pod {from} → pod {to}: {m} {p} :{port}"), r));
     }
-    Ok(Workload { objects, requests })
+    Ok(Workload {
+        objects,
+        requests,
+        balance: Some(samples),
+    })
 }
 
 /// The workload of a `bench --peer` run: `--synthetic` sampled, else the worked example.
@@ -315,12 +328,37 @@ pub async fn run(
     workload: &Workload,
     request: &CheckRequest,
 ) -> anyhow::Result<()> {
+    let objects = &workload.objects;
+    let balanced;
+    let workload = match workload.balance {
+        None => workload,
+        Some(n) => {
+            let (mut allow, mut deny) = (Vec::new(), Vec::new());
+            for (name, r) in &workload.requests {
+                let v = if checker.check(r).1.allowed() {
+                    &mut allow
+                } else {
+                    &mut deny
+                };
+                v.push((name.clone(), r.clone()));
+            }
+            allow.truncate(n / 2);
+            deny.truncate(n - allow.len());
+            allow.append(&mut deny);
+            balanced = Workload {
+                objects: Vec::new(),
+                requests: allow,
+                balance: None,
+            };
+            &balanced
+        }
+    };
     let alp = spawn_server(AuthzService::new(checker)).await?;
     let tonic = spawn_server(Baseline).await?;
     let raw = super::raw_h2::spawn().await?;
     let binary = opa_binary()?;
     let started = Instant::now();
-    let data = rego::data(&workload.objects, &run.trust_domains)?;
+    let data = rego::data(objects, &run.trust_domains)?;
     let opa = Opa::start(&binary, &data, request).await?;
     println!(
         "OPA-Envoy {} ready in {:.1} s (data {:.1} MB of JSON)",
