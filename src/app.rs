@@ -270,6 +270,16 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         duration: secs(args.seconds),
         rate: args.rate,
     };
+    if args.peer.is_some() {
+        let workload = crate::bench::peer::workload(args)?;
+        let run = crate::bench::peer::Run {
+            h2load: args.h2load.as_deref().context("--peer needs --h2load")?,
+            shape,
+            rounds: args.rounds,
+            trust_domains: crate::cli::trust_domains(&args.policy.trust_domains),
+        };
+        return runtime.block_on(crate::bench::peer::run(run, checker, &workload, &request));
+    }
     // The same two servers for every round: each round opens its own connections.
     let servers = runtime.block_on(crate::bench::Servers::start(Some(checker), args.target))?;
     let rounds = args.rounds.max(1);

@@ -21,6 +21,10 @@ use tonic::transport::{Channel, Server};
 
 use crate::authz::{check::Checker, response, service::AuthzService};
 
+pub mod peer;
+pub mod raw_h2;
+pub mod rego;
+
 /// One measured run.
 #[derive(Debug, Clone)]
 pub struct Stats {

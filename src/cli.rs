@@ -80,6 +80,16 @@ pub struct BenchArgs {
     /// shared machine's load drifts between runs).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub rounds: usize,
+    /// Measure against a peer on the same policy (with `--h2load`): `opa-envoy` builds or
+    /// reuses opa-envoy-plugin (`tests/opa/build`, or `$ALP_OPA_ENVOY`), checks that it gives
+    /// every request of `<state>/requests/` (or, with `--synthetic`, `--samples` sampled
+    /// requests) the same verdict, then drives it, alp-authz, the empty tonic handler and a raw
+    /// HTTP/2 server in alternating rounds.
+    #[arg(long, value_name = "PEER", requires = "h2load")]
+    pub peer: Option<crate::bench::peer::Peer>,
+    /// With `--peer` and `--synthetic`: sampled requests whose verdicts must agree.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub samples: usize,
 }
 
 /// `test` options.
