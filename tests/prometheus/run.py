@@ -36,28 +36,11 @@ DASHBOARD = os.path.join(CHART, "files/dashboard.json")
 TARGET = {"namespace": "alp-system", "pod": "alp-authz-0"}
 
 
-STAGED = """apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata:
-  name: productpage
-  namespace: shop
-spec:
-  order: 100
-  selector: app == "productpage"
-  types: [Ingress]
-  ingress:
-    - action: Allow
-      protocol: TCP
-      source:
-        serviceAccounts:
-          names: [frontend]
-      destination:
-        ports: [http]
-      http:
-        methods: [GET]
-        paths:
-          - prefix: /products
-"""
+def readme_staged():
+    """The README's `staged.yaml` (Rolling out safely), as tests/firsthour.rs reads it."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    body = readme[readme.index("```yaml\n# staged.yaml\n") + len("```yaml\n"):]
+    return body[:body.index("```")]
 
 
 def free_port():
@@ -105,7 +88,7 @@ def scrape_servers(alp, work):
         # The README's staged policy (Rolling out safely): the on-call request disagrees.
         staged = os.path.join(work, "staged.yaml")
         with open(staged, "w") as f:
-            f.write(STAGED)
+            f.write(readme_staged())
         files = subprocess.Popen(
             [alp, "serve", "--state", os.path.join(ROOT, "policies"), "--state", staged,
              "--listen", f"127.0.0.1:{grpc}", "--metrics", f"127.0.0.1:{metrics}",
