@@ -276,7 +276,7 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
             h2load: args.h2load.as_deref().context("--peer needs --h2load")?,
             shape,
             rounds: args.rounds,
-            trust_domains: crate::cli::trust_domains(&args.policy.trust_domains),
+            trust_domains: crate::identity::trust_domain::trust_domains(&args.policy.trust_domains),
         };
         return runtime.block_on(crate::bench::peer::run(run, checker, &workload, &request));
     }
