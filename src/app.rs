@@ -271,7 +271,11 @@ fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {
         rate: args.rate,
     };
     if args.peer.is_some() {
-        let workload = crate::bench::peer::workload(args)?;
+        let workload = crate::bench::peer::workload(
+            args.synthetic.as_deref(),
+            args.samples,
+            &args.policy.state,
+        )?;
         let run = crate::bench::peer::Run {
             h2load: args.h2load.as_deref().context("--peer needs --h2load")?,
             shape,

@@ -251,16 +251,20 @@ pub fn synthetic(spec: &crate::synth::Spec, samples: usize) -> anyhow::Result<Wo
 }
 
 /// The workload of a `bench --peer` run: `--synthetic` sampled, else the worked example.
-pub fn workload(args: &crate::cli::BenchArgs) -> anyhow::Result<Workload> {
-    match &args.synthetic {
+pub fn workload(
+    synthetic_sizes: Option<&str>,
+    samples: usize,
+    state: &[PathBuf],
+) -> anyhow::Result<Workload> {
+    match synthetic_sizes {
         Some(sizes) => {
             let (policies, pods) = sizes
                 .split_once(',')
                 .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
                 .context("--synthetic takes POLICIES,PODS")?;
-            synthetic(&crate::synth::Spec::sized(policies, pods), args.samples)
+            synthetic(&crate::synth::Spec::sized(policies, pods), samples)
         }
-        None => worked_example(&args.policy.state),
+        None => worked_example(state),
     }
 }
 
