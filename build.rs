@@ -28,7 +28,14 @@ const INCLUDE_DIRS: &[&str] = &[
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=proto");
-    let envoy = envoy_types_dir()?;
+    // The package directory of this run, read at run time: `env!` would bake in the directory
+    // the build script was compiled in, and cargo reuses a compiled build script when the same
+    // sources are built from another directory into the same target directory (as `.ci/run`
+    // does), so a stale path would silently drop `proto/` from the descriptor set.
+    let manifest_dir = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR").ok_or("cargo did not set CARGO_MANIFEST_DIR")?,
+    );
+    let envoy = envoy_types_dir(&manifest_dir)?;
     let mut includes: Vec<PathBuf> = INCLUDE_DIRS
         .iter()
         .map(|d| envoy.join(d))
@@ -36,24 +43,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let mut files: Vec<PathBuf> = ROOTS.iter().map(PathBuf::from).collect();
 
-    // The project's own API (`proto/*.proto`), when there is any.
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
-    if let Ok(entries) = std::fs::read_dir(&own) {
-        let mut own_files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "proto"))
-            .collect();
-        own_files.sort();
-        if !own_files.is_empty() {
-            includes.insert(0, own.clone());
-            files.extend(
-                own_files
-                    .iter()
-                    .filter_map(|p| p.file_name().map(PathBuf::from)),
-            );
-        }
+    // The project's own API (`proto/*.proto`): the crate includes its generated code, so it
+    // must be there.
+    let own = manifest_dir.join("proto");
+    let mut own_files: Vec<PathBuf> = std::fs::read_dir(&own)
+        .map_err(|e| format!("cannot read {}: {e}", own.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "proto"))
+        .filter_map(|p| p.file_name().map(PathBuf::from))
+        .collect();
+    if own_files.is_empty() {
+        return Err(format!("no .proto files in {}", own.display()).into());
     }
+    own_files.sort();
+    includes.insert(0, own);
+    files.extend(own_files);
 
     let fds = protox::compile(&files, &includes).map_err(|e| {
         format!(
@@ -66,25 +71,22 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Rust code for the project's own services. Envoy and well-known types come from
     // envoy-types, so a CheckRequest here is the same type the Authorization service uses.
-    if files.len() > ROOTS.len() {
-        let own: Vec<&PathBuf> = files[ROOTS.len()..].iter().collect();
-        let own_fds =
-            protox::compile(&own, &includes).map_err(|e| format!("cannot compile proto/: {e}"))?;
-        let mut builder = tonic_prost_build::configure()
-            .build_client(true)
-            .build_server(true);
-        for pkg in ["envoy", "google", "udpa", "validate", "xds"] {
-            builder = builder.extern_path(format!(".{pkg}"), format!("::envoy_types::pb::{pkg}"));
-        }
-        builder.compile_fds(own_fds)?;
+    let own_fds = protox::compile(&files[ROOTS.len()..], &includes)
+        .map_err(|e| format!("cannot compile proto/: {e}"))?;
+    let mut builder = tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true);
+    for pkg in ["envoy", "google", "udpa", "validate", "xds"] {
+        builder = builder.extern_path(format!(".{pkg}"), format!("::envoy_types::pb::{pkg}"));
     }
+    builder.compile_fds(own_fds)?;
     Ok(())
 }
 
 /// The envoy-types package directory: from `cargo metadata`, or, failing that (e.g. when the
 /// metadata command is not usable), from the registry source directories in `CARGO_HOME`.
-fn envoy_types_dir() -> Result<PathBuf, Box<dyn Error>> {
-    if let Some(dir) = from_cargo_metadata() {
+fn envoy_types_dir(manifest_dir: &Path) -> Result<PathBuf, Box<dyn Error>> {
+    if let Some(dir) = from_cargo_metadata(manifest_dir) {
         return Ok(dir);
     }
     let cargo_home = env::var_os("CARGO_HOME")
@@ -114,9 +116,9 @@ fn envoy_types_dir() -> Result<PathBuf, Box<dyn Error>> {
     .into())
 }
 
-fn from_cargo_metadata() -> Option<PathBuf> {
+fn from_cargo_metadata(manifest_dir: &Path) -> Option<PathBuf> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let manifest = manifest_dir.join("Cargo.toml");
     let out = Command::new(cargo)
         .args([
             "metadata",
