@@ -80,18 +80,6 @@ fn bench(opa: &str, h2load: &str, args: &[&str]) -> (Output, String) {
     (out, text)
 }
 
-/// Counts `… N done, N HTTP 2xx, N other)` of one h2load line.
-fn counts(run: &str) -> (u64, u64, u64) {
-    let counts = run.split('(').nth(1).unwrap().trim_end_matches(')');
-    let count = |what: &str| -> u64 {
-        counts
-            .split(", ")
-            .find_map(|p| p.strip_suffix(what)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no `{what}` in {run}"))
-    };
-    (count("done"), count("HTTP 2xx"), count("other"))
-}
-
 #[test]
 fn opa_envoy_decides_the_worked_example_alike_and_is_measured() {
     let Some((opa, h2load)) = tools("opa_envoy_decides_the_worked_example_alike_and_is_measured")
@@ -114,7 +102,7 @@ fn opa_envoy_decides_the_worked_example_alike_and_is_measured() {
             .collect();
         assert_eq!(runs.len(), 2, "{name}: {text}");
         for run in runs {
-            let (done, ok, other) = counts(run);
+            let (done, ok, other) = common::h2load_counts(run);
             assert!(done > 0 && ok >= done && other == 0, "{run}");
         }
     }

@@ -243,14 +243,7 @@ fn bench_with_h2load_alternates_rounds() {
         // Every request h2load completed was answered with HTTP 200: no other status, and at
         // least as many 2xx as completed requests (a timed run can end after a stream's headers
         // arrived and before it completed: h2load then counts its 2xx but not its completion).
-        let counts = run.split('(').nth(1).unwrap().trim_end_matches(')');
-        let count = |what: &str| -> u64 {
-            counts
-                .split(", ")
-                .find_map(|p| p.strip_suffix(what)?.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no `{what}` in {run}"))
-        };
-        let (done, ok, other) = (count("done"), count("HTTP 2xx"), count("other"));
+        let (done, ok, other) = common::h2load_counts(run);
         assert!(done > 0 && ok >= done && other == 0, "{run}");
     }
     let median = stdout

@@ -392,3 +392,15 @@ pub fn simple_request() -> envoy_types::pb::envoy::service::auth::v3::CheckReque
     )
     .unwrap()
 }
+
+/// Counts `… N done, N HTTP 2xx, N other)` of one h2load line.
+pub fn h2load_counts(run: &str) -> (u64, u64, u64) {
+    let counts = run.split('(').nth(1).unwrap().trim_end_matches(')');
+    let count = |what: &str| -> u64 {
+        counts
+            .split(", ")
+            .find_map(|p| p.strip_suffix(what)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{what}` in {run}"))
+    };
+    (count("done"), count("HTTP 2xx"), count("other"))
+}
