@@ -47,6 +47,10 @@ def main():
         failures.append(f"istio-config/envoy.yaml: {e}")
 
     for path in sorted(glob.glob(os.path.join(ROOT, "istio-config", "**", "*.yaml"), recursive=True)):
+        # A Helm chart's templates are Go templates, not YAML until rendered; tests/helm/run
+        # renders the chart and proves it equal to the Kustomize manifests checked here.
+        if os.sep + "templates" + os.sep in os.path.relpath(path, ROOT):
+            continue
         with open(path, encoding="utf-8") as f:
             docs = [d for d in yaml.safe_load_all(f) if d]
         for d in docs:
