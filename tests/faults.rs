@@ -496,8 +496,11 @@ async fn overload_sheds_the_excess_and_keeps_admitted_latency_and_memory_flat() 
         p99_over <= bound,
         "admitted p99 {p99_over:?} under overload vs {p99_low:?} below saturation"
     );
+    // A queue climbs towards the 2 s deadline; on a machine busy elsewhere the second half's p99
+    // can double without one (58 ms then 200 ms measured under a load average of 19 on 2 cores),
+    // so the floor of this bound is 500 ms, still a quarter of what a queue reaches.
     assert!(
-        p99_late <= p99_early * 2 + Duration::from_millis(50),
+        p99_late <= (p99_early * 2 + Duration::from_millis(50)).max(Duration::from_millis(500)),
         "admitted p99 climbing: {p99_early:?} in the first half, {p99_late:?} in the second"
     );
     // Memory: no queue builds up. The bound is generous (allocator noise, buffers of the
@@ -609,8 +612,12 @@ async fn sigterm_during_load_answers_every_admitted_request() {
     // decision for it. That is a refusal, as safe to retry as UNAVAILABLE; a failure of a
     // request the server decided is not.
     let decided: HashSet<&String> = logged.iter().collect();
+    // Under load hyper reports the same thing as a bare "transport error" (the connection
+    // closed while the stream was still queued in the client or unread by the server): seen
+    // three times in 2,227 requests under a load average of 19, none of them decided.
     lost.retain(|(path, outcome)| {
-        let going_away = matches!(outcome, Outcome::Failed(tonic::Code::Internal, m) if m.starts_with("h2 protocol error"));
+        let going_away = matches!(outcome, Outcome::Failed(tonic::Code::Internal, m) if m.starts_with("h2 protocol error"))
+            || matches!(outcome, Outcome::Failed(tonic::Code::Unknown, m) if m == "transport error");
         if going_away && !decided.contains(path) {
             refused += 1;
             false
