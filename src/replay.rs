@@ -24,8 +24,12 @@ use crate::{
     },
 };
 
-/// Unreadable lines listed in the text report (all are counted, and all are in the JSON).
+/// Unreadable lines listed in the text report (all are counted).
 const TEXT_UNREADABLE_SHOWN: usize = 20;
+
+/// Unreadable lines kept in the report (all are counted): a file that is no decision log at
+/// all must not cost memory per line.
+const UNREADABLE_KEPT: usize = 1000;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -200,7 +204,7 @@ pub struct Report {
     pub totals: Totals,
     /// Flips, largest group first.
     pub groups: Vec<Group>,
-    /// Every unreadable line.
+    /// The unreadable lines (the first thousand; `totals.unreadable` counts them all).
     pub unreadable: Vec<Unreadable>,
 }
 
@@ -231,9 +235,14 @@ impl Report {
             t.deny_to_allow
         );
         if t.explain_skipped > 0 {
-            let _ = write!(s, "; {} explain records skipped", t.explain_skipped);
+            let _ = write!(s, "; {} explain record(s) skipped", t.explain_skipped);
         }
-        let _ = writeln!(s, "; {} unreadable lines", t.unreadable);
+        let _ = writeln!(
+            s,
+            "; {} unreadable line{}",
+            t.unreadable,
+            if t.unreadable == 1 { "" } else { "s" }
+        );
         for g in &self.groups {
             let _ = writeln!(
                 s,
@@ -264,11 +273,12 @@ impl Report {
             for u in self.unreadable.iter().take(TEXT_UNREADABLE_SHOWN) {
                 let _ = writeln!(s, "  line {}: {}", u.line, u.error);
             }
-            if self.unreadable.len() > TEXT_UNREADABLE_SHOWN {
+            let shown = self.unreadable.len().min(TEXT_UNREADABLE_SHOWN) as u64;
+            if t.unreadable > shown {
                 let _ = writeln!(
                     s,
-                    "  … and {} more (all in --format json)",
-                    self.unreadable.len() - TEXT_UNREADABLE_SHOWN
+                    "  … and {} more (the first {UNREADABLE_KEPT} in --format json)",
+                    t.unreadable - shown
                 );
             }
         }
@@ -340,7 +350,9 @@ fn decide_again(line: &str, snap: &Snapshot, opts: &Options) -> Result<Option<Ag
 impl Report {
     fn unreadable(&mut self, line: u64, error: String) {
         self.totals.unreadable += 1;
-        self.unreadable.push(Unreadable { line, error });
+        if self.unreadable.len() < UNREADABLE_KEPT {
+            self.unreadable.push(Unreadable { line, error });
+        }
     }
 
     /// Step four for one record.
@@ -678,6 +690,27 @@ mod tests {
                 .contains("\nunreadable lines:\n  line 1: not a decision record")
         );
         assert!(!report.fails(FailOn::Any));
+    }
+
+    #[test]
+    fn a_file_that_is_no_log_is_counted_not_kept() {
+        let junk = "junk\n".repeat(UNREADABLE_KEPT + 5);
+        let report = replay(
+            junk.as_bytes(),
+            &snapshot_of(&[policies()]),
+            &Options::default(),
+            3,
+        )
+        .unwrap();
+        assert_eq!(report.totals.unreadable, UNREADABLE_KEPT as u64 + 5);
+        assert_eq!(report.unreadable.len(), UNREADABLE_KEPT);
+        assert!(
+            report
+                .text()
+                .ends_with("  line 20: not a decision record: expected value\n  … and 985 more (the first 1000 in --format json)\n"),
+            "{}",
+            report.text()
+        );
     }
 
     #[test]

@@ -69,8 +69,9 @@ fn wait_for_lines(log: &Path, n: usize) {
     }
 }
 
-/// Serves `policies/` with the decision log on, sends [`SENT`] over gRPC, and returns the log.
-async fn record(dir: &Path) -> PathBuf {
+/// Serves `policies/` with the decision log on, sends `sent` over gRPC (request ids `r1`, `r2`,
+/// … unless `keep_ids`: then the example files' own), and returns the log.
+async fn record_these(dir: &Path, sent: &[(&str, bool)], keep_ids: bool) -> PathBuf {
     let log = dir.join("decisions.jsonl");
     let server = common::Server::start(&[
         "--state",
@@ -79,18 +80,24 @@ async fn record(dir: &Path) -> PathBuf {
         log.to_str().unwrap(),
     ]);
     let mut client = AuthorizationClient::connect(server.url()).await.unwrap();
-    for (i, (name, allowed)) in SENT.iter().enumerate() {
-        let resp = client
-            .check(example(name, &format!("r{}", i + 1)))
-            .await
-            .unwrap()
-            .into_inner();
+    for (i, (name, allowed)) in sent.iter().enumerate() {
+        let id = if keep_ids {
+            "1".to_owned()
+        } else {
+            format!("r{}", i + 1)
+        };
+        let resp = client.check(example(name, &id)).await.unwrap().into_inner();
         let code = resp.status.map_or(-1, |s| s.code);
         assert_eq!(code == 0, *allowed, "{name}: status {code}");
     }
-    wait_for_lines(&log, SENT.len());
+    wait_for_lines(&log, sent.len());
     assert!(server.terminate().success());
     log
+}
+
+/// [`record_these`] for [`SENT`].
+async fn record(dir: &Path) -> PathBuf {
+    record_these(dir, SENT, false).await
 }
 
 /// `policies/` changed three ways: productpage's frontend rule (0) no longer allows GET; its
@@ -345,4 +352,86 @@ async fn bad_lines_are_counted_and_errors_exit_2() {
     );
     let (code, _, err) = replay(&log, &dir.path().join("nothing-here"), &[]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// The README's example: its six requests (the example files, request id `1`), its change
+/// (the `diff` block, applied as the two edits it shows), and the text it prints.
+#[tokio::test]
+async fn the_readmes_replay_example_is_true() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## What would this change deny?").unwrap()..];
+    let dir = tempfile::tempdir().unwrap();
+    let log = record_these(
+        dir.path(),
+        &[
+            ("frontend-get-product", true),
+            ("legacy-get-product", false),
+            ("oncall-admin", true),
+            ("productpage-get-reviews", false),
+            ("plaintext-get-product", false),
+            ("frontend-traversal", false),
+        ],
+        true,
+    )
+    .await;
+    assert!(
+        section.contains("+        methods: [GET]\n         paths:\n           - prefix: /admin")
+    );
+    assert!(
+        section.contains("-          names: [frontend]\n+          names: [frontend, productpage]")
+    );
+    let proposed = dir.path().join("proposed");
+    std::fs::create_dir(&proposed).unwrap();
+    for f in ["cluster.yaml", "tiers.yaml"] {
+        std::fs::copy(policies().join(f), proposed.join(f)).unwrap();
+    }
+    let shop = std::fs::read_to_string(policies().join("shop.yaml"))
+        .unwrap()
+        .replacen(
+            "      http:\n        paths:\n          - prefix: /admin",
+            "      http:\n        methods: [GET]\n        paths:\n          - prefix: /admin",
+            1,
+        )
+        .replacen(
+            "names: [frontend]\n      http:\n        methods: [GET]\n        paths:\n          - prefix: /reviews",
+            "names: [frontend, productpage]\n      http:\n        methods: [GET]\n        paths:\n          - prefix: /reviews",
+            1,
+        );
+    std::fs::write(proposed.join("shop.yaml"), shop).unwrap();
+    let shown = |cmd: &str| {
+        let start = section.find(cmd).unwrap_or_else(|| panic!("{cmd}")) + cmd.len();
+        let body = &section[start..];
+        body[..body.find("$ echo $?").unwrap()].to_owned()
+    };
+    let (code, out, _) = replay(&log, &policies(), &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        shown("$ alp-authz replay --decision-log decisions.jsonl --state policies/\n")
+    );
+    let (code, out, _) = replay(&log, &proposed, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        shown("$ alp-authz replay --decision-log decisions.jsonl --state proposed/\n")
+    );
+    let (code, out, _) = replay(
+        &log,
+        &proposed,
+        &[
+            "--fail-on",
+            "allow-to-deny",
+            "--format",
+            "json",
+            "--examples",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        shown(
+            "$ alp-authz replay --decision-log decisions.jsonl --state proposed/ --fail-on allow-to-deny --format json --examples 1\n"
+        )
+    );
 }
