@@ -86,6 +86,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Replay(args) => match replay(&args) {
+            Ok(fails) => ExitCode::from(u8::from(fails)),
+            Err(e) => {
+                eprintln!("error: {}", error_text(&e));
+                ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -246,6 +253,44 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
     let (out, allowed) = explain::check_json(&checker, snap, &request);
     println!("{out}");
     Ok(allowed)
+}
+
+/// `alp-authz replay`: prints the report; returns whether flips of the `--fail-on` kind
+/// occurred.
+fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<bool> {
+    let loaded = file::load(&args.state)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.strict && !loaded.warnings.is_empty() {
+        anyhow::bail!(
+            "{} warning(s), and --strict makes them errors",
+            loaded.warnings.len()
+        );
+    }
+    let snap = Shared::new().publish(&loaded.store);
+    let opts = Options {
+        trust_network_identity: args.trust_network_identity,
+        identity_only_source: args.identity_only_source,
+        workload: args.workload.clone(),
+    };
+    let path = &args.decision_log;
+    let report = if path.as_os_str() == "-" {
+        crate::replay::replay(std::io::stdin().lock(), &snap, &opts, args.examples)
+    } else {
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("cannot open the decision log {}", path.display()))?;
+        crate::replay::replay(std::io::BufReader::new(f), &snap, &opts, args.examples)
+    }
+    .with_context(|| format!("cannot read the decision log {}", path.display()))?;
+    match args.format {
+        crate::replay::Format::Text => print!("{}", report.text()),
+        crate::replay::Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot render the report")?
+        ),
+    }
+    Ok(report.fails(args.fail_on))
 }
 
 fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<()> {

@@ -37,6 +37,48 @@ pub enum Command {
     ///
     /// Exit status: 0 all passed, 1 some failed, 2 error.
     Test(TestArgs),
+    /// What would this change deny? Decide every request of a decision log again against
+    /// proposed state and report the verdicts that would flip, grouped by the deciding policy
+    /// and rule before and after.
+    ///
+    /// Exit status: 0 no flips (of the `--fail-on` kind), 1 flips, 2 error.
+    Replay(ReplayArgs),
+}
+
+/// `replay` options.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The decision log: JSON lines written by `serve --decision-log`; `-` reads standard
+    /// input.
+    #[arg(long, value_name = "FILE")]
+    pub decision_log: PathBuf,
+    /// The proposed policy and cluster state: files or directories (YAML or JSON), repeatable
+    /// or several after one `--state`.
+    #[arg(long = "state", value_name = "PATH", required = true, num_args = 1..)]
+    pub state: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: crate::replay::Format,
+    /// Which flips make the exit status 1.
+    #[arg(long, value_name = "WHICH", default_value = "any")]
+    pub fail_on: crate::replay::FailOn,
+    /// Example requests shown per group.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub examples: usize,
+    /// As `serve --trust-network-identity` (give the server's evaluation flags, or verdicts
+    /// flip for that reason alone).
+    #[arg(long)]
+    pub trust_network_identity: bool,
+    /// As `serve --identity-only-source`.
+    #[arg(long)]
+    pub identity_only_source: bool,
+    /// As `serve --workload`.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_workload)]
+    pub workload: Option<(String, String)>,
+    /// Treat warnings of the proposed state (an invalid policy that fails closed, …) as
+    /// errors: exit 2.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `bench` options.
@@ -485,6 +527,33 @@ mod tests {
         assert!(parse(&["--to", "shop/p", "--from", "shop/f", "--header", "a: b"]).is_ok());
         assert!(parse(&["--request", "r.json", "--from", "shop/f"]).is_err());
         assert!(parse(&["--request", "r.json", "--explain-denials"]).is_err());
+    }
+
+    #[test]
+    fn replay_needs_a_log_and_a_state() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["alp-authz", "replay"], a].concat());
+        assert!(parse(&["--decision-log", "d.jsonl"]).is_err());
+        assert!(parse(&["--state", "p"]).is_err());
+        let Command::Replay(args) = parse(&["--decision-log", "d", "--state", "a", "b"])
+            .unwrap()
+            .command
+        else {
+            unreachable!()
+        };
+        assert_eq!(args.state, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(args.fail_on, crate::replay::FailOn::Any);
+        assert!(
+            parse(&[
+                "--decision-log",
+                "d",
+                "--state",
+                "a",
+                "--fail-on",
+                "allow-to-deny"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["--decision-log", "d", "--state", "a", "--fail-on", "some"]).is_err());
     }
 
     #[test]

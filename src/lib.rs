@@ -30,13 +30,14 @@
 //!  Serving: authz::server (listeners, TLS in authz::tls, limits in authz::limits, health,
 //!           reflection), reloads through poll; cli parses, app wires everything
 //!  Tools:   policy_tests (`alp-authz test`), bench (`alp-authz bench`), synth (synthetic
-//!           clusters for benchmarks and tests)
+//!           clusters for benchmarks and tests), replay (`alp-authz replay`: a decision log
+//!           decided again against proposed state)
 //! ```
 //!
 //! Layers, bottom first; a module imports only its own layer and those below
 //! (`tests/layering.rs` fails otherwise, or on an import cycle): `identity`, `poll` →
 //! `policy` → `state` → `telemetry`, `decision_log` → `source`, `k8s` → `authz` → tools
-//! (`synth`, `bench`, `policy_tests`) → `cli` → `app`.
+//! (`synth`, `bench`, `policy_tests`, `replay`) → `cli` → `app`.
 //!
 //! Start here:
 //! - a new policy field or rule criterion: `policy::model` (the field), `policy::compile` (what
@@ -64,6 +65,7 @@ pub mod k8s;
 pub mod policy;
 pub mod policy_tests;
 pub mod poll;
+pub mod replay;
 pub mod source;
 pub mod state;
 pub mod synth;

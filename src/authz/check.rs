@@ -102,7 +102,7 @@ impl Checker {
         let started = Instant::now();
         let snap = self.state.load();
         let settings = &*self.settings;
-        let resolved = request::resolve(&settings.identity, req);
+        let (resolved, identity_from) = request::resolve_from(&settings.identity, req);
         let principal = request::principal(&settings.identity, &resolved);
         let view = request::to_request(req, principal);
         let decision = eval::evaluate(&snap, &view, &settings.eval);
@@ -176,7 +176,8 @@ impl Checker {
         if let Some(log) = &self.decision_log
             && log.wants(!decision.allowed())
         {
-            let mut r = record(req, &view, &snap, &decision, latency, settings.dry_run);
+            let mut r = record(req, &view, identity_from, &snap, &decision, latency);
+            r.dry_run = settings.dry_run && !decision.allowed();
             r.staged = staged_verdict.map(|v| if v == Verdict::Allow { "allow" } else { "deny" });
             log.send(r);
         }
@@ -227,12 +228,12 @@ impl Checker {
         }
         let trace = super::explain::explain(self, snap, req);
         if let Some(log) = &self.decision_log {
-            let resolved = request::resolve(&self.settings.identity, req);
+            let (resolved, from) = request::resolve_from(&self.settings.identity, req);
             let principal = request::principal(&self.settings.identity, &resolved);
             let view = request::to_request(req, principal);
             let decision = eval::evaluate(snap, &view, &self.settings.eval);
             if log.wants(!decision.allowed()) {
-                let mut r = record(req, &view, snap, &decision, started.elapsed(), false);
+                let mut r = record(req, &view, from, snap, &decision, started.elapsed());
                 r.explain = true;
                 log.send(r);
             }
@@ -260,14 +261,15 @@ fn summary(snap: &Snapshot, d: &Decision) -> String {
     s
 }
 
-/// The decision log record of one answer.
+/// The decision log record of one answer: what the evaluator decided on (never headers or
+/// bodies), so that `alp-authz replay` can decide it again.
 fn record(
     req: &CheckRequest,
     view: &crate::policy::eval::Request<'_>,
+    identity_from: Option<crate::identity::resolve::Source>,
     snap: &Snapshot,
     d: &Decision,
     latency: std::time::Duration,
-    dry_run: bool,
 ) -> Record {
     let addr = |a: &crate::policy::eval::Addr| match a.ip {
         Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", a.port),
@@ -279,6 +281,10 @@ fn record(
         .as_ref()
         .and_then(|a| a.request.as_ref())
         .and_then(|r| r.http.as_ref());
+    let (normalized_path, path_readings, path_undecodable) = match &view.http {
+        Some(h) => decision_log::path_fields(&h.path),
+        None => (None, Vec::new(), false),
+    };
     Record {
         ts_ms: decision_log::now_ms(),
         generation: snap.generation,
@@ -287,20 +293,29 @@ fn record(
         tier: d.tier(snap).map(str::to_owned),
         policy: d.policy(snap),
         rule: d.rule(),
+        cause: d.cause_name(),
         source_principal: req
             .attributes
             .as_ref()
             .and_then(|a| a.source.as_ref())
             .map(|s| s.principal.clone())
             .filter(|p| !p.is_empty()),
+        identity: decision_log::IdentityRecord::new(&view.principal, identity_from),
         request_id: http.map(|h| h.id.clone()).filter(|id| !id.is_empty()),
         staged: None,
         source_address: addr(&view.source),
+        source_port: view.source.port,
         destination_address: addr(&view.destination),
+        destination_port: view.destination.port,
+        protocol: if view.protocol == 17 { "UDP" } else { "TCP" },
+        http: view.http.is_some(),
         method: http.map(|h| h.method.clone()).unwrap_or_default(),
         path: http.map(|h| h.path.clone()).unwrap_or_default(),
+        normalized_path,
+        path_readings,
+        path_undecodable,
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-        dry_run: dry_run && !d.allowed(),
+        dry_run: false,
         explain: false,
     }
 }

@@ -18,6 +18,14 @@ pub fn resolve<'a>(cfg: &IdentityConfig, req: &'a CheckRequest) -> Resolved<'a> 
     cfg.resolve(&caller(cfg, req))
 }
 
+/// [`resolve`], and the source that decided it (for the decision log).
+pub fn resolve_from<'a>(
+    cfg: &IdentityConfig,
+    req: &'a CheckRequest,
+) -> (Resolved<'a>, Option<Source>) {
+    cfg.resolve_from(&caller(cfg, req))
+}
+
 /// What `req` says about its caller. The XFCC header is read only when XFCC is an enabled
 /// source.
 pub fn caller<'a>(cfg: &IdentityConfig, req: &'a CheckRequest) -> Caller<'a> {

@@ -38,6 +38,17 @@ pub enum Source {
     Xfcc,
 }
 
+impl Source {
+    /// The name `--identity-from` takes: `principal`, `certificate` or `xfcc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Principal => "principal",
+            Source::Certificate => "certificate",
+            Source::Xfcc => "xfcc",
+        }
+    }
+}
+
 impl FromStr for Source {
     type Err = String;
 
@@ -119,6 +130,13 @@ pub enum Resolved<'a> {
 impl IdentityConfig {
     /// Resolves the caller from what the request says about it.
     pub fn resolve<'a>(&self, caller: &Caller<'a>) -> Resolved<'a> {
+        self.resolve_from(caller).0
+    }
+
+    /// [`IdentityConfig::resolve`], and the source that decided it (`None` when no source was
+    /// present: [`Resolved::Absent`]). For the decision log: replay needs to know how the
+    /// identity was decided, not only what it was.
+    pub fn resolve_from<'a>(&self, caller: &Caller<'a>) -> (Resolved<'a>, Option<Source>) {
         let enabled = |s| self.sources.contains(&s);
         let principal = Some(caller.principal)
             .filter(|p| !p.is_empty() && enabled(Source::Principal))
@@ -129,9 +147,17 @@ impl IdentityConfig {
 
         if let Some(cert) = &certificate {
             match (cert, &principal) {
-                (Err(e), _) => return Resolved::Rejected(Rejection::Certificate(*e)),
+                (Err(e), _) => {
+                    return (
+                        Resolved::Rejected(Rejection::Certificate(*e)),
+                        Some(Source::Certificate),
+                    );
+                }
                 (Ok(c), Some(p)) if p.as_ref() != Some(&c.spiffe.as_ref()) => {
-                    return Resolved::Rejected(Rejection::PrincipalCertificateMismatch);
+                    return (
+                        Resolved::Rejected(Rejection::PrincipalCertificateMismatch),
+                        Some(Source::Certificate),
+                    );
                 }
                 _ => {}
             }
@@ -139,23 +165,23 @@ impl IdentityConfig {
         for s in &self.sources {
             match s {
                 Source::Principal => match principal {
-                    Some(Some(id)) => return Resolved::Borrowed(id),
-                    Some(None) => return Resolved::Invalid,
+                    Some(Some(id)) => return (Resolved::Borrowed(id), Some(Source::Principal)),
+                    Some(None) => return (Resolved::Invalid, Some(Source::Principal)),
                     None => {}
                 },
                 Source::Certificate => {
                     if let Some(Ok(c)) = certificate {
-                        return Resolved::Owned(c.spiffe);
+                        return (Resolved::Owned(c.spiffe), Some(Source::Certificate));
                     }
                 }
                 Source::Xfcc => {
                     if let Some(r) = self.xfcc(caller) {
-                        return r;
+                        return (r, Some(Source::Xfcc));
                     }
                 }
             }
         }
-        Resolved::Absent
+        (Resolved::Absent, None)
     }
 
     fn certificate(&self, forwarded: &str) -> Result<PeerCert, CertError> {

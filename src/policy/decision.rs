@@ -124,6 +124,26 @@ impl Decision {
         }
     }
 
+    /// A stable name of the cause, for the decision log and `alp-authz replay`: `rule`,
+    /// `ambiguous-path`, `end-of-tier`, `no-policy`, `passed-all-tiers`,
+    /// `unknown-destination`, `identity-mismatch`, `identity-rejected`, `invalid-policy`.
+    pub fn cause_name(&self) -> &'static str {
+        match self.cause {
+            Cause::Rule {
+                ambiguous_path: true,
+                ..
+            } => "ambiguous-path",
+            Cause::Rule { .. } => "rule",
+            Cause::EndOfTier { .. } => "end-of-tier",
+            Cause::NoPolicy => "no-policy",
+            Cause::PassedAllTiers { .. } => "passed-all-tiers",
+            Cause::UnknownDestination => "unknown-destination",
+            Cause::IdentityMismatch { .. } => "identity-mismatch",
+            Cause::IdentityRejected { .. } => "identity-rejected",
+            Cause::InvalidPolicy { .. } => "invalid-policy",
+        }
+    }
+
     /// The action that produced the verdict: the rule's, or the default that applied.
     pub fn action(&self) -> &'static str {
         match self.cause {
