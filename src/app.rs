@@ -86,6 +86,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Lint(args) => lint(&args),
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -94,6 +95,31 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+/// `alp-authz lint`: reads files or lists the cluster once, prints the report.
+fn lint(args: &crate::cli::LintArgs) -> ExitCode {
+    let input = if args.kubernetes.kubernetes {
+        let k = &args.kubernetes;
+        crate::lint::Input::Kubernetes(crate::k8s::Options {
+            kubeconfig: k.kubeconfig.clone(),
+            calico_api: k.calico_api,
+            node: None,
+            namespace: k.namespace.clone(),
+            probe_interval: k.probe_interval(),
+        })
+    } else if args.state.is_empty() {
+        crate::lint::Input::Files(vec![PathBuf::from("policies")])
+    } else {
+        crate::lint::Input::Files(args.state.clone())
+    };
+    let opts = crate::lint::Options {
+        staged_max_age: args.staged_max_age,
+        now: std::time::SystemTime::now(),
+    };
+    let report = crate::lint::lint(&input, &opts);
+    print!("{}", report.render(args.format));
+    ExitCode::from(report.exit_code())
 }
 
 /// An error and its causes, `: `-separated like `{:#}`, leaving out a cause whose text the

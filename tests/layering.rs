@@ -32,8 +32,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sources", &["source", "k8s"]),
     // Envoy's API: CheckRequest -> Decision -> CheckResponse, the gRPC server.
     ("authz", &["authz"]),
-    // Tools beside the server: synthetic clusters, the load test, `alp-authz test`.
-    ("tools", &["synth", "bench", "policy_tests"]),
+    // Tools beside the server: synthetic clusters, the load test, `alp-authz test`,
+    // `alp-authz lint`.
+    ("tools", &["synth", "bench", "policy_tests", "lint"]),
     // The command line and the program.
     ("cli", &["cli"]),
     ("app", &["app"]),
