@@ -115,7 +115,12 @@ impl Ctx<'_> {
             line: l.file.as_ref().and(line),
             kind: l.type_meta.kind.clone(),
             namespace: meta("namespace"),
-            name: meta("name").unwrap_or_default(),
+            // A Calico policy's user-facing name (not its `crd.projectcalico.org/v1` storage
+            // name); a Kubernetes policy's own name (not Calico's `knp.default.` form).
+            name: match &l.object {
+                Object::Policy(p) if is_calico_shaped(p.id.kind) => p.id.name.to_string(),
+                _ => meta("name").unwrap_or_default(),
+            },
             field: s.field,
             message: s.message,
             hint: s.hint,
