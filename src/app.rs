@@ -118,7 +118,11 @@ fn lint(args: &crate::cli::LintArgs) -> ExitCode {
         now: std::time::SystemTime::now(),
     };
     let report = crate::lint::lint(&input, &opts);
-    print!("{}", report.render(args.format));
+    // A closed pipe (`lint | head`) is not an error of the lint.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout().lock(),
+        report.render(args.format).as_bytes(),
+    );
     ExitCode::from(report.exit_code())
 }
 

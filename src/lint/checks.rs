@@ -661,10 +661,10 @@ impl Ctx<'_> {
                 let why = if by_name {
                     "its destination ports are named as TCP-only (Istio port naming)".to_owned()
                 } else {
-                    format!(
-                        "on every one of the {} pods it selects, its destination ports are container ports named as TCP-only",
-                        selected.len()
-                    )
+                    match selected.len() {
+                        1 => "on the one pod it selects, its destination ports are container ports named as TCP-only".to_owned(),
+                        n => format!("on every one of the {n} pods it selects, its destination ports are container ports named as TCP-only"),
+                    }
                 };
                 self.emit(
                     src,
