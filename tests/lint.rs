@@ -177,3 +177,42 @@ fn the_repository_policies_have_only_notes() {
         "{out}"
     );
 }
+
+/// The README's examples are real output: every line it shows of a `lint` run is a line of
+/// that run (lines left out are marked `…`).
+#[test]
+fn the_readme_shows_real_output() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Static checks: `alp-authz lint`").unwrap()..];
+    let section = &section[..section[3..].find("\n## ").unwrap()];
+    let mut shown = 0;
+    for (command, args) in [
+        (
+            "$ alp-authz lint --state tests/data/lint/findings\n",
+            &["--state", "tests/data/lint/findings"][..],
+        ),
+        ("$ alp-authz lint\n", &[][..]),
+    ] {
+        let start = section.find(command).unwrap() + command.len();
+        let block = &section[start..];
+        let block = &block[..block.find("$ echo $?").unwrap()];
+        let (code, out, _) = lint(&common::root(), args);
+        for line in block.lines().filter(|l| *l != "…") {
+            assert!(
+                out.lines().any(|o| o == line),
+                "not in the output of `{}`: {line}\n{out}",
+                command.trim()
+            );
+            shown += 1;
+        }
+        let want = section[start..]
+            .split("$ echo $?\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap();
+        assert_eq!(code.to_string(), want, "{command}");
+    }
+    assert!(shown >= 10, "{shown} lines compared");
+}

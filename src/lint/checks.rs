@@ -1451,6 +1451,13 @@ mod tests {
             )
         );
         assert!(has(&text, "missing-tier", "spec.tier"));
+        let tier = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec:\n  order: 1\n  defaultAction: Allow\n";
+        let found = lint(&format!("{PODS}{tier}"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].code, found[0].field.as_deref(), found[0].line),
+            ("invalid-tier", Some("spec.defaultAction"), Some(26))
+        );
     }
 
     #[test]
