@@ -485,7 +485,7 @@ impl Ctx<'_> {
         }
         for (src, p) in self.calico_policies() {
             for (i, r) in p.ingress.iter().flatten().enumerate() {
-                self.rule_selectors(src, &p, i, r);
+                self.rule_selectors(src, i, r);
             }
         }
     }
@@ -511,7 +511,7 @@ impl Ctx<'_> {
         ));
     }
 
-    fn rule_selectors(&mut self, src: usize, p: &Policy, i: usize, r: &Rule) {
+    fn rule_selectors(&mut self, src: usize, i: usize, r: &Rule) {
         let snap = self.snap;
         let store = self.store;
         let e = &r.source;
@@ -589,7 +589,6 @@ impl Ctx<'_> {
                 })
             };
             if !sa.names.iter().any(|n| exists(n)) {
-                let _ = p;
                 self.emit(
                     src,
                     say(
