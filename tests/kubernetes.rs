@@ -1250,6 +1250,15 @@ fn lint_lists_the_state_once_and_names_the_objects() {
             "{path}: {requests:?}"
         );
     }
+    // With `--namespace`, pods of other namespaces are not listed: a global policy is not said
+    // to select nothing, the namespace's own findings still are.
+    let (code, out) = lint(&["--namespace", "shop"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("GlobalNetworkPolicy ghost"), "{out}");
+    assert!(
+        out.contains("[shadowed-rule]: NetworkPolicy shop/shadow"),
+        "{out}"
+    );
     // The text form names the object instead of a file.
     let (code, out) = lint(&[]);
     assert_eq!(code, 1);

@@ -26,6 +26,10 @@ pub fn run(sources: &[Located], store: &Store, input: &Input, opts: &Options) ->
         store,
         snap: &snap,
         live: matches!(input, Input::Kubernetes(_)),
+        only_namespace: match input {
+            Input::Kubernetes(k) => k.namespace.clone(),
+            Input::Files(_) => None,
+        },
         out: Vec::new(),
         by_policy: HashMap::new(),
         by_tier: HashMap::new(),
@@ -61,6 +65,9 @@ struct Ctx<'a> {
     store: &'a Store,
     snap: &'a Snapshot,
     live: bool,
+    /// `--kubernetes --namespace NS`: pods and service accounts of other namespaces were not
+    /// listed, so only what is scoped to NS is checked against them.
+    only_namespace: Option<String>,
     /// (source index, emission order, finding).
     out: Vec<(Option<usize>, usize, Finding)>,
     by_policy: HashMap<PolicyId, usize>,
@@ -427,7 +434,7 @@ impl Ctx<'_> {
             return;
         }
         for (pi, p) in snap.policies.iter().enumerate() {
-            if p.ingress.is_none() {
+            if p.ingress.is_none() || !self.in_listed_scope(p.applies.namespace.as_deref()) {
                 continue;
             }
             let selected = endpoints
@@ -511,10 +518,24 @@ impl Ctx<'_> {
         ));
     }
 
+    /// Whether what the state holds for `namespace` (`None`: every namespace) was listed.
+    fn in_listed_scope(&self, namespace: Option<&str>) -> bool {
+        self.only_namespace
+            .as_deref()
+            .is_none_or(|only| namespace == Some(only))
+    }
+
     fn rule_selectors(&mut self, src: usize, i: usize, r: &Rule) {
         let snap = self.snap;
         let store = self.store;
         let e = &r.source;
+        let scoped = match &e.namespace {
+            NamespaceMatch::Same(n) => Some(&**n),
+            _ => None,
+        };
+        if !self.in_listed_scope(scoped) {
+            return;
+        }
         let in_scope = |ns: &str| match &e.namespace {
             NamespaceMatch::Same(n) => &**n == ns,
             NamespaceMatch::Selector(s) => s.matches(&**snap.endpoints.namespace_labels(ns)),
@@ -643,6 +664,7 @@ impl Ctx<'_> {
                     .iter()
                     .all(|m| matches!(m, PortMatch::Named(n) if tcp_only_name(n)));
                 let by_pods = !selected.is_empty()
+                    && self.in_listed_scope(p.applies.namespace.as_deref())
                     && r.destination.ports.iter().all(|m| {
                         selected.iter().all(|e| match m {
                             PortMatch::Named(n) => tcp_only_name(n),
