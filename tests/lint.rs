@@ -216,3 +216,25 @@ fn the_readme_shows_real_output() {
     }
     assert!(shown >= 10, "{shown} lines compared");
 }
+
+/// Every code lint can report is in the README's table, and the fixtures' codes are known.
+#[test]
+fn every_code_is_documented() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Static checks: `alp-authz lint`").unwrap()..];
+    for (code, _) in alp_authz::lint::CODES {
+        assert!(
+            section.contains(&format!("`{code}`")),
+            "{code} is not in the README"
+        );
+    }
+    let expected = std::fs::read_to_string(fixtures().join("findings.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    for f in v["findings"].as_array().unwrap() {
+        let code = f["code"].as_str().unwrap();
+        assert!(
+            alp_authz::lint::CODES.iter().any(|(c, _)| *c == code),
+            "{code} is not in lint::CODES"
+        );
+    }
+}

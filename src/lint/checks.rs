@@ -1118,7 +1118,15 @@ mod tests {
             staged_max_age: std::time::Duration::from_secs(30 * 86_400),
             now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000),
         };
-        run(&located, &loaded.store, &Input::Files(vec![]), &opts)
+        let found = run(&located, &loaded.store, &Input::Files(vec![]), &opts);
+        for f in &found {
+            assert!(
+                crate::lint::CODES.iter().any(|(c, _)| *c == f.code),
+                "{} is not in lint::CODES",
+                f.code
+            );
+        }
+        found
     }
 
     fn codes(text: &str) -> Vec<(&'static str, Option<String>)> {
