@@ -93,6 +93,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Lint(args) => lint(&args),
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -101,6 +102,35 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+/// `alp-authz lint`: reads files or lists the cluster once, prints the report.
+fn lint(args: &crate::cli::LintArgs) -> ExitCode {
+    let input = if args.kubernetes.kubernetes {
+        let k = &args.kubernetes;
+        crate::lint::Input::Kubernetes(crate::k8s::Options {
+            kubeconfig: k.kubeconfig.clone(),
+            calico_api: k.calico_api,
+            node: None,
+            namespace: k.namespace.clone(),
+            probe_interval: k.probe_interval(),
+        })
+    } else if args.state.is_empty() {
+        crate::lint::Input::Files(vec![PathBuf::from("policies")])
+    } else {
+        crate::lint::Input::Files(args.state.clone())
+    };
+    let opts = crate::lint::Options {
+        staged_max_age: args.staged_max_age,
+        now: std::time::SystemTime::now(),
+    };
+    let report = crate::lint::lint(&input, &opts);
+    // A closed pipe (`lint | head`) is not an error of the lint.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout().lock(),
+        report.render(args.format).as_bytes(),
+    );
+    ExitCode::from(report.exit_code())
 }
 
 /// An error and its causes, `: `-separated like `{:#}`, leaving out a cause whose text the

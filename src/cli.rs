@@ -43,6 +43,12 @@ pub enum Command {
     ///
     /// Exit status: 0 no flips (of the `--fail-on` kind), 1 flips, 2 error.
     Replay(ReplayArgs),
+    /// Static checks over policy files (`--state`) or the live state (`--kubernetes`):
+    /// shadowed and unreachable rules, tiers that only pass, selectors that select nothing,
+    /// path pitfalls, fields ignored at L7, staged policies left behind.
+    ///
+    /// Exit status: 0 nothing at warning or above, 1 findings, 2 error (unreadable input).
+    Lint(LintArgs),
 }
 
 /// `replay` options.
@@ -79,6 +85,23 @@ pub struct ReplayArgs {
     /// errors: exit 2.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// `lint` options.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Policy and cluster-state files or directories (repeatable). Default: `./policies`.
+    #[arg(long = "state", value_name = "PATH")]
+    pub state: Vec<PathBuf>,
+    /// Output format: `text` or `json`.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: crate::lint::Format,
+    /// Report staged policies created longer ago than this (`30d`, `12h`, seconds).
+    #[arg(long, value_name = "AGE", default_value = "30d", value_parser = crate::lint::parse_age)]
+    pub staged_max_age: Duration,
+    /// Kubernetes API options (`--kubernetes`: list the live state once and lint it).
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
 }
 
 /// `bench` options.

@@ -31,13 +31,14 @@
 //!           reflection), reloads through poll; cli parses, app wires everything
 //!  Tools:   policy_tests (`alp-authz test`), bench (`alp-authz bench`), synth (synthetic
 //!           clusters for benchmarks and tests), replay (`alp-authz replay`: a decision log
-//!           decided again against proposed state)
+//!           decided again against proposed state), lint (`alp-authz lint`: static checks over
+//!           files or the live state)
 //! ```
 //!
 //! Layers, bottom first; a module imports only its own layer and those below
 //! (`tests/layering.rs` fails otherwise, or on an import cycle): `identity`, `poll` →
 //! `policy` → `state` → `telemetry`, `decision_log` → `source`, `k8s` → `authz` → tools
-//! (`synth`, `bench`, `policy_tests`, `replay`) → `cli` → `app`.
+//! (`synth`, `bench`, `policy_tests`, `replay`, `lint`) → `cli` → `app`.
 //!
 //! Start here:
 //! - a new policy field or rule criterion: `policy::model` (the field), `policy::compile` (what
@@ -62,6 +63,7 @@ pub mod cli;
 pub mod decision_log;
 pub mod identity;
 pub mod k8s;
+pub mod lint;
 pub mod policy;
 pub mod policy_tests;
 pub mod poll;

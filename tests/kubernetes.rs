@@ -1159,3 +1159,116 @@ fn assert_watched(api: &FakeApi, plurals: &[&str]) {
         );
     }
 }
+
+/// `alp-authz lint --kubernetes`: discovery and one list per resource (no watch), decoded as
+/// `serve` decodes them, the same checks as on files, and findings that name the objects.
+#[test]
+fn lint_lists_the_state_once_and_names_the_objects() {
+    let api = FakeApi::start(Calico::V3);
+    shop(&api);
+    // A rule its own first rule shadows, a policy that selects no pod, a staged policy.
+    api.apply_yaml(
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: shadow, namespace: shop}\nspec:\n  order: 200\n  selector: app == 'reviews'\n  types: [Ingress]\n  ingress:\n  - {action: Deny, source: {nets: [10.99.0.0/16]}}\n  - {action: Deny, source: {nets: [10.99.1.0/24]}}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: ghost}\nspec: {selector: app == 'ghost', types: [Ingress], ingress: [{action: Deny}]}\n---\napiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: rollout, namespace: shop, creationTimestamp: '2020-01-01T00:00:00Z'}\nspec: {selector: app == 'reviews', types: [Ingress], ingress: [{action: Deny}]}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let lint = |extra: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(["lint", "--kubernetes", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+    let (code, out) = lint(&["--format", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let found: BTreeSet<(String, String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(
+                f["file"].is_null() && f["document"].is_null() && f["line"].is_null(),
+                "{f}"
+            );
+            (
+                f["code"].as_str().unwrap().to_owned(),
+                format!(
+                    "{} {}/{}",
+                    f["kind"].as_str().unwrap(),
+                    f["namespace"].as_str().unwrap_or(""),
+                    f["name"].as_str().unwrap()
+                ),
+                f["field"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    let prefix = |name: &str, rule: usize| {
+        s(
+            "path-prefix-legacy",
+            &format!("NetworkPolicy shop/{name}"),
+            &format!("spec.ingress[{rule}].http.paths[0].prefix"),
+        )
+    };
+    assert_eq!(
+        found,
+        BTreeSet::from([
+            s(
+                "shadowed-rule",
+                "NetworkPolicy shop/shadow",
+                "spec.ingress[1]"
+            ),
+            s(
+                "selects-nothing",
+                "GlobalNetworkPolicy /ghost",
+                "spec.selector"
+            ),
+            s(
+                "staged-too-long",
+                "StagedNetworkPolicy shop/rollout",
+                "metadata.creationTimestamp"
+            ),
+            prefix("productpage", 0),
+            prefix("productpage", 1),
+            prefix("reviews", 0),
+        ]),
+        "{out}"
+    );
+    // One list per resource, never a watch.
+    let requests = api.requests();
+    assert!(requests.iter().all(|r| !r.watch), "{requests:?}");
+    for path in ["/api/v1/pods", "/apis/projectcalico.org/v3/networkpolicies"] {
+        assert_eq!(
+            requests.iter().filter(|r| r.path == path).count(),
+            1,
+            "{path}: {requests:?}"
+        );
+    }
+    // With `--namespace`, pods of other namespaces are not listed: a global policy is not said
+    // to select nothing, the namespace's own findings still are.
+    let (code, out) = lint(&["--namespace", "shop"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("GlobalNetworkPolicy ghost"), "{out}");
+    assert!(
+        out.contains("[shadowed-rule]: NetworkPolicy shop/shadow"),
+        "{out}"
+    );
+    // The text form names the object instead of a file.
+    let (code, out) = lint(&[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("warning[shadowed-rule]: NetworkPolicy shop/shadow spec.ingress[1]: rule 1 (Deny) never decides"),
+        "{out}"
+    );
+    // No API server: exit 2, said as a finding.
+    api.stop();
+    let (code, out) = lint(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("error[load-error]"), "{out}");
+}

@@ -33,8 +33,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Envoy's API: CheckRequest -> Decision -> CheckResponse, the gRPC server.
     ("authz", &["authz"]),
     // Tools beside the server: synthetic clusters, the load test, `alp-authz test`,
-    // `alp-authz replay`.
-    ("tools", &["synth", "bench", "policy_tests", "replay"]),
+    // `alp-authz replay`, `alp-authz lint`.
+    ("tools", &["synth", "bench", "policy_tests", "replay", "lint"]),
     // The command line and the program.
     ("cli", &["cli"]),
     ("app", &["app"]),
