@@ -1522,9 +1522,7 @@ fn an_invalid_policy_gets_exactly_one_event_that_describe_shows() {
     assert_eq!(events.len(), 1, "{events:#?}");
     let e = &events[0];
     println!(
-        "the Event on {}/{}:\n{}",
-        "events",
-        "default.bad-selector",
+        "the Event on events/default.bad-selector:\n{}",
         serde_json::to_string_pretty(e).unwrap()
     );
     assert_eq!(e["type"], "Warning");
@@ -1549,7 +1547,7 @@ fn an_invalid_policy_gets_exactly_one_event_that_describe_shows() {
         "the field path and the selector: {message}"
     );
     assert!(
-        message.ends_with("\napp == \n       ^ expected a string literal"),
+        message.ends_with("\napp == \n       ^ expected string literal"),
         "the parser's caret: {message}"
     );
     // The global policy's Event: in `default`, its field path the rule's.

@@ -449,7 +449,7 @@ mod tests {
     }
 
     const BAD: &str =
-        "spec.selector: invalid selector `app == `: expected a string literal at column 8";
+        "spec.selector: invalid selector `app == `: expected string literal at column 8";
 
     #[test]
     fn one_event_per_version_and_message_however_often_seen() {
@@ -560,8 +560,8 @@ mod tests {
         assert_eq!(
             note,
             "invalid policy: it fails closed (every endpoint it could select is denied until it is fixed): \
-             spec.selector: invalid selector `app == `: expected a string literal at column 8\n\
-             app == \n       ^ expected a string literal"
+             spec.selector: invalid selector `app == `: expected string literal at column 8\n\
+             app == \n       ^ expected string literal"
         );
         // Not a selector error: no caret.
         let note = invalid_note(
