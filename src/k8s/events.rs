@@ -140,7 +140,11 @@ impl Dedupe {
                 Some(Planned {
                     type_: "Warning",
                     reason,
-                    action: "FailClosed",
+                    action: if staged(n.resource) {
+                        "Ignore"
+                    } else {
+                        "FailClosed"
+                    },
                     note,
                     digest,
                 })
@@ -226,12 +230,7 @@ impl TokenBucket {
 pub fn invalid_note(resource: Resource, reason: &str, error: &str) -> String {
     let head = if reason == REASON_INVALID_TIER {
         "invalid tier: its policies fail closed (every endpoint they could select is denied until it is fixed)"
-    } else if matches!(
-        resource,
-        Resource::StagedGlobalNetworkPolicies
-            | Resource::StagedNetworkPolicies
-            | Resource::StagedKubernetesNetworkPolicies
-    ) {
+    } else if staged(resource) {
         "invalid staged policy: ignored (it is not enforced, and its would-be verdicts are not counted) until it is fixed"
     } else {
         "invalid policy: it fails closed (every endpoint it could select is denied until it is fixed)"
@@ -244,6 +243,16 @@ pub fn invalid_note(resource: Resource, reason: &str, error: &str) -> String {
         }
     }
     truncate(plain, NOTE_MAX)
+}
+
+/// Whether objects of `resource` are staged (never enforced: an invalid one is ignored).
+fn staged(resource: Resource) -> bool {
+    matches!(
+        resource,
+        Resource::StagedGlobalNetworkPolicies
+            | Resource::StagedNetworkPolicies
+            | Resource::StagedKubernetesNetworkPolicies
+    )
 }
 
 /// The selector of an `invalid selector `…`: …` error, with the caret the selector parser
@@ -506,6 +515,22 @@ mod tests {
         };
         assert_eq!(d.observe(&gone), None);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_staged_policy_is_said_to_be_ignored() {
+        let n = Notice {
+            resource: Resource::StagedNetworkPolicies,
+            key: ("shop".into(), "default.try".into()),
+            ..invalid("x", origin("u1", 1), BAD)
+        };
+        let p = Dedupe::new().observe(&n).unwrap();
+        assert_eq!((p.type_, p.action), ("Warning", "Ignore"));
+        assert!(
+            p.note.starts_with("invalid staged policy: ignored"),
+            "{}",
+            p.note
+        );
     }
 
     #[test]
