@@ -1562,21 +1562,34 @@ fn an_invalid_policy_gets_exactly_one_event_that_describe_shows() {
     );
     assert!(gmessage.contains('^'), "{gmessage}");
 
-    // Unrelated changes, each published: a new policy, a relabelled namespace, the invalid
-    // policy relabelled (a new resourceVersion, the same generation), the new policy deleted.
-    let to_frontend = request((&pp, "events", "productpage"), &fe, 8080, "GET", "/");
-    assert_eq!(g.check(&to_frontend), Ok(OK));
+    // Unrelated changes, each published (the state's generation moves): a new policy, a
+    // relabelled namespace, the invalid policy relabelled (a new resourceVersion, the same
+    // generation), the new policy deleted.
+    let generation = "alp_authz_state_generation";
+    let published_after = |before: f64| {
+        let started = Instant::now();
+        while metric(&metrics, generation) <= before {
+            assert!(started.elapsed() < BOUND, "no publication");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     let lock = cnp(
         "events",
         "lock-frontend",
         json!({"order": 10, "selector": "app == 'frontend'", "ingress": [{"action": "Deny"}]}),
     );
+    let g0 = metric(&metrics, generation);
     c.apply(lock.clone());
-    g.wait_for(&to_frontend, DENIED, "an unrelated policy applied");
+    published_after(g0);
+    let g1 = metric(&metrics, generation);
     set_labels(&c, "events", json!({"team": "shop", "touched": "yes"}));
+    published_after(g1);
+    let g2 = metric(&metrics, generation);
     c.label(&bad, json!({"relabelled": "yes"}));
+    published_after(g2);
+    let g3 = metric(&metrics, generation);
     c.delete(&lock);
-    g.wait_for(&to_frontend, OK, "the unrelated policy deleted");
+    published_after(g3);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&c.describe_events(&bad), "InvalidPolicy"), 1);
     assert_eq!(count(&c.describe_events(&gbad), "InvalidPolicy"), 1);
