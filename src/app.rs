@@ -582,6 +582,7 @@ async fn kubernetes_sync(
         node: k.node.clone(),
         namespace: k.namespace.clone(),
         probe_interval: k.probe_interval(),
+        policy_events: !k.no_policy_events,
     };
     // A configuration that cannot work (no cluster, an unreadable kubeconfig) stops
     // here; an API server that does not answer yet is retried.

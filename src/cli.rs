@@ -369,6 +369,11 @@ pub struct KubernetesArgs {
         requires = "kubernetes"
     )]
     pub kube_probe_interval: f64,
+    /// Do not write Kubernetes Events on invalid policies (by default each policy that fails
+    /// closed gets a Warning Event, shown by `kubectl describe`; needs `create` on
+    /// `events.k8s.io` `events`).
+    #[arg(long, requires = "kubernetes")]
+    pub no_policy_events: bool,
 }
 
 impl KubernetesArgs {

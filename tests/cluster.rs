@@ -1511,3 +1511,299 @@ fn lint_lists_the_live_state_once() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+// === policy Events (issue #19 item 3) ===
+
+impl Cluster {
+    /// The Events on one object, read as `kubectl describe` reads them: core/v1, with a field
+    /// selector on `involvedObject` (kind, name, uid; and namespace for a namespaced object,
+    /// whose Events live in its namespace; a cluster-scoped object's are searched everywhere).
+    fn describe_events(&self, obj: &Value) -> Vec<Value> {
+        let meta = &obj["metadata"];
+        let (name, uid) = (
+            meta["name"].as_str().unwrap(),
+            meta["uid"].as_str().unwrap(),
+        );
+        let mut fields = format!(
+            "involvedObject.kind={},involvedObject.name={name},involvedObject.uid={uid}",
+            obj["kind"].as_str().unwrap()
+        );
+        let api: Api<k8s_openapi::api::core::v1::Event> = match meta["namespace"].as_str() {
+            Some(ns) => {
+                fields.push_str(&format!(",involvedObject.namespace={ns}"));
+                Api::namespaced(self.admin.clone(), ns)
+            }
+            None => Api::all(self.admin.clone()),
+        };
+        let list = self
+            .rt
+            .block_on(api.list(&ListParams::default().fields(&fields)))
+            .unwrap();
+        list.items
+            .into_iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    }
+
+    /// Waits (at most [`BOUND`]) until `obj` has `n` Events of `reason`, and returns them all.
+    fn wait_events(&self, obj: &Value, reason: &str, n: usize) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let events = self.describe_events(obj);
+            let got = events.iter().filter(|e| e["reason"] == reason).count();
+            if got >= n {
+                return events;
+            }
+            assert!(
+                started.elapsed() < BOUND,
+                "{} {}: {got} {reason} Events after {BOUND:?}, want {n}: {events:#?}",
+                obj["kind"],
+                obj["metadata"]["name"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn count(events: &[Value], reason: &str) -> usize {
+    events.iter().filter(|e| e["reason"] == reason).count()
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    common::scrape_metrics(addr)
+        .get(name)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn an_invalid_policy_gets_exactly_one_event_that_describe_shows() {
+    let Some(c) = Cluster::get("policy_events") else {
+        return;
+    };
+    let (objects, [fe, pp, _]) = shop("events", 12);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = common::free_loopback_addr();
+    let server = c.serve(&dir, &["--metrics", &metrics]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    let get = request((&fe, "events", "frontend"), &pp, 8080, "GET", "/");
+    assert_eq!(g.check(&get), Ok(OK));
+
+    // A namespaced policy whose selector does not parse (the CRD schema admits it).
+    let bad = c.apply(cnp(
+        "events",
+        "bad-selector",
+        json!({"order": 50, "selector": "app == ", "ingress": [{"action": "Allow"}]}),
+    ));
+    // A global one whose rule's selector does not parse.
+    let gbad = c.apply(gnp(
+        "bad-rule",
+        json!({"order": 60, "selector": "app == 'oncall'",
+               "ingress": [{"action": "Allow", "source": {"selector": "role in {'a'"}}]}),
+    ));
+    g.wait_for(&get, DENIED, "the invalid policy fails closed");
+    let events = c.wait_events(&bad, "InvalidPolicy", 1);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    println!(
+        "the Event on events/default.bad-selector:\n{}",
+        serde_json::to_string_pretty(e).unwrap()
+    );
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["metadata"]["namespace"], "events");
+    assert_eq!(
+        e["involvedObject"]["apiVersion"],
+        "crd.projectcalico.org/v1"
+    );
+    assert_eq!(e["involvedObject"]["kind"], "NetworkPolicy");
+    assert_eq!(e["involvedObject"]["namespace"], "events");
+    assert_eq!(e["involvedObject"]["name"], "default.bad-selector");
+    assert_eq!(e["involvedObject"]["uid"], bad["metadata"]["uid"]);
+    assert_eq!(e["reportingComponent"], "alp-authz");
+    assert_eq!(e["action"], "FailClosed");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("invalid policy: it fails closed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.selector: invalid selector `app == `"),
+        "the field path and the selector: {message}"
+    );
+    assert!(
+        message.ends_with("\napp == \n       ^ expected string literal"),
+        "the parser's caret: {message}"
+    );
+    // The global policy's Event: in `default`, its field path the rule's.
+    let gevents = c.wait_events(&gbad, "InvalidPolicy", 1);
+    assert_eq!(gevents.len(), 1, "{gevents:#?}");
+    assert_eq!(gevents[0]["metadata"]["namespace"], "default");
+    assert!(gevents[0]["involvedObject"].get("namespace").is_none());
+    let gmessage = gevents[0]["message"].as_str().unwrap();
+    assert!(
+        gmessage.contains("spec.ingress[0].source.selector: invalid selector `role in {'a'`"),
+        "{gmessage}"
+    );
+    assert!(gmessage.contains('^'), "{gmessage}");
+
+    // Unrelated changes, each published (the state's generation moves): a new policy, a
+    // relabelled namespace, the invalid policy relabelled (a new resourceVersion, the same
+    // generation), the new policy deleted.
+    let generation = "alp_authz_state_generation";
+    let published_after = |before: f64| {
+        let started = Instant::now();
+        while metric(&metrics, generation) <= before {
+            assert!(started.elapsed() < BOUND, "no publication");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let lock = cnp(
+        "events",
+        "lock-frontend",
+        json!({"order": 10, "selector": "app == 'frontend'", "ingress": [{"action": "Deny"}]}),
+    );
+    let g0 = metric(&metrics, generation);
+    c.apply(lock.clone());
+    published_after(g0);
+    let g1 = metric(&metrics, generation);
+    set_labels(&c, "events", json!({"team": "shop", "touched": "yes"}));
+    published_after(g1);
+    let g2 = metric(&metrics, generation);
+    c.label(&bad, json!({"relabelled": "yes"}));
+    published_after(g2);
+    let g3 = metric(&metrics, generation);
+    c.delete(&lock);
+    published_after(g3);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&c.describe_events(&bad), "InvalidPolicy"), 1);
+    assert_eq!(count(&c.describe_events(&gbad), "InvalidPolicy"), 1);
+    assert!(metric(&metrics, "alp_authz_policy_events_deduplicated_total") >= 1.0);
+    let created = "alp_authz_policy_events_total{result=\"created\"}";
+    assert_eq!(metric(&metrics, created), 2.0);
+
+    // A restart lists everything again, with nothing remembered: the same Events are
+    // refused as existing (409), and nothing is duplicated.
+    drop(g);
+    drop(server);
+    let metrics = common::free_loopback_addr();
+    let server = c.serve(&dir, &["--metrics", &metrics]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let exists = "alp_authz_policy_events_total{result=\"already_exists\"}";
+    let started = Instant::now();
+    while metric(&metrics, exists) < 2.0 {
+        assert!(
+            started.elapsed() < BOUND,
+            "the relisted policies were never reported"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&metrics, created), 0.0);
+    assert_eq!(count(&c.describe_events(&bad), "InvalidPolicy"), 1);
+    assert_eq!(count(&c.describe_events(&gbad), "InvalidPolicy"), 1);
+
+    // Fixed: a Normal Event says it is enforced again.
+    let fixed = c.apply(cnp(
+        "events",
+        "bad-selector",
+        json!({"order": 50, "selector": "app == 'productpage'", "ingress": [{"action": "Allow"}]}),
+    ));
+    let mut g = Grpc::connect(&server);
+    g.wait_for(&get, OK, "the fixed policy allows");
+    let events = c.wait_events(&fixed, "PolicyValid", 1);
+    assert_eq!(count(&events, "PolicyValid"), 1, "{events:#?}");
+    assert_eq!(count(&events, "InvalidPolicy"), 1, "{events:#?}");
+    let normal = events
+        .iter()
+        .find(|e| e["reason"] == "PolicyValid")
+        .unwrap();
+    assert_eq!(normal["type"], "Normal");
+}
+
+#[test]
+fn policy_events_off_with_the_flag_and_refused_without_the_rule() {
+    let Some(c) = Cluster::get("policy_events_off") else {
+        return;
+    };
+    let (objects, [fe, pp, oc]) = shop("events-off", 13);
+    for o in &objects {
+        c.apply(o.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = common::free_loopback_addr();
+    let get = request((&fe, "events-off", "frontend"), &pp, 8080, "GET", "/");
+    let to_oncall = request((&pp, "events-off", "productpage"), &oc, 8080, "GET", "/");
+
+    // --no-policy-events: the policy fails closed, and no Event is written.
+    let server = c.serve(&dir, &["--metrics", &metrics, "--no-policy-events"]);
+    server.wait_for_log("synced with the Kubernetes API");
+    let mut g = Grpc::connect(&server);
+    assert_eq!(g.check(&get), Ok(OK));
+    // Invalid in a rule: it fails closed on what its own selector selects (productpage).
+    let bad = c.apply(cnp(
+        "events-off",
+        "bad-selector",
+        json!({"order": 50, "selector": "app == 'productpage'",
+               "ingress": [{"action": "Allow", "source": {"selector": "("}}]}),
+    ));
+    server.wait_for_log("invalid policy");
+    g.wait_for(&get, DENIED, "the invalid policy fails closed");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.describe_events(&bad), Vec::<Value>::new());
+    assert_eq!(
+        metric(
+            &metrics,
+            "alp_authz_policy_events_total{result=\"created\"}"
+        ),
+        0.0
+    );
+    drop(g);
+    drop(server);
+
+    // The ClusterRole without its `events` rule: the create is refused (403), said once,
+    // counted, and serving goes on.
+    let kubeconfig = c.alp_kubeconfig(dir.path(), |role| {
+        role["rules"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|r| r["resources"] != json!(["events"]));
+    });
+    let metrics = common::free_loopback_addr();
+    let server = serve_with(&kubeconfig, &["--metrics", &metrics]);
+    let line = server.wait_for_log("cannot create Kubernetes Events (403 Forbidden)");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("default.bad-selector"),
+        "names the object: {line}"
+    );
+    let mut g = Grpc::connect(&server);
+    g.wait_health(1, "serving without the events rule");
+    assert_eq!(g.check(&get), Ok(DENIED), "still fails closed");
+    assert_eq!(g.check(&to_oncall), Ok(OK), "and serves the rest");
+    let forbidden = "alp_authz_policy_events_total{result=\"forbidden\"}";
+    assert!(metric(&metrics, forbidden) >= 1.0);
+    // Another invalid policy: refused again, logged at debug only, counted.
+    c.apply(gnp(
+        "bad-too",
+        json!({"order": 60, "selector": "(", "ingress": [{"action": "Allow"}]}),
+    ));
+    let started = Instant::now();
+    while metric(&metrics, forbidden) < 2.0 {
+        assert!(
+            started.elapsed() < BOUND,
+            "the second refusal was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.describe_events(&bad), Vec::<Value>::new());
+    assert_eq!(
+        g.check(&to_oncall),
+        Ok(DENIED),
+        "the global one fails closed everywhere"
+    );
+    // The other tests get the shipped role back (Cluster::serve applies it).
+    c.apply_rbac(|_| {});
+}

@@ -10,6 +10,8 @@
 //!  sync      ── one thread owns the Store; relists replace a resource whole; publishes a
 //!               snapshot (state::Shared) once every resource is listed, then per batch
 //!  probe     ── GET /version every few seconds: API server reachability and last contact
+//!  events    ── a Kubernetes Event on each policy that fails closed (fed by sync after each
+//!               publish through a bounded channel; deduplicated, rate-limited)
 //! ```
 //!
 //! Nothing is published until every watch has listed once: until then the health service says
@@ -19,6 +21,7 @@
 //!
 //! `policy` must not import this module.
 
+pub mod events;
 pub mod resource;
 pub mod status;
 pub mod sync;
@@ -71,6 +74,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// How often the API server's reachability is probed.
     pub probe_interval: Duration,
+    /// Kubernetes Events on invalid policies (`k8s::events`).
+    pub policy_events: bool,
 }
 
 /// A client from `--kubeconfig`, or inferred (in-cluster, `KUBECONFIG`, `~/.kube/config`).
@@ -234,13 +239,21 @@ pub async fn run(
 
     let (tx, rx) = mpsc::channel(4096);
     let sync = WatchedStore::new(discovered.resources.iter().map(|(r, _)| *r))
-        .with_node(opts.node.as_deref());
+        .with_node(opts.node.as_deref())
+        .with_notices(opts.policy_events);
+    let events_tx = opts.policy_events.then(|| {
+        let (tx, rx) = mpsc::channel(events::QUEUE);
+        let apis = discovered.resources.iter().cloned().collect();
+        tokio::spawn(events::run(client.clone(), apis, rx, status.clone()));
+        tx
+    });
     {
         let (state, status) = (state.clone(), status.clone());
         std::thread::Builder::new()
             .name("alp-authz-sync".into())
             .spawn(move || {
-                let run = std::panic::AssertUnwindSafe(|| sync::run(sync, rx, state, status));
+                let run =
+                    std::panic::AssertUnwindSafe(|| sync::run(sync, rx, state, status, events_tx));
                 if std::panic::catch_unwind(run).is_err() {
                     // Serving a state that can no longer change, with nothing saying so, would
                     // be worse than restarting: exit, and let the orchestrator restart us.

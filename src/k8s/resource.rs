@@ -149,11 +149,45 @@ impl Resource {
 /// A watched object's identity in the API: namespace (empty for cluster-scoped) and name.
 pub type ObjKey = (String, String);
 
+/// What points at one version of an object in the API, beside its [`ObjKey`]: what an Event
+/// about it needs (`regarding.uid`) and what tells one version from the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// `metadata.uid` (empty when the API did not send one).
+    pub uid: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// `metadata.generation`, where the API keeps one (it changes with the spec only).
+    pub generation: Option<i64>,
+}
+
+impl Origin {
+    /// From an object's metadata.
+    pub fn of(meta: &kube::core::ObjectMeta) -> Self {
+        Origin {
+            uid: meta.uid.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            generation: meta.generation,
+        }
+    }
+
+    /// The version an Event is about: the generation where there is one (a relabelled object
+    /// is the same policy), else the resource version.
+    pub fn version(&self) -> String {
+        match self.generation {
+            Some(g) => format!("g{g}"),
+            None => format!("rv{}", self.resource_version),
+        }
+    }
+}
+
 /// One object from a watch, decoded (or why it could not be).
 #[derive(Debug, Clone)]
 pub struct Item {
     /// Its identity in the API.
     pub key: ObjKey,
+    /// Its uid and version.
+    pub origin: Origin,
     /// What it became.
     pub decoded: Result<Object, DecodeError>,
 }
@@ -172,12 +206,14 @@ pub fn obj_key(meta: &kube::core::ObjectMeta) -> ObjKey {
 /// `api` so the document is complete.
 pub fn decode_dynamic(api: &ApiResource, obj: DynamicObject) -> Item {
     let key = obj_key(&obj.metadata);
+    let origin = Origin::of(&obj.metadata);
     let mut value = match serde_json::to_value(obj) {
         Ok(v) => v,
         Err(e) => {
             return Item {
                 decoded: Err(invalid(api, &key, e.to_string())),
                 key,
+                origin,
             };
         }
     };
@@ -190,7 +226,11 @@ pub fn decode_dynamic(api: &ApiResource, obj: DynamicObject) -> Item {
         Ok(None) => Err(invalid(api, &key, "not a kind alp-authz reads".into())),
         Err(e) => Err(e),
     };
-    Item { key, decoded }
+    Item {
+        key,
+        origin,
+        decoded,
+    }
 }
 
 /// A Namespace or ServiceAccount from its metadata alone.
@@ -218,7 +258,11 @@ pub fn decode_meta(resource: Resource, meta: &kube::core::ObjectMeta) -> Item {
             }),
         }
     };
-    Item { key, decoded }
+    Item {
+        key,
+        origin: Origin::of(meta),
+        decoded,
+    }
 }
 
 fn invalid(api: &ApiResource, key: &ObjKey, message: String) -> DecodeError {

@@ -24,6 +24,27 @@ pub struct Status {
     resources: OnceLock<Vec<ResourceStatus>>,
     calico_api: OnceLock<String>,
     apiserver: Mutex<ApiServer>,
+    /// What became of the policy Events (`k8s::events`).
+    pub events: EventCounters,
+}
+
+/// Counters of the policy Events (`k8s::events`).
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    /// Events created.
+    pub created: AtomicU64,
+    /// Creates answered 409: the same Event existed (an earlier run, another replica).
+    pub already_exists: AtomicU64,
+    /// Creates refused with 403 (no RBAC rule for `events`).
+    pub forbidden: AtomicU64,
+    /// Creates that failed otherwise (or timed out).
+    pub failed: AtomicU64,
+    /// Sightings of an invalid object already reported (relists, resyncs).
+    pub deduplicated: AtomicU64,
+    /// Events dropped because the budget was spent.
+    pub rate_limited: AtomicU64,
+    /// Notices dropped because the emitter's queue was full.
+    pub queue_full: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -201,6 +222,43 @@ impl Series for Status {
         None,
         MetricType::Gauge,
     )?)?;
+        let e = &k.events;
+        let mut m = encoder.encode_descriptor(
+            "alp_authz_policy_events",
+            "Kubernetes Events on invalid policies, by the API server's answer (already_exists: created before, e.g. by an earlier run; forbidden: no RBAC rule for events).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, v) in [
+            ("created", &e.created),
+            ("already_exists", &e.already_exists),
+            ("forbidden", &e.forbidden),
+            ("failed", &e.failed),
+        ] {
+            ConstCounter::new(v.load(Ordering::Relaxed))
+                .encode(m.encode_family(&[("result", result)])?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "alp_authz_policy_events_dropped",
+            "Policy Events not sent: over the rate budget, or the emitter's queue full.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, v) in [
+            ("rate_limited", &e.rate_limited),
+            ("queue_full", &e.queue_full),
+        ] {
+            ConstCounter::new(v.load(Ordering::Relaxed))
+                .encode(m.encode_family(&[("reason", reason)])?)?;
+        }
+        ConstCounter::new(e.deduplicated.load(Ordering::Relaxed)).encode(
+            encoder.encode_descriptor(
+                "alp_authz_policy_events_deduplicated",
+                "Sightings of an invalid policy already reported by an Event (relists, resyncs): not sent again.",
+                None,
+                MetricType::Counter,
+            )?,
+        )?;
         ConstGauge::new(1).encode(
             encoder
                 .encode_descriptor(

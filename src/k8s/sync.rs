@@ -21,7 +21,8 @@ use std::{
 use tokio::sync::mpsc;
 
 use super::{
-    resource::{Item, ObjKey, Resource},
+    events::{self, Notice, Seen},
+    resource::{Item, ObjKey, Origin, Resource},
     status::Status,
 };
 use crate::{
@@ -64,6 +65,11 @@ pub struct WatchedStore {
     expected: HashSet<Resource>,
     synced: HashSet<Resource>,
     dirty: bool,
+    /// Policy Events on: the last notice of each policy object since the last publication.
+    notices: Option<HashMap<(Resource, ObjKey), Notice>>,
+    /// Objects whose last notice said invalid: only these get a notice when valid or gone
+    /// (the emitter has nothing to say of the others).
+    flagged: HashSet<(Resource, ObjKey)>,
 }
 
 impl WatchedStore {
@@ -76,6 +82,50 @@ impl WatchedStore {
             expected: expected.into_iter().collect(),
             synced: HashSet::new(),
             dirty: false,
+            notices: None,
+            flagged: HashSet::new(),
+        }
+    }
+
+    /// Collects a [`Notice`] for every policy or tier object applied, relisted or deleted
+    /// ([`WatchedStore::take_notices`]), for the policy Events (`k8s::events`).
+    pub fn with_notices(mut self, on: bool) -> Self {
+        self.notices = on.then(HashMap::new);
+        self
+    }
+
+    /// The notices collected since the last call: one per object, the latest.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        self.notices
+            .as_mut()
+            .map(|n| n.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default()
+    }
+
+    fn notice(&mut self, resource: Resource, key: &ObjKey, origin: Origin, state: Seen) {
+        let Some(notices) = &mut self.notices else {
+            return;
+        };
+        if !reports(resource) {
+            return;
+        }
+        let at = (resource, key.clone());
+        let send = if matches!(state, Seen::Invalid { .. }) {
+            self.flagged.insert(at);
+            true
+        } else {
+            self.flagged.remove(&at)
+        };
+        if send {
+            notices.insert(
+                (resource, key.clone()),
+                Notice {
+                    resource,
+                    key: key.clone(),
+                    origin,
+                    state,
+                },
+            );
         }
     }
 
@@ -128,6 +178,7 @@ impl WatchedStore {
                 if let Some(old) = self.owners.entry(resource).or_default().remove(&key) {
                     self.store.delete(&old);
                     self.dirty = true;
+                    self.notice(resource, &key, Origin::default(), Seen::Gone);
                 }
             }
         }
@@ -142,13 +193,14 @@ impl WatchedStore {
         owners.retain(|k, old| {
             let keep = listed_keys.contains(k);
             if !keep {
-                gone.push(old.clone());
+                gone.push((k.clone(), old.clone()));
             }
             keep
         });
-        for old in gone {
+        for (key, old) in gone {
             tracing::debug!(resource = resource.plural(), object = %old, "gone after relist");
             self.store.delete(&old);
+            self.notice(resource, &key, Origin::default(), Seen::Gone);
         }
         for item in listed {
             self.apply(resource, item);
@@ -157,7 +209,16 @@ impl WatchedStore {
     }
 
     fn apply(&mut self, resource: Resource, item: Item) {
-        let Item { key, decoded } = item;
+        let Item {
+            key,
+            origin,
+            decoded,
+        } = item;
+        let seen = match &decoded {
+            Ok(obj) => seen(obj),
+            Err(_) => Seen::Gone,
+        };
+        self.notice(resource, &key, origin, seen);
         let owners = self.owners.entry(resource).or_default();
         let previous = owners.remove(&key);
         self.dirty = true;
@@ -210,16 +271,51 @@ fn report(key: &ObjKey, obj: &Object) {
     }
 }
 
+/// Whether objects of `resource` get policy Events: every policy kind, and tiers.
+fn reports(resource: Resource) -> bool {
+    !matches!(
+        resource,
+        Resource::NetworkSets
+            | Resource::GlobalNetworkSets
+            | Resource::Namespaces
+            | Resource::ServiceAccounts
+            | Resource::Pods
+            | Resource::EndpointSlices
+    )
+}
+
+/// What an Event would say of a decoded policy or tier.
+fn seen(obj: &Object) -> Seen {
+    match obj {
+        Object::Policy(p) => match &p.compiled {
+            Err(e) => Seen::Invalid {
+                reason: events::REASON_INVALID_POLICY,
+                error: e.error.clone(),
+            },
+            Ok(_) => Seen::Valid,
+        },
+        Object::Tier { tier: Err(e), .. } => Seen::Invalid {
+            reason: events::REASON_INVALID_TIER,
+            error: e.to_string(),
+        },
+        _ => Seen::Valid,
+    }
+}
+
 /// How many updates at most are applied between two publications.
 const MAX_BATCH: usize = 100_000;
 
 /// Applies updates from `rx` until it closes; publishes into `state` once every resource has
 /// been listed, then after every batch of changes. Blocking: run it on its own thread.
+///
+/// After each publication, the policy notices of the batch go to `events` (the policy Events
+/// emitter) without waiting: when its queue is full they are dropped and counted.
 pub fn run(
     mut sync: WatchedStore,
     mut rx: mpsc::Receiver<Update>,
     state: Arc<Shared>,
     status: Arc<Status>,
+    events: Option<mpsc::Sender<Notice>>,
 ) {
     let started = Instant::now();
     while let Some(first) = rx.blocking_recv() {
@@ -283,6 +379,13 @@ pub fn run(
                 apply_ms = ms(total.saturating_sub(build)),
                 "published state from the Kubernetes API"
             );
+        }
+        if let Some(tx) = &events {
+            for notice in sync.take_notices() {
+                if tx.try_send(notice).is_err() {
+                    status.events.queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -446,6 +549,84 @@ mod tests {
             Change::Delete((String::new(), "default.p".into())),
         ));
         assert!(policy_names(&sync).is_empty());
+    }
+
+    fn bad_gnp(name: &str, uid: &str, generation: i64, selector: &str) -> Item {
+        item(
+            Resource::GlobalNetworkPolicies,
+            model::CALICO_V3,
+            json!({"metadata": {"name": name, "uid": uid, "generation": generation,
+                                "resourceVersion": format!("{}", generation * 7)},
+                   "spec": {"selector": selector, "ingress": [{"action": "Allow"}]}}),
+        )
+    }
+
+    #[test]
+    fn notices_name_invalid_policies_once_per_batch_and_relists_repeat_them() {
+        use crate::k8s::events::Dedupe;
+        let mut sync =
+            WatchedStore::new([Resource::GlobalNetworkPolicies, Resource::Pods]).with_notices(true);
+        let bad = bad_gnp("bad", "u-1", 1, "app == ");
+        list(
+            &mut sync,
+            Resource::GlobalNetworkPolicies,
+            vec![bad.clone(), gnp("ok", None)],
+        );
+        list(&mut sync, Resource::Pods, vec![pod("a", "10.0.0.1", "x")]);
+        let notices = sync.take_notices();
+        assert_eq!(
+            notices.len(),
+            1,
+            "valid policies and pods say nothing: {notices:?}"
+        );
+        let n = &notices[0];
+        assert_eq!(n.key, (String::new(), "bad".to_owned()));
+        assert_eq!(n.origin.uid, "u-1");
+        let Seen::Invalid { reason, error } = &n.state else {
+            panic!("{n:?}")
+        };
+        assert_eq!(*reason, events::REASON_INVALID_POLICY);
+        assert!(
+            error.starts_with("spec.selector: invalid selector `app == `"),
+            "{error}"
+        );
+        let mut dedupe = Dedupe::new();
+        assert!(dedupe.observe(n).is_some());
+        // An unrelated change: no notice.
+        sync.handle(up(Resource::Pods, Change::Apply(pod("a", "10.0.0.1", "y"))));
+        assert!(sync.take_notices().is_empty());
+        // A relist sees the object again: the same notice, which the emitter drops.
+        list(
+            &mut sync,
+            Resource::GlobalNetworkPolicies,
+            vec![bad, gnp("ok", None)],
+        );
+        let again = sync.take_notices();
+        assert_eq!(again, notices);
+        assert_eq!(dedupe.observe(&again[0]), None);
+        // Fixed: a Valid notice (the emitter says so once); then deleted: nothing more.
+        let fixed = bad_gnp("bad", "u-1", 2, "app == 'x'");
+        sync.handle(up(Resource::GlobalNetworkPolicies, Change::Apply(fixed)));
+        let valid = sync.take_notices();
+        assert_eq!(valid.len(), 1);
+        assert_eq!(valid[0].state, Seen::Valid);
+        assert!(dedupe.observe(&valid[0]).is_some());
+        sync.handle(up(
+            Resource::GlobalNetworkPolicies,
+            Change::Delete((String::new(), "bad".into())),
+        ));
+        assert!(
+            sync.take_notices().is_empty(),
+            "it was valid: nothing to forget"
+        );
+        // Off: nothing is collected.
+        let mut off = WatchedStore::new([Resource::GlobalNetworkPolicies]);
+        list(
+            &mut off,
+            Resource::GlobalNetworkPolicies,
+            vec![bad_gnp("b", "u", 1, "(")],
+        );
+        assert!(off.take_notices().is_empty());
     }
 
     #[test]

@@ -133,6 +133,10 @@ def main():
             time.sleep(0.3)
         else:
             raise SystemExit(f"not ready within 60 s: {open(log.name).read()[-3000:]}")
+        # One scrape reads its series one after another: a scrape that saw the server ready
+        # may have read a watch's synced flag just before the last list completed (seen once
+        # under a load average of 19). Every flag is set before readiness: read them again.
+        text = urllib.request.urlopen(url, timeout=2).read().decode()
         synced = re.findall(r'^alp_authz_kubernetes_watch_synced\{resource="([^"]+)"\} (\d+)', text, re.M)
         errors = re.findall(r'^alp_authz_kubernetes_watch_errors_total\{resource="([^"]+)"\} (\d+)', text, re.M)
         assert synced and all(v == "1" for _, v in synced), f"watches not synced: {synced}"

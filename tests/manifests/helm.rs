@@ -147,6 +147,7 @@ fn helm_template_output_is_schema_valid_and_its_args_parse_as_serve() {
                 "server.trustBundle.configMap=istio-ca-root-cert",
                 "server.explainDenials=true",
                 "server.dryRun=true",
+                "server.policyEvents=false",
                 "server.trustNetworkIdentity=true",
                 "server.maxInFlight=100",
                 "server.requestTimeout=1",
@@ -201,6 +202,7 @@ fn helm_template_output_is_schema_valid_and_its_args_parse_as_serve() {
                         "logLevel" => continue,
                         "trustBundle" => "--trust-bundle".to_owned(),
                         "extraArgs" => "--kube-probe-interval".to_owned(),
+                        "policyEvents" => "--no-policy-events".to_owned(),
                         k => format!(
                             "--{}",
                             k.chars()

@@ -47,6 +47,9 @@ app.kubernetes.io/part-of: alp-authz
 {{- if ne $s.maxInFlight nil }}
 - --max-in-flight={{ $s.maxInFlight }}
 {{- end }}
+{{- if not $s.policyEvents }}
+- --no-policy-events
+{{- end }}
 {{- with $s.decisionLog }}
 - --decision-log={{ . }}
 {{- end }}
