@@ -97,7 +97,9 @@ impl Checker {
     }
 
     /// Decides a request and builds the answer. No lock; with no optional answer parts
-    /// configured, allocates only to deny.
+    /// configured, allocates nothing to allow, and to deny only the strings of the fixed
+    /// answer (the reason is rendered only for a reader: `--explain-denials`, an enabled
+    /// `decision` event, the decision log).
     pub fn check(&self, req: &CheckRequest) -> (CheckResponse, Decision) {
         let started = Instant::now();
         let snap = self.state.load();
@@ -119,8 +121,8 @@ impl Checker {
                     target: "staged",
                     request_id,
                     generation = snap.generation,
-                    enforced = %decision.reason(&snap),
-                    staged = %staged.reason(shadow),
+                    enforced = %decision.describe(&snap),
+                    staged = %staged.describe(shadow),
                     "staged policy would change the answer"
                 );
             }
@@ -134,7 +136,7 @@ impl Checker {
                     target: "decision",
                     request_id,
                     generation = snap.generation,
-                    reason = %decision.reason(&snap),
+                    reason = %decision.describe(&snap),
                     "dry run: allowed a request that policy denies"
                 );
                 // The request reaches the upstream: the identity header must be set or removed
@@ -150,9 +152,16 @@ impl Checker {
                 resp
             }
             Verdict::Deny => {
-                let reason = decision.reason(&snap);
-                tracing::debug!(target: "decision", request_id, generation = snap.generation, %reason, "denied");
-                response::denied(http, settings.explain_denials.then_some(reason.as_str()))
+                // The reason is text only where something reads it: this event, when enabled
+                // (tracing formats its fields only then), and the answer, when the operator
+                // sends reasons. Otherwise the denial is the decision's indexes and the fixed
+                // 403 (see `tests/alloc.rs`).
+                tracing::debug!(target: "decision", request_id, generation = snap.generation, reason = %decision.describe(&snap), "denied");
+                if settings.explain_denials {
+                    response::denied(http, Some(&decision.reason(&snap)))
+                } else {
+                    response::denied(http, None)
+                }
             }
         };
         if answer.dynamic_metadata {

@@ -41,11 +41,11 @@ pub fn allowed(http: bool) -> CheckResponse {
 
 /// The answer to a denied request. `reason` is sent (status message and a header) only when
 /// given: policy names are not leaked to callers by default.
+///
+/// Allocates only the strings the message owns: the status message, and for HTTP the header
+/// list, the content-type header's name and value, the body and (with a reason) the reason
+/// header's name and value — 1 allocation for TCP, 5 for HTTP, 2 more with a reason.
 pub fn denied(http: bool, reason: Option<&str>) -> CheckResponse {
-    let mut headers = vec![header("content-type", "text/plain")];
-    if let Some(r) = reason {
-        headers.push(header(REASON_HEADER, r));
-    }
     CheckResponse {
         status: Some(Status {
             code: CODE_PERMISSION_DENIED,
@@ -53,6 +53,11 @@ pub fn denied(http: bool, reason: Option<&str>) -> CheckResponse {
             details: Vec::new(),
         }),
         http_response: http.then(|| {
+            let mut headers = Vec::with_capacity(1 + usize::from(reason.is_some()));
+            headers.push(header("content-type", "text/plain"));
+            if let Some(r) = reason {
+                headers.push(header(REASON_HEADER, r));
+            }
             HttpResponse::DeniedResponse(DeniedHttpResponse {
                 status: Some(HttpStatus {
                     code: StatusCode::Forbidden as i32,
@@ -127,17 +132,16 @@ pub fn header(key: &str, value: &str) -> HeaderValueOption {
     }
 }
 
-/// Header values must be visible ASCII or space; anything else becomes `?`.
+/// Header values must be visible ASCII or space; anything else becomes `?`. One allocation
+/// of the final size (a value that is already safe is copied as is).
 fn header_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    let safe = |c: char| c == ' ' || c.is_ascii_graphic();
+    if s.chars().all(safe) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.chars().count());
+    out.extend(s.chars().map(|c| if safe(c) { c } else { '?' }));
+    out
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The outcome of one evaluation: a small `Copy` value of indexes into the [`Snapshot`] it was
 //! decided on, rendered to text only when someone needs to read it (deny answers, logs, CLI).
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use super::{
-    compile::Action,
+    compile::{Action, PolicyId},
     snapshot::{EndpointIdx, InvalidIdx, PolicyIdx, Snapshot, TierIdx},
 };
 
@@ -105,13 +105,14 @@ impl Decision {
 
     /// The deciding policy, as `name` or `namespace/name`.
     pub fn policy(&self, snap: &Snapshot) -> Option<String> {
+        self.policy_id(snap).map(PolicyId::to_string)
+    }
+
+    /// The deciding policy's id, borrowed from `snap` (displays as [`Decision::policy`]).
+    pub fn policy_id<'s>(&self, snap: &'s Snapshot) -> Option<&'s PolicyId> {
         match self.cause {
-            Cause::Rule { policy, .. } => {
-                snap.policies.get(policy as usize).map(|p| p.id.to_string())
-            }
-            Cause::InvalidPolicy { invalid } => {
-                snap.invalid.get(invalid as usize).map(|p| p.id.to_string())
-            }
+            Cause::Rule { policy, .. } => snap.policies.get(policy as usize).map(|p| &p.id),
+            Cause::InvalidPolicy { invalid } => snap.invalid.get(invalid as usize).map(|p| &p.id),
             _ => None,
         }
     }
@@ -159,65 +160,115 @@ impl Decision {
         }
     }
 
-    /// A one-line explanation, lower-case, with names from `snap`.
+    /// A one-line explanation, lower-case, with names from `snap`. Allocates: where the text
+    /// is only written somewhere (a log field, a header), use [`Decision::describe`].
     pub fn reason(&self, snap: &Snapshot) -> String {
-        let mut s = String::new();
+        use fmt::Write as _;
+        let reason = self.describe(snap);
+        // Measured first, so that the text is one allocation of its final size rather than a
+        // string grown by doubling.
+        let mut len = Len(0);
+        let _ = write!(len, "{reason}");
+        let mut s = String::with_capacity(len.0);
         // Writing to a String cannot fail.
-        let _ = match self.cause {
+        let _ = write!(s, "{reason}");
+        s
+    }
+
+    /// The explanation of [`Decision::reason`], rendered only when displayed: building it
+    /// copies two words and allocates nothing, so a deny whose reason nobody reads costs no
+    /// text.
+    pub fn describe<'s>(&self, snap: &'s Snapshot) -> Reason<'s> {
+        Reason {
+            decision: *self,
+            snap,
+        }
+    }
+}
+
+/// Counts the bytes written.
+struct Len(usize);
+
+impl fmt::Write for Len {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// A decision's explanation, displayed on demand (see [`Decision::describe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Reason<'s> {
+    decision: Decision,
+    snap: &'s Snapshot,
+}
+
+impl Reason<'_> {
+    /// The deciding policy (empty if the index is not in the snapshot).
+    fn policy(&self) -> &dyn fmt::Display {
+        match self.decision.policy_id(self.snap) {
+            Some(id) => id,
+            None => &"",
+        }
+    }
+
+    /// The deciding tier (empty if the index is not in the snapshot).
+    fn tier(&self) -> &str {
+        self.decision.tier(self.snap).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = self.snap;
+        match self.decision.cause {
             Cause::Rule {
-                policy,
                 rule,
                 ambiguous_path: true,
                 ..
             } => write!(
-                s,
+                f,
                 "ambiguous path: upstreams may read the request path so that rule {rule} of policy {} in tier {} matches it, or so that it does not",
-                self.policy(snap).unwrap_or_default(),
-                snap.tier_of(policy).name
+                self.policy(),
+                self.tier()
             ),
-            Cause::Rule {
-                policy,
-                rule,
-                action,
-                ..
-            } => write!(
-                s,
+            Cause::Rule { rule, action, .. } => write!(
+                f,
                 "{} by rule {rule} of policy {} in tier {}",
                 if action == Action::Allow {
                     "allowed"
                 } else {
                     "denied"
                 },
-                self.policy(snap).unwrap_or_default(),
-                snap.tier_of(policy).name
+                self.policy(),
+                self.tier()
             ),
-            Cause::EndOfTier { tier } => write!(
-                s,
-                "denied at the end of tier {}: no rule matched",
-                self.tier(snap).unwrap_or_default()
-            )
-            .map(|_| debug_assert!((tier as usize) < snap.tiers.len())),
-            Cause::NoPolicy => write!(s, "allowed: no policy selects the destination"),
-            Cause::PassedAllTiers { .. } => write!(
-                s,
-                "allowed: every tier passed (last: {})",
-                self.tier(snap).unwrap_or_default()
-            ),
-            Cause::UnknownDestination => write!(s, "unknown destination"),
+            Cause::EndOfTier { tier } => {
+                debug_assert!((tier as usize) < snap.tiers.len());
+                write!(
+                    f,
+                    "denied at the end of tier {}: no rule matched",
+                    self.tier()
+                )
+            }
+            Cause::NoPolicy => f.write_str("allowed: no policy selects the destination"),
+            Cause::PassedAllTiers { .. } => {
+                write!(f, "allowed: every tier passed (last: {})", self.tier())
+            }
+            Cause::UnknownDestination => f.write_str("unknown destination"),
             Cause::IdentityMismatch { source } => match snap.endpoints.get(source as usize) {
                 Some(ep) => write!(
-                    s,
+                    f,
                     "identity mismatch: the source address belongs to pod {}/{} (service account {}), not to the authenticated principal",
                     ep.namespace, ep.name, ep.service_account
                 ),
-                None => write!(s, "identity mismatch"),
+                None => f.write_str("identity mismatch"),
             },
-            Cause::IdentityRejected { rejection } => write!(s, "identity rejected: {rejection}"),
+            Cause::IdentityRejected { rejection } => write!(f, "identity rejected: {rejection}"),
             Cause::InvalidPolicy { invalid } => match snap.invalid.get(invalid as usize) {
-                Some(p) => write!(s, "policy {} invalid: {}", p.id, p.error),
-                None => write!(s, "policy invalid"),
+                Some(p) => write!(f, "policy {} invalid: {}", p.id, p.error),
+                None => f.write_str("policy invalid"),
             },
-        };
-        s
+        }
     }
 }
