@@ -17,7 +17,10 @@ fn view(s: &Snapshot) -> Vec<String> {
         .endpoints
         .iter()
         .map(|ep| {
-            let plan = &s.plans[ep.class as usize];
+            // A pod of another node (per-node mode) has no plan: only a source.
+            let empty = Default::default();
+            let plan: &alp_authz::policy::snapshot::Plan =
+                s.plans.get(ep.class as usize).map_or(&empty, |p| p);
             let tiers: Vec<String> = plan
                 .tiers
                 .iter()
