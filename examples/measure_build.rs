@@ -128,7 +128,8 @@ fn incremental(spec: &synth::Spec, store: &mut alp_authz::policy::store::Store, 
         })
     };
     let (ns7, app7) = synth::pod_identity(spec, 7);
-    let mut prev = Snapshot::update(snap, store, &store.take_changes(), 2);
+    let changes = store.take_changes();
+    let mut prev = Snapshot::update(snap, store, &changes, 2);
     let mut generation = 2;
     // Applies `change`, then times the update from `prev` (and a rebuild, if asked).
     let mut step = |store: &mut Store, change: &dyn Fn(&mut Store), rebuild: bool| {
