@@ -165,10 +165,12 @@ fn incremental(spec: &synth::Spec, store: &mut alp_authz::policy::store::Store, 
         );
     }
     const ROUNDS: usize = 20;
-    let pod_doc = pod.clone();
+    let pod_doc = pod;
     let ns = ns7.clone();
     let name = format!("{app7}-7");
-    let cases: [(&str, Box<dyn Fn(usize) -> Box<dyn Fn(&mut Store)>>); 3] = [
+    type Change = Box<dyn Fn(&mut Store)>;
+    type Case<'a> = Box<dyn Fn(usize) -> Change + 'a>;
+    let cases: [(&str, Case<'_>); 3] = [
         (
             "pod relabelled",
             Box::new(move |r| Box::new(apply(pod_doc(7, ["v9", "v1"][r % 2], "7")))),
