@@ -18,7 +18,7 @@ fn main() {
             "{policies:>6} policies {pods:>7} pods: decode {:>8.1} ms, snapshot build {:>8.1} ms ({} classes)",
             load.as_secs_f64() * 1e3,
             build.as_secs_f64() * 1e3,
-            snap.plans.len()
+            snap.endpoints.classes()
         );
         let mut store = loaded.store;
         store.take_changes();
@@ -101,10 +101,13 @@ fn latency(spec: &synth::Spec, store: alp_authz::policy::store::Store) {
     }
 }
 
-/// One policy changed (a namespaced one, then a global one, then a pod): the incremental
-/// update against the full rebuild of the same store.
+/// One object changed (a namespaced policy, a global policy, then a pod relabelled, added
+/// and deleted): from the store's change record to the next snapshot (`take_changes` and
+/// `Snapshot::update`, the old snapshot dropped as publishing does) against a full rebuild of
+/// the same store. Pod changes are repeated (20 rounds) and their median and max reported.
 fn incremental(spec: &synth::Spec, store: &mut alp_authz::policy::store::Store, snap: &Snapshot) {
-    use alp_authz::policy::store::decode_document;
+    use alp_authz::policy::store::{Key, Store, decode_document};
+    use std::time::Duration;
     let np = serde_json::json!({
         "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
         "metadata": {"name": "p-0", "namespace": "ns-0"},
@@ -115,36 +118,108 @@ fn incremental(spec: &synth::Spec, store: &mut alp_authz::policy::store::Store, 
         "metadata": {"name": "security.g-0"},
         "spec": {"tier": "security", "order": 0, "selector": "version == 'v1'", "ingress": [{"action": "Pass"}]}
     });
-    let (ns, app) = synth::pod_identity(spec, 7);
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{app}-7"), "namespace": ns, "labels": {"app": app, "version": "v9"}},
-        "spec": {"serviceAccountName": app},
-        "status": {"phase": "Running", "podIP": synth::pod_ip(7)}
-    });
-    let mut prev: Option<Snapshot> = None;
-    for (what, doc) in [
-        ("namespaced policy", np),
-        ("global policy", gnp),
-        ("pod", pod),
-    ] {
-        let (_, obj) = decode_document(doc).unwrap().unwrap();
-        store.apply(obj);
+    let pod = |i: usize, version: &str, name: &str| {
+        let (ns, app) = synth::pod_identity(spec, i);
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{app}-{name}"), "namespace": ns, "labels": {"app": app, "version": version}},
+            "spec": {"serviceAccountName": app},
+            "status": {"phase": "Running", "podIP": synth::pod_ip(i)}
+        })
+    };
+    let (ns7, app7) = synth::pod_identity(spec, 7);
+    let changes = store.take_changes();
+    let mut prev = Snapshot::update(snap, store, &changes, 2);
+    let mut generation = 2;
+    // Applies `change`, then times the update from `prev` (and a rebuild, if asked).
+    let mut step = |store: &mut Store, change: &dyn Fn(&mut Store), rebuild: bool| {
+        change(store);
+        generation += 1;
+        let t = std::time::Instant::now();
         let changes = store.take_changes();
-        let base = prev.as_ref().unwrap_or(snap);
-        let t = Instant::now();
-        let next = Snapshot::update(base, store, &changes, 2);
+        let next = Snapshot::update(&prev, store, &changes, generation);
+        let old = std::mem::replace(&mut prev, next);
+        drop(old);
         let update = t.elapsed();
-        let t = Instant::now();
-        let full = Snapshot::build(store, 2);
-        let build = t.elapsed();
-        drop(full);
+        let build = rebuild.then(|| {
+            let t = std::time::Instant::now();
+            drop(Snapshot::build(store, generation));
+            t.elapsed()
+        });
+        (update, build)
+    };
+    let apply = |doc: serde_json::Value| {
+        move |store: &mut Store| {
+            store.apply(decode_document(doc.clone()).unwrap().unwrap().1);
+        }
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (what, doc) in [("namespaced policy", np), ("global policy", gnp)] {
+        let (update, build) = step(store, &apply(doc), true);
+        let build = build.unwrap();
         println!(
-            "    one {what} changed: update {:>7.1} ms, full rebuild {:>7.1} ms ({:.3}×)",
-            update.as_secs_f64() * 1e3,
-            build.as_secs_f64() * 1e3,
+            "    one {what} changed: update {:>7.2} ms, full rebuild {:>7.1} ms ({:.4}×)",
+            ms(update),
+            ms(build),
             update.as_secs_f64() / build.as_secs_f64()
         );
-        prev = Some(next);
+    }
+    const ROUNDS: usize = 20;
+    let pod_doc = pod;
+    let ns = ns7.clone();
+    let name = format!("{app7}-7");
+    type Change = Box<dyn Fn(&mut Store)>;
+    type Case<'a> = Box<dyn Fn(usize) -> Change + 'a>;
+    let cases: [(&str, Case<'_>); 3] = [
+        (
+            "pod relabelled",
+            Box::new(move |r| Box::new(apply(pod_doc(7, ["v9", "v1"][r % 2], "7")))),
+        ),
+        (
+            "pod added",
+            Box::new(move |_| Box::new(apply(pod(spec.pods + 1, "v1", "extra")))),
+        ),
+        (
+            "pod deleted",
+            Box::new(move |_| {
+                let key = Key::Pod(ns.clone(), name.clone());
+                Box::new(move |store: &mut Store| {
+                    store.delete(&key);
+                })
+            }),
+        ),
+    ];
+    for (what, change) in &cases {
+        let mut updates = Vec::new();
+        let mut build = Duration::ZERO;
+        for r in 0..ROUNDS {
+            let (u, b) = step(store, &*change(r), r == 0);
+            updates.push(u);
+            build = b.unwrap_or(build);
+            // Put it back for the next round (not timed).
+            match *what {
+                "pod added" => {
+                    step(
+                        store,
+                        &|s: &mut Store| {
+                            s.delete(&Key::Pod(ns7.clone(), format!("{app7}-extra")));
+                        },
+                        false,
+                    );
+                }
+                "pod deleted" => {
+                    step(store, &apply(pod(7, "v1", "7")), false);
+                }
+                _ => {}
+            }
+        }
+        updates.sort();
+        println!(
+            "    one {what}: update p50 {:>6.3} ms, max {:>6.3} ms ({ROUNDS} rounds), full rebuild {:>7.1} ms ({:.4}×)",
+            ms(updates[ROUNDS / 2]),
+            ms(updates[ROUNDS - 1]),
+            ms(build),
+            updates[ROUNDS / 2].as_secs_f64() / build.as_secs_f64()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The incremental snapshot update (`Snapshot::update`) against a rebuild from scratch
 //! (`Snapshot::build`): after any sequence of applies and deletes, both must give every
-//! endpoint the same tiers, policies (in order) and invalid-policy verdict.
+//! endpoint the same labels, tiers, policies (in order) and invalid-policy verdict, and every
+//! address and pod name must resolve to the same pod.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use alp_authz::policy::{
@@ -16,7 +17,10 @@ fn view(s: &Snapshot) -> Vec<String> {
         .endpoints
         .iter()
         .map(|ep| {
-            let plan = &s.plans[ep.class as usize];
+            // A pod of another node (per-node mode) has no plan: only a source.
+            let empty = Default::default();
+            let plan: &alp_authz::policy::snapshot::Plan =
+                s.plans.get(ep.class as usize).map_or(&empty, |p| p);
             let tiers: Vec<String> = plan
                 .tiers
                 .iter()
@@ -33,15 +37,35 @@ fn view(s: &Snapshot) -> Vec<String> {
                 .invalid
                 .map(|i| s.invalid[i as usize].id.to_string())
                 .unwrap_or_default();
+            let labels: Vec<String> = ep.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let by_name = s
+                .endpoint_by_name(&ep.namespace, &ep.name)
+                .and_then(|i| s.endpoints.get(i as usize))
+                .map(|e| format!("{}/{}", e.namespace, e.name));
             format!(
-                "{}/{}: {} !{invalid}",
+                "{}/{} ({by_name:?}, ip {:?}, {}): {} !{invalid}",
                 ep.namespace,
                 ep.name,
+                ep.ip,
+                labels.join(","),
                 tiers.join(" ")
             )
         })
         .collect();
     out.sort();
+    // Every address pods can have: which pod it resolves to (none when two claim it).
+    for ip in all_ips() {
+        let who = s
+            .endpoint_by_ip(ip)
+            .and_then(|i| s.endpoints.get(i as usize))
+            .map(|e| format!("{}/{}", e.namespace, e.name));
+        out.push(format!("{ip} -> {who:?}"));
+    }
+    out.push(format!(
+        "endpoints {} classes {}",
+        s.endpoints.len(),
+        s.endpoints.classes()
+    ));
     out.push(format!(
         "policies {:?}",
         s.policies
@@ -82,6 +106,11 @@ enum Op {
         name: u8,
         app: u8,
         sa: u8,
+        /// 0: its own address; 1, 2: one of two addresses other pods may claim too; 3: none
+        /// (pending).
+        ip: u8,
+        /// The node it runs on (in per-node mode, node 0 is this one).
+        node: u8,
     },
     DeletePod {
         ns: u8,
@@ -126,14 +155,23 @@ fn op() -> impl Strategy<Value = Op> {
             |(global, ns, name, tier, order, selector, scope, egress_only)| Op::Policy { global, ns, name, tier, order, selector, scope, egress_only }
         ),
         2 => (any::<bool>(), 0..3u8, 0..6u8).prop_map(|(global, ns, name)| Op::DeletePolicy { global, ns, name }),
-        2 => (0..3u8, 0..5u8, 0..4u8, 0..2u8).prop_map(|(ns, name, app, sa)| Op::Pod { ns, name, app, sa }),
-        1 => (0..3u8, 0..5u8).prop_map(|(ns, name)| Op::DeletePod { ns, name }),
+        4 => (0..3u8, 0..5u8, 0..4u8, 0..2u8, prop::sample::select(vec![0u8, 0, 0, 1, 2, 3]), 0..2u8).prop_map(|(ns, name, app, sa, ip, node)| Op::Pod { ns, name, app, sa, ip, node }),
+        2 => (0..3u8, 0..5u8).prop_map(|(ns, name)| Op::DeletePod { ns, name }),
         1 => (0..3u8, 0..2u8).prop_map(|(ns, env)| Op::Namespace { ns, env }),
         1 => (0..3u8, 0..2u8, 0..2u8).prop_map(|(ns, sa, role)| Op::ServiceAccount { ns, sa, role }),
         1 => (1..3u8, 0..4u8).prop_map(|(tier, order)| Op::Tier { tier, order }),
         1 => (1..3u8).prop_map(|tier| Op::DeleteTier { tier }),
         3 => Just(Op::Publish),
     ]
+}
+
+/// Every address a pod of [`apply`] can have.
+fn all_ips() -> Vec<std::net::IpAddr> {
+    let mut ips: Vec<std::net::IpAddr> = (0..3)
+        .flat_map(|n| (0..5).map(move |p| format!("10.0.{n}.{p}").parse().unwrap()))
+        .collect();
+    ips.extend(["10.9.9.1", "10.9.9.2"].map(|a| a.parse::<std::net::IpAddr>().unwrap()));
+    ips
 }
 
 fn object(v: Value) -> Object {
@@ -204,17 +242,25 @@ fn apply(store: &mut Store, op: &Op) {
             name,
             app,
             sa,
+            ip,
+            node,
         } => {
-            let ip = format!("10.0.{n}.{name}");
             let mut labels = json!({});
             if app < 3 {
                 labels["app"] = json!(["a", "b", "c"][app as usize]);
             }
+            let status = match ip {
+                0 => json!({"phase": "Running", "podIP": format!("10.0.{}.{name}", n % 3)}),
+                // A second address too, which the pod shares with whoever else claims it.
+                1 | 2 => json!({"phase": "Running", "podIP": format!("10.0.{}.{name}", n % 3),
+                                "podIPs": [{"ip": format!("10.0.{}.{name}", n % 3)}, {"ip": format!("10.9.9.{ip}")}]}),
+                _ => json!({"phase": "Pending"}),
+            };
             store.apply(object(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("pod{name}"), "namespace": ns(n), "labels": labels},
-                "spec": {"serviceAccountName": format!("s{sa}")},
-                "status": {"phase": "Running", "podIP": ip}
+                "spec": {"serviceAccountName": format!("s{sa}"), "nodeName": format!("n{node}")},
+                "status": status
             })));
         }
         Op::DeletePod { ns: n, name } => {
@@ -254,8 +300,11 @@ proptest! {
     })]
 
     #[test]
-    fn incremental_updates_equal_a_rebuild(ops in prop::collection::vec(op(), 1..60)) {
+    fn incremental_updates_equal_a_rebuild(ops in prop::collection::vec(op(), 1..60), per_node in prop::bool::weighted(0.25)) {
         let mut store = Store::new();
+        if per_node {
+            store.set_node(Some("n0"));
+        }
         let mut snap = Snapshot::build(&store, 1);
         store.take_changes();
         let mut generation = 1;
@@ -283,6 +332,8 @@ fn a_policy_change_alone_shares_the_endpoint_side() {
             name: 1,
             app: 0,
             sa: 0,
+            ip: 0,
+            node: 0,
         },
     );
     let first = Snapshot::build(&store, 1);
@@ -308,6 +359,9 @@ fn a_policy_change_alone_shares_the_endpoint_side() {
     let next = Snapshot::update(&first, &store, &changes, 2);
     assert!(std::sync::Arc::ptr_eq(&first.endpoints, &next.endpoints));
     assert_eq!(next.plans[0].tiers.len(), 1);
+    assert!(
+        std::sync::Arc::ptr_eq(&first.tiers, &next.tiers) || first.tiers.len() == next.tiers.len()
+    );
     // A pod change rebuilds the endpoint side.
     apply(
         &mut store,
@@ -316,10 +370,86 @@ fn a_policy_change_alone_shares_the_endpoint_side() {
             name: 2,
             app: 1,
             sa: 0,
+            ip: 0,
+            node: 0,
         },
     );
     let changes = store.take_changes();
     let third = Snapshot::update(&next, &store, &changes, 3);
     assert!(!std::sync::Arc::ptr_eq(&next.endpoints, &third.endpoints));
     assert_eq!(third.endpoints.len(), 2);
+}
+
+#[test]
+fn a_pod_change_alone_shares_the_policy_side_and_untouched_plans() {
+    let mut store = Store::new();
+    for name in 0..4 {
+        apply(
+            &mut store,
+            &Op::Pod {
+                ns: 0,
+                name,
+                app: name % 2,
+                sa: 0,
+                ip: 0,
+                node: 0,
+            },
+        );
+    }
+    apply(
+        &mut store,
+        &Op::Policy {
+            global: true,
+            ns: 0,
+            name: 1,
+            tier: 0,
+            order: 1,
+            selector: 1,
+            scope: 0,
+            egress_only: false,
+        },
+    );
+    let first = Snapshot::build(&store, 1);
+    store.take_changes();
+    assert_eq!(first.endpoints.classes(), 2);
+    // Pod 3 (app b) relabelled to app c: a new class; pod 1's class (app b) keeps pod 1.
+    apply(
+        &mut store,
+        &Op::Pod {
+            ns: 0,
+            name: 3,
+            app: 2,
+            sa: 0,
+            ip: 0,
+            node: 0,
+        },
+    );
+    let changes = store.take_changes();
+    assert_eq!(
+        changes.pods.iter().collect::<Vec<_>>(),
+        [&("ns0".to_owned(), "pod3".to_owned())]
+    );
+    let next = Snapshot::update(&first, &store, &changes, 2);
+    assert!(std::sync::Arc::ptr_eq(&first.policies, &next.policies));
+    assert!(std::sync::Arc::ptr_eq(&first.tiers, &next.tiers));
+    assert_eq!(next.endpoints.classes(), 3);
+    let class_of = |s: &Snapshot, pod: &str| {
+        let i = s.endpoint_by_name("ns0", pod).unwrap();
+        s.endpoints[i as usize].class as usize
+    };
+    for pod in ["pod0", "pod1"] {
+        assert_eq!(class_of(&first, pod), class_of(&next, pod));
+        assert!(std::sync::Arc::ptr_eq(
+            &first.plans[class_of(&first, pod)],
+            &next.plans[class_of(&next, pod)]
+        ));
+    }
+    assert_eq!(view(&next), view(&Snapshot::build(&store, 2)));
+    // Deleting the only pod of a class frees the class.
+    store.delete(&Key::Pod("ns0".into(), "pod3".into()));
+    let changes = store.take_changes();
+    let third = Snapshot::update(&next, &store, &changes, 3);
+    assert_eq!(third.endpoints.classes(), 2);
+    assert_eq!(third.endpoints.len(), 3);
+    assert_eq!(view(&third), view(&Snapshot::build(&store, 3)));
 }

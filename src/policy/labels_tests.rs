@@ -157,7 +157,7 @@ fn a_tier_of_only_host_endpoint_policies_is_not_applied(flag: &str) {
         decide_on(&snap, WEB),
         (Allow, "allowed: no policy selects the destination".into())
     );
-    assert!(snap.plans.iter().all(|p| p.tiers.is_empty()));
+    assert!(snap.plans.iter().all(|(_, p)| p.tiers.is_empty()));
 }
 
 // ---- Item 2: labels inherited from the Namespace and ServiceAccount profiles ------------------
@@ -391,7 +391,7 @@ fn a_malformed_cluster_network_policy_fails_closed() {
     // No readable subject: every endpoint.
     let objects = "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: nosubject}\nspec: {tier: Admin, priority: 1}\n";
     let snap = Snapshot::build(&store(objects), 1);
-    assert!(snap.plans.iter().all(|p| p.invalid.is_some()));
+    assert!(snap.plans.iter().all(|(_, p)| p.invalid.is_some()));
 }
 
 // ---- Item 6: network sets ---------------------------------------------------------------------

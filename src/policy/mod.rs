@@ -4,6 +4,7 @@
 
 pub mod cluster_policy;
 pub mod compile;
+pub mod cow;
 pub mod decision;
 pub mod eval;
 pub mod model;

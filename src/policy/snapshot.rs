@@ -21,9 +21,10 @@ use super::{
         Applies, LABEL_NAME, LABEL_SERVICE_ACCOUNT, Policy, PolicyId, ServiceRef, StagedAction,
         Tier, TierDefault,
     },
+    cow::{ShardMap, Slots},
     decision::{Cause, Decision, Verdict},
     netsets::NetSets,
-    store::{Changes, InvalidPolicy, Store},
+    store::{Changes, InvalidPolicy, Store, Workload},
 };
 
 pub use super::store::LabelMap;
@@ -70,6 +71,8 @@ pub struct Endpoint {
     pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
     /// The pod's first IP.
     pub ip: Option<IpAddr>,
+    /// Its other IPs (what the IP index must forget when the pod goes).
+    other_ips: Box<[IpAddr]>,
     /// The endpoint class (shared plan); [`NO_CLASS`] for a pod that is only a source.
     pub class: u32,
 }
@@ -113,41 +116,67 @@ pub struct Invalid {
     pub scope: Option<Applies>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum IpEntry {
     One(EndpointIdx),
-    /// Two live pods claim the IP: neither is trusted (an unknown destination is denied).
-    Ambiguous,
+    /// Two live pods or more claim the IP: none is trusted (an unknown destination is
+    /// denied). Who they are, so that the entry is right again when one of them goes.
+    Ambiguous(Box<[EndpointIdx]>),
 }
 
-/// The endpoint side of a snapshot: everything that depends only on Pods, Namespaces and
-/// ServiceAccounts. Dereferences to the endpoints.
+/// An endpoint class: its key and how many endpoints it has (it goes with its last one).
+#[derive(Debug, Clone)]
+struct Class {
+    key: ClassKey,
+    members: u32,
+}
+
+/// The labels of Namespaces and ServiceAccounts (with `projectcalico.org/name`), as the
+/// profiles an endpoint inherits from and namespace / service-account selectors see them.
 #[derive(Debug, Default)]
-pub struct Endpoints {
-    list: Vec<Endpoint>,
-    /// Each class's key (namespace, service account, labels); the index is the class number.
-    classes: Vec<ClassKey>,
-    /// The class of an (interned label set, service account). The label set's address is
-    /// stable while this index holds it.
-    class_of: FastMap<(usize, Arc<str>), u32>,
-    by_ip: FastMap<IpAddr, IpEntry>,
-    by_name: FastMap<Arc<str>, FastMap<Arc<str>, EndpointIdx>>,
+struct Profiles {
     namespaces: FastMap<Arc<str>, Arc<LabelMap>>,
     service_accounts: FastMap<Arc<str>, FastMap<Arc<str>, Arc<LabelMap>>>,
     empty: Arc<LabelMap>,
 }
 
+/// The endpoint side of a snapshot: everything that depends only on Pods, Namespaces and
+/// ServiceAccounts.
+///
+/// Endpoints and classes live in index-stable slots, and the IP and name indexes in sharded
+/// maps, all copy-on-write ([`super::cow`]): a generation after one Pod change shares all but a
+/// chunk and a shard or two of each with the previous one ([`Endpoints::apply_pods`]). A slot
+/// freed by a deleted pod (or a class whose last pod went) is reused by the next one.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    list: Slots<Endpoint>,
+    /// Free endpoint slots.
+    free: Vec<EndpointIdx>,
+    live: usize,
+    /// Each class's key (namespace, service account, labels) and size, by class number.
+    classes: Slots<Class>,
+    free_classes: Vec<u32>,
+    live_classes: usize,
+    /// The class of an (interned label set, service account). The label set's address is
+    /// stable while this index holds it (its class holds the set).
+    class_of: ShardMap<(usize, Arc<str>), u32>,
+    by_ip: ShardMap<IpAddr, IpEntry>,
+    by_name: ShardMap<(Arc<str>, Arc<str>), EndpointIdx>,
+    profiles: Arc<Profiles>,
+}
+
+/// What [`Endpoints::apply_pods`] did to the classes: the plans to compute and to drop.
+#[derive(Debug, Default)]
+struct ClassDelta {
+    /// Classes created (a slot may appear again if it was freed and reused).
+    created: Vec<u32>,
+    /// Classes whose last endpoint went.
+    freed: Vec<u32>,
+}
+
 /// Maps built from cluster state (trusted) and read per request: a fast hash rather than
 /// SipHash. Request data only ever looks keys up.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-impl std::ops::Deref for Endpoints {
-    type Target = [Endpoint];
-
-    fn deref(&self) -> &[Endpoint] {
-        &self.list
-    }
-}
 
 /// The compiled, immutable policy index.
 #[derive(Debug, Default)]
@@ -155,16 +184,16 @@ pub struct Snapshot {
     /// Monotonic generation number (the policy version an answer was decided on).
     pub generation: u64,
     /// Tiers in evaluation order.
-    pub tiers: Vec<Tier>,
+    pub tiers: Arc<[Tier]>,
     /// Enforced, valid policies in evaluation order: by tier, then order, name, namespace, kind.
     // INVARIANT: sorted by (tier position, order, `<name>/<namespace>/<kind>`); `Plan` lists rely on it.
-    pub policies: Vec<Arc<Policy>>,
+    pub policies: Arc<[Arc<Policy>]>,
     /// Tier of each policy.
-    pub policy_tier: Vec<TierIdx>,
+    pub policy_tier: Arc<[TierIdx]>,
     /// Staged policies that compiled (never enforced).
-    pub staged: Vec<Arc<Policy>>,
+    pub staged: Arc<[Arc<Policy>]>,
     /// Invalid enforced policies.
-    pub invalid: Vec<Invalid>,
+    pub invalid: Arc<[Invalid]>,
     /// Workload endpoints (indexable as a slice) and the cluster's labels. Shared with the
     /// previous generation when no Pod, Namespace or ServiceAccount changed.
     pub endpoints: Arc<Endpoints>,
@@ -174,8 +203,9 @@ pub struct Snapshot {
     /// What each rule's source selectors select among the network sets. Shared with the
     /// previous generation when no network set, policy, tier or Namespace changed.
     pub net_sets: Arc<NetSets>,
-    /// Plans, one per endpoint class.
-    pub plans: Vec<Plan>,
+    /// Plans, one per endpoint class (in the class's slot). Shared with the previous
+    /// generation, plan by plan, for the classes a change did not touch.
+    pub plans: Slots<Arc<Plan>>,
     /// The store this was built from (see [`Snapshot::update`]).
     lineage: u64,
     /// Decision counters for this generation (lock-free; read by the metrics scrape).
@@ -281,35 +311,56 @@ impl Snapshot {
     /// The next generation from `prev`, built from the same `store` after `changes`: only
     /// what the changes affect is recomputed.
     ///
-    /// - The endpoint side is rebuilt only when a Pod, Namespace or ServiceAccount changed;
-    ///   otherwise it is shared with `prev`.
-    /// - When only policies changed (the common case: one policy edited), each class's plan is
-    ///   `prev`'s with the indexes renumbered, the changed policies taken out and put back
-    ///   where they now select. No other policy is matched again.
-    /// - When only Pods changed, a class that existed before keeps its plan; only new classes
-    ///   (a new label set) are matched. A Namespace or ServiceAccount change re-matches the
-    ///   classes of its namespace.
+    /// - The policy side (tiers, policies in order, invalid and staged ones) is shared with
+    ///   `prev` unless a policy or tier changed.
+    /// - When only Pods changed (the common case: a rollout), the endpoint side is `prev`'s
+    ///   with the changed pods taken out and put back ([`Endpoints::apply_pods`]), and the
+    ///   plans are `prev`'s, shared, with a plan computed for each new class (a new label set)
+    ///   and dropped for each class whose last pod went. Cost: the changed pods and classes.
+    /// - A Namespace or ServiceAccount change rebuilds the endpoint side and re-matches the
+    ///   classes of its namespace; the others keep their plans.
+    /// - When only policies changed (one policy edited), each class's plan is `prev`'s with
+    ///   the indexes renumbered, the changed policies taken out and put back where they now
+    ///   select. No other policy is matched again.
     /// - Anything else (tiers, a different store, policies and endpoints at once) computes the
     ///   plans afresh.
     pub fn update(prev: &Snapshot, store: &Store, changes: &Changes, generation: u64) -> Snapshot {
         if changes.all || prev.lineage != store.lineage {
             return Snapshot::build(store, generation);
         }
-        let endpoints = if changes.endpoints {
+        let policies_changed = changes.tiers || !changes.policies.is_empty();
+        let set = if policies_changed {
+            PolicySet::build(store, &store.policies)
+        } else {
+            PolicySet::of(prev)
+        };
+        // Pods only, and not so many that a rebuild is as cheap: the endpoint side in place.
+        let pods_only = changes.endpoints
+            && changes.namespaces.is_empty()
+            && changes.pods.len() <= store.pods.len() / 4 + 16;
+        let mut delta = None;
+        let endpoints = if !changes.endpoints {
+            prev.endpoints.clone()
+        } else if pods_only {
+            let (eps, d) = prev.endpoints.apply_pods(store, &changes.pods);
+            delta = Some(d);
+            Arc::new(eps)
+        } else {
             Arc::new(Endpoints::build(
                 store,
                 Some((&prev.endpoints, &changes.namespaces)),
             ))
-        } else {
-            prev.endpoints.clone()
         };
-        let set = PolicySet::build(store, &store.policies);
         let plans = if changes.tiers || (changes.endpoints && !changes.policies.is_empty()) {
             set.plans(&endpoints)
+        } else if let Some(d) = &delta {
+            set.pod_plans(&prev.plans, &endpoints, d)
         } else if changes.endpoints {
             set.reused_plans(prev, &endpoints, &changes.namespaces)
-        } else {
+        } else if policies_changed {
             set.updated_plans(prev, &endpoints, &changes.policies)
+        } else {
+            prev.plans.clone()
         };
         let services = if changes.services {
             Arc::new(ServiceIndex::build(store))
@@ -319,7 +370,7 @@ impl Snapshot {
         let mut snap = set.into_snapshot(generation, endpoints, services, plans, store.lineage);
         snap.net_sets = if changes.net_sets || !changes.namespaces.is_empty() {
             Arc::new(NetSets::build(store, &snap.policies, &snap.endpoints))
-        } else if changes.tiers || !changes.policies.is_empty() {
+        } else if policies_changed {
             Arc::new(NetSets::update(
                 store,
                 &snap.policies,
@@ -330,7 +381,15 @@ impl Snapshot {
         } else {
             prev.net_sets.clone()
         };
-        snap.shadow = shadow(store, &snap, generation);
+        snap.shadow = match (&prev.shadow, &delta) {
+            // No policy changed, so neither did the staged ones: no shadow before, none now.
+            (None, _) if !policies_changed => None,
+            // Pods only: the shadow's plans follow the same classes (it shares the endpoints).
+            (Some(old), Some(d)) if !policies_changed && !changes.net_sets => {
+                Some(Box::new(shadow_after_pods(old, &snap, d, generation)))
+            }
+            _ => shadow(store, &snap, generation),
+        };
         snap
     }
 
@@ -344,7 +403,12 @@ impl Snapshot {
 
     /// The endpoint for a pod name.
     pub fn endpoint_by_name(&self, namespace: &str, name: &str) -> Option<EndpointIdx> {
-        self.endpoints.by_name.get(namespace)?.get(name).copied()
+        self.endpoints
+            .by_name
+            .get_by(&(namespace, name), |(ns, n)| {
+                &**ns == namespace && &**n == name
+            })
+            .copied()
     }
 
     /// A namespace's labels (empty when the Namespace object is unknown, as in Dikastes).
@@ -383,6 +447,22 @@ fn shadow(store: &Store, snap: &Snapshot, generation: u64) -> Option<Box<Snapsho
         shadow.net_sets = Arc::new(NetSets::build(store, &shadow.policies, &shadow.endpoints));
         Box::new(shadow)
     })
+}
+
+/// The shadow of `snap` after only pods changed: `old` (the previous shadow) with its plans
+/// brought up to date the way `snap`'s were, on `snap`'s endpoints.
+fn shadow_after_pods(old: &Snapshot, snap: &Snapshot, d: &ClassDelta, generation: u64) -> Snapshot {
+    let set = PolicySet::of(old);
+    let plans = set.pod_plans(&old.plans, &snap.endpoints, d);
+    let mut shadow = set.into_snapshot(
+        generation,
+        snap.endpoints.clone(),
+        snap.services.clone(),
+        plans,
+        0,
+    );
+    shadow.net_sets = old.net_sets.clone();
+    shadow
 }
 
 /// The endpoints of each Service, from its EndpointSlices.
@@ -484,14 +564,25 @@ type PolicyMap = BTreeMap<PolicyId, Result<Arc<Policy>, InvalidPolicy>>;
 
 /// The policy side of a snapshot: tiers and policies in evaluation order.
 struct PolicySet {
-    tiers: Vec<Tier>,
-    policies: Vec<Arc<Policy>>,
-    policy_tier: Vec<TierIdx>,
-    staged: Vec<Arc<Policy>>,
-    invalid: Vec<Invalid>,
+    tiers: Arc<[Tier]>,
+    policies: Arc<[Arc<Policy>]>,
+    policy_tier: Arc<[TierIdx]>,
+    staged: Arc<[Arc<Policy>]>,
+    invalid: Arc<[Invalid]>,
 }
 
 impl PolicySet {
+    /// The policy side of `snap`, shared.
+    fn of(snap: &Snapshot) -> PolicySet {
+        PolicySet {
+            tiers: snap.tiers.clone(),
+            policies: snap.policies.clone(),
+            policy_tier: snap.policy_tier.clone(),
+            staged: snap.staged.clone(),
+            invalid: snap.invalid.clone(),
+        }
+    }
+
     /// Tiers from `store` (the built-ins unless overridden) and the given policies, sorted.
     fn build(store: &Store, policies: &PolicyMap) -> PolicySet {
         // Tiers: the built-ins unless overridden, then by order (absent last), then name.
@@ -511,33 +602,28 @@ impl PolicySet {
             .collect();
 
         // Policies: staged ones aside; enforced ones sorted; invalid ones kept with their scope.
-        let mut set = PolicySet {
-            tiers: valid_tiers,
-            policies: Vec::new(),
-            policy_tier: Vec::new(),
-            staged: Vec::new(),
-            invalid: Vec::new(),
-        };
+        let mut staged_list: Vec<Arc<Policy>> = Vec::new();
+        let mut invalid: Vec<Invalid> = Vec::new();
         let mut enforced: Vec<(TierIdx, Arc<Policy>)> = Vec::with_capacity(policies.len());
         for (id, p) in policies {
             let staged = id.kind.is_staged();
             match p {
-                Ok(p) if staged => set.staged.push(p.clone()),
+                Ok(p) if staged => staged_list.push(p.clone()),
                 Ok(p) => match (tier_pos.get(&p.tier), tiers.get(&p.tier)) {
                     (Some(pos), _) => enforced.push((*pos, p.clone())),
-                    (None, Some(Err(e))) => set.invalid.push(Invalid {
+                    (None, Some(Err(e))) => invalid.push(Invalid {
                         id: id.clone(),
                         error: format!("tier `{}` is invalid: {e}", p.tier),
                         scope: Some(p.applies.clone()),
                     }),
-                    (None, _) => set.invalid.push(Invalid {
+                    (None, _) => invalid.push(Invalid {
                         id: id.clone(),
                         error: format!("tier `{}` does not exist", p.tier),
                         scope: Some(p.applies.clone()),
                     }),
                 },
                 Err(_) if staged => {}
-                Err(e) => set.invalid.push(Invalid {
+                Err(e) => invalid.push(Invalid {
                     id: id.clone(),
                     error: e.error.clone(),
                     scope: e.scope.clone(),
@@ -549,8 +635,15 @@ impl PolicySet {
                 .then_with(|| cmp_order(a.order, b.order))
                 .then_with(|| tie_key(&a.id).cmp(tie_key(&b.id)))
         });
-        (set.policy_tier, set.policies) = enforced.into_iter().unzip();
-        set
+        let (policy_tier, policies): (Vec<TierIdx>, Vec<Arc<Policy>>) =
+            enforced.into_iter().unzip();
+        PolicySet {
+            tiers: valid_tiers.into(),
+            policies: policies.into(),
+            policy_tier: policy_tier.into(),
+            staged: staged_list.into(),
+            invalid: invalid.into(),
+        }
     }
 
     fn into_snapshot(
@@ -558,7 +651,7 @@ impl PolicySet {
         generation: u64,
         endpoints: Arc<Endpoints>,
         services: Arc<ServiceIndex>,
-        plans: Vec<Plan>,
+        plans: Slots<Arc<Plan>>,
         lineage: u64,
     ) -> Snapshot {
         let counters = Counters::sized(self.policies.len(), self.tiers.len(), self.invalid.len());
@@ -618,15 +711,45 @@ impl PolicySet {
     }
 
     /// Every class's plan, computed afresh.
-    fn plans(&self, eps: &Endpoints) -> Vec<Plan> {
+    fn plans(&self, eps: &Endpoints) -> Slots<Arc<Plan>> {
         // Namespaced policies can only select endpoints of their own namespace: a class looks at
         // the global policies and its namespace's, not at every policy.
         let by_namespace = self.by_namespace();
         let mut candidates: Vec<PolicyIdx> = Vec::new();
-        eps.classes
-            .iter()
-            .map(|key| self.fresh_plan(&by_namespace, &mut candidates, eps, key))
-            .collect()
+        let mut plans = Slots::default();
+        for (slot, class) in eps.classes.iter() {
+            let plan = self.fresh_plan(&by_namespace, &mut candidates, eps, &class.key);
+            plans.set(slot, Some(Arc::new(plan)));
+        }
+        plans
+    }
+
+    /// `prev`'s plans (for the same policies) after only pods changed, as `d` says: a plan for
+    /// each class created, none for each class gone; every other plan shared.
+    fn pod_plans(
+        &self,
+        prev: &Slots<Arc<Plan>>,
+        eps: &Endpoints,
+        d: &ClassDelta,
+    ) -> Slots<Arc<Plan>> {
+        let mut plans = prev.clone();
+        for &slot in &d.freed {
+            if eps.classes.get(slot as usize).is_none() {
+                plans.set(slot as usize, None);
+            }
+        }
+        if d.created.is_empty() {
+            return plans;
+        }
+        let by_namespace = self.by_namespace();
+        let mut candidates: Vec<PolicyIdx> = Vec::new();
+        for &slot in &d.created {
+            if let Some(class) = eps.classes.get(slot as usize) {
+                let plan = self.fresh_plan(&by_namespace, &mut candidates, eps, &class.key);
+                plans.set(slot as usize, Some(Arc::new(plan)));
+            }
+        }
+        plans
     }
 
     /// Ingress policies by namespace (`None`: global), for [`PolicySet::fresh_plan`].
@@ -665,32 +788,34 @@ impl PolicySet {
     }
 
     /// Every class's plan after only endpoints changed (the policies are `prev`'s): a class
-    /// `prev` had keeps its plan unless its namespace's labels (or service accounts') changed.
+    /// `prev` had keeps its plan (shared) unless its namespace's labels (or service
+    /// accounts') changed.
     fn reused_plans(
         &self,
         prev: &Snapshot,
         eps: &Endpoints,
         namespaces: &BTreeSet<String>,
-    ) -> Vec<Plan> {
+    ) -> Slots<Arc<Plan>> {
         let by_namespace = self.by_namespace();
         let mut candidates: Vec<PolicyIdx> = Vec::new();
-        eps.classes
-            .iter()
-            .map(|key| {
-                let known = (!namespaces.contains(&*key.0))
-                    .then(|| {
-                        prev.endpoints
-                            .class_of
-                            .get(&(Arc::as_ptr(&key.2) as usize, key.1.clone()))
-                    })
-                    .flatten()
-                    .and_then(|&c| prev.plans.get(c as usize));
-                match known {
-                    Some(plan) => plan.clone(),
-                    None => self.fresh_plan(&by_namespace, &mut candidates, eps, key),
-                }
-            })
-            .collect()
+        let mut plans = Slots::default();
+        for (slot, class) in eps.classes.iter() {
+            let key = &class.key;
+            let known = (!namespaces.contains(&*key.0))
+                .then(|| {
+                    prev.endpoints
+                        .class_of
+                        .get(&(Arc::as_ptr(&key.2) as usize, key.1.clone()))
+                })
+                .flatten()
+                .and_then(|&c| prev.plans.get(c as usize));
+            let plan = match known {
+                Some(plan) => plan.clone(),
+                None => Arc::new(self.fresh_plan(&by_namespace, &mut candidates, eps, key)),
+            };
+            plans.set(slot, Some(plan));
+        }
+        plans
     }
 
     /// Every class's plan, from `prev`'s (built on the same endpoint classes) after the
@@ -700,7 +825,7 @@ impl PolicySet {
         prev: &Snapshot,
         eps: &Endpoints,
         changed: &BTreeSet<PolicyId>,
-    ) -> Vec<Plan> {
+    ) -> Slots<Arc<Plan>> {
         let position: HashMap<&PolicyId, PolicyIdx> = self
             .policies
             .iter()
@@ -723,35 +848,62 @@ impl PolicySet {
             .filter(|&i| self.policies[i as usize].ingress.is_some())
             .collect();
         let mut list: Vec<PolicyIdx> = Vec::new();
-        eps.classes
-            .iter()
-            .zip(&prev.plans)
-            .map(|(key, old)| {
-                let subject = eps.subject(key);
-                list.clear();
-                // Unchanged policies keep their relative order: renumbering keeps the list sorted.
+        let mut plans = Slots::default();
+        for (slot, class) in eps.classes.iter() {
+            let subject = eps.subject(&class.key);
+            list.clear();
+            // Unchanged policies keep their relative order: renumbering keeps the list sorted.
+            if let Some(old) = prev.plans.get(slot) {
                 list.extend(
                     old.tiers
                         .iter()
                         .flat_map(|tp| &tp.policies)
                         .filter_map(|&i| renumber.get(i as usize).copied().flatten()),
                 );
-                let before = list.len();
-                list.extend(
-                    fresh
-                        .iter()
-                        .copied()
-                        .filter(|&i| subject.selected_by(&self.policies[i as usize].applies)),
-                );
-                if list.len() != before {
-                    // INVARIANT: plans follow the evaluation order, the policy index order.
-                    list.sort_unstable();
-                }
-                self.plan(list.iter().copied(), self.invalid_for(&subject))
-            })
-            .collect()
+            }
+            let before = list.len();
+            list.extend(
+                fresh
+                    .iter()
+                    .copied()
+                    .filter(|&i| subject.selected_by(&self.policies[i as usize].applies)),
+            );
+            if list.len() != before {
+                // INVARIANT: plans follow the evaluation order, the policy index order.
+                list.sort_unstable();
+            }
+            let plan = self.plan(list.iter().copied(), self.invalid_for(&subject));
+            plans.set(slot, Some(Arc::new(plan)));
+        }
+        plans
     }
 }
+
+impl Profiles {
+    /// Namespace and service-account labels, plus Calico's `projectcalico.org/name`.
+    fn build(store: &Store) -> Profiles {
+        let mut p = Profiles::default();
+        for (name, labels) in &store.namespaces {
+            let mut l = to_label_map(labels);
+            l.insert(LABEL_NAME.into(), name.as_str().into());
+            p.namespaces.insert(name.as_str().into(), Arc::new(l));
+        }
+        for ((ns, name), labels) in &store.service_accounts {
+            let mut l = to_label_map(labels);
+            l.insert(LABEL_NAME.into(), name.as_str().into());
+            p.service_accounts
+                .entry(ns.as_str().into())
+                .or_default()
+                .insert(name.as_str().into(), Arc::new(l));
+        }
+        p
+    }
+}
+
+/// Where [`Endpoints::insert`] may take a new class's endpoint labels from instead of merging
+/// them again: the previous generation's endpoints, and the namespaces whose Namespace or
+/// ServiceAccounts changed since (whose labels must be merged again).
+type Reuse<'a> = Option<(&'a Endpoints, &'a BTreeSet<String>)>;
 
 impl Endpoints {
     /// Endpoints, classes and label maps from the Pods, Namespaces and ServiceAccounts of
@@ -759,97 +911,212 @@ impl Endpoints {
     /// Namespace or ServiceAccounts changed since), a class outside those namespaces takes its
     /// endpoint labels from `prev` instead of merging them again: a Namespace label change
     /// re-labels only its own classes.
-    fn build(store: &Store, prev: Option<(&Endpoints, &BTreeSet<String>)>) -> Endpoints {
-        let mut eps = Endpoints::default();
-        // Namespace and service-account labels, plus Calico's `projectcalico.org/name`.
-        for (name, labels) in &store.namespaces {
-            let mut l = to_label_map(labels);
-            l.insert(LABEL_NAME.into(), name.as_str().into());
-            eps.namespaces.insert(name.as_str().into(), Arc::new(l));
-        }
-        for ((ns, name), labels) in &store.service_accounts {
-            let mut l = to_label_map(labels);
-            l.insert(LABEL_NAME.into(), name.as_str().into());
-            eps.service_accounts
-                .entry(ns.as_str().into())
-                .or_default()
-                .insert(name.as_str().into(), Arc::new(l));
-        }
-
-        // Endpoints, grouped into classes that share a plan. Label sets are interned by the
-        // store: a class is a label set (which names the namespace) and a service account.
-        eps.list.reserve(store.pods.len());
-        eps.by_ip.reserve(store.pods.len());
+    fn build(store: &Store, prev: Reuse<'_>) -> Endpoints {
+        let mut eps = Endpoints {
+            profiles: Arc::new(Profiles::build(store)),
+            ..Endpoints::default()
+        };
         // Merged label sets of source-only pods, one per class key, shared between them.
-        let mut source_only: HashMap<(usize, Arc<str>), Arc<LabelMap>> = HashMap::default();
+        let mut source_only = HashMap::default();
+        let mut delta = ClassDelta::default();
         for w in store.pods.values() {
-            if w.ips.is_empty() {
-                continue;
+            eps.insert(w, prev, &mut source_only, &mut delta);
+        }
+        eps
+    }
+
+    /// `self` (the previous generation's endpoints) after the pods named in `pods` were
+    /// applied or deleted in `store`, which has the same Namespaces and ServiceAccounts as when
+    /// `self` was built. Every other endpoint, class and index entry is shared.
+    fn apply_pods(
+        &self,
+        store: &Store,
+        pods: &BTreeSet<(String, String)>,
+    ) -> (Endpoints, ClassDelta) {
+        let mut eps = self.clone();
+        let mut delta = ClassDelta::default();
+        let mut source_only = HashMap::default();
+        for key in pods {
+            let old = eps.take(&key.0, &key.1);
+            if let Some(w) = store.pods.get(key) {
+                eps.insert(w, None, &mut source_only, &mut delta);
             }
-            let next = eps.classes.len() as u32;
-            let class_id = (Arc::as_ptr(&w.labels) as usize, w.service_account.clone());
-            let (class, labels) = if !w.local {
-                // A pod of another node (per-node mode) is only ever a source: no class and no
-                // plan, but its labels as a source selector sees them (inherited ones included).
-                let labels = source_only
-                    .entry(class_id)
-                    .or_insert_with(|| {
-                        eps.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
-                    })
-                    .clone();
-                (NO_CLASS, labels)
-            } else {
-                let class = match eps.class_of.get(&class_id) {
-                    Some(&c) => c,
-                    None => {
-                        let reused = prev
-                            .filter(|(_, changed)| !changed.contains(&*w.namespace))
-                            .and_then(|(p, _)| {
-                                p.class_of.get(&class_id).map(|&c| &p.classes[c as usize])
-                            })
-                            .map(|key| key.3.clone());
-                        let labels = reused.unwrap_or_else(|| {
-                            eps.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
-                        });
-                        eps.classes.push((
-                            w.namespace.clone(),
-                            w.service_account.clone(),
-                            w.labels.clone(),
-                            labels,
-                        ));
-                        eps.class_of.insert(class_id, next);
-                        next
-                    }
-                };
-                (class, eps.classes[class as usize].3.clone())
+            // Taken out after the new one is in: a pod that keeps its labels keeps its class.
+            if let Some((idx, ep)) = old {
+                eps.forget(idx, ep, &mut delta);
+            }
+        }
+        (eps, delta)
+    }
+
+    /// Adds a pod (nothing if it has no IP), in its class (created if new).
+    fn insert(
+        &mut self,
+        w: &Workload,
+        reuse: Reuse<'_>,
+        source_only: &mut HashMap<(usize, Arc<str>), Arc<LabelMap>>,
+        delta: &mut ClassDelta,
+    ) {
+        let Some((&ip, other_ips)) = w.ips.split_first() else {
+            return;
+        };
+        let class_id = (Arc::as_ptr(&w.labels) as usize, w.service_account.clone());
+        let (class, labels) = if !w.local {
+            // A pod of another node (per-node mode) is only ever a source: no class and no
+            // plan, but its labels as a source selector sees them (inherited ones included).
+            let labels = source_only
+                .entry(class_id)
+                .or_insert_with(|| {
+                    self.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
+                })
+                .clone();
+            (NO_CLASS, labels)
+        } else if let Some(&c) = self.class_of.get(&class_id) {
+            let labels = match self.classes.get(c as usize) {
+                Some(class) => {
+                    let mut class = class.clone();
+                    class.members += 1;
+                    let labels = class.key.3.clone();
+                    self.classes.set(c as usize, Some(class));
+                    labels
+                }
+                // Unreachable: `class_of` names live classes only.
+                None => self.endpoint_labels(&w.labels, &w.namespace, &w.service_account),
             };
-            let idx = eps.list.len() as EndpointIdx;
-            eps.list.push(Endpoint {
+            (c, labels)
+        } else {
+            let reused = reuse
+                .filter(|(_, changed)| !changed.contains(&*w.namespace))
+                .and_then(|(p, _)| {
+                    let c = p.class_of.get(&class_id)?;
+                    p.classes.get(*c as usize)
+                })
+                .map(|class| class.key.3.clone());
+            let labels = reused.unwrap_or_else(|| {
+                self.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
+            });
+            let slot = self.free_classes.pop().unwrap_or(self.classes.len() as u32);
+            self.classes.set(
+                slot as usize,
+                Some(Class {
+                    key: (
+                        w.namespace.clone(),
+                        w.service_account.clone(),
+                        w.labels.clone(),
+                        labels.clone(),
+                    ),
+                    members: 1,
+                }),
+            );
+            self.class_of.insert(class_id, slot);
+            self.live_classes += 1;
+            delta.created.push(slot);
+            (slot, labels)
+        };
+        let idx = self.free.pop().unwrap_or(self.list.len() as EndpointIdx);
+        self.list.set(
+            idx as usize,
+            Some(Endpoint {
                 namespace: w.namespace.clone(),
                 name: w.name.clone(),
                 service_account: w.service_account.clone(),
                 labels,
                 named_ports: w.named_ports.clone(),
-                ip: w.ips.first().copied(),
+                ip: Some(ip),
+                other_ips: other_ips.into(),
                 class,
-            });
-            for ip in &w.ips {
-                eps.by_ip
-                    .entry(*ip)
-                    .and_modify(|e| *e = IpEntry::Ambiguous)
-                    .or_insert(IpEntry::One(idx));
-            }
-            eps.by_name
-                .entry(w.namespace.clone())
-                .or_default()
-                .insert(w.name.clone(), idx);
+            }),
+        );
+        self.live += 1;
+        for ip in &w.ips {
+            let entry = match self.by_ip.get(ip) {
+                None => IpEntry::One(idx),
+                Some(IpEntry::One(j)) => IpEntry::Ambiguous([*j, idx].into()),
+                Some(IpEntry::Ambiguous(all)) => {
+                    IpEntry::Ambiguous(all.iter().copied().chain([idx]).collect())
+                }
+            };
+            self.by_ip.insert(*ip, entry);
         }
-        eps
+        self.by_name
+            .insert((w.namespace.clone(), w.name.clone()), idx);
+    }
+
+    /// Takes the endpoint of a pod out of its slot and the name index.
+    fn take(&mut self, ns: &str, name: &str) -> Option<(EndpointIdx, Endpoint)> {
+        let key = (Arc::<str>::from(ns), Arc::<str>::from(name));
+        let idx = self.by_name.remove(&key)?;
+        let ep = self.list.set(idx as usize, None)?;
+        Some((idx, ep))
+    }
+
+    /// Forgets a taken endpoint: frees its slot, takes its addresses out of the IP index and
+    /// itself out of its class (which goes with its last endpoint).
+    fn forget(&mut self, idx: EndpointIdx, ep: Endpoint, delta: &mut ClassDelta) {
+        self.free.push(idx);
+        self.live -= 1;
+        for ip in ep.ip.iter().chain(ep.other_ips.iter()) {
+            let rest: Vec<EndpointIdx> = match self.by_ip.get(ip) {
+                Some(IpEntry::One(_)) | None => Vec::new(),
+                Some(IpEntry::Ambiguous(all)) => {
+                    all.iter().copied().filter(|&j| j != idx).collect()
+                }
+            };
+            match rest.as_slice() {
+                [] => {
+                    self.by_ip.remove(ip);
+                }
+                [one] => {
+                    self.by_ip.insert(*ip, IpEntry::One(*one));
+                }
+                _ => {
+                    self.by_ip.insert(*ip, IpEntry::Ambiguous(rest.into()));
+                }
+            }
+        }
+        let Some(mut class) = self.classes.get(ep.class as usize).cloned() else {
+            return; // a source-only pod
+        };
+        class.members -= 1;
+        if class.members > 0 {
+            self.classes.set(ep.class as usize, Some(class));
+            return;
+        }
+        self.classes.set(ep.class as usize, None);
+        self.class_of
+            .remove(&(Arc::as_ptr(&class.key.2) as usize, class.key.1.clone()));
+        self.free_classes.push(ep.class);
+        self.live_classes -= 1;
+        delta.freed.push(ep.class);
+    }
+
+    /// Live endpoints.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether there are no endpoints.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The endpoint in slot `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&Endpoint> {
+        self.list.get(i)
+    }
+
+    /// Every endpoint, with its index.
+    pub fn iter(&self) -> impl Iterator<Item = &Endpoint> + '_ {
+        self.list.iter().map(|(_, ep)| ep)
     }
 
     /// A namespace's labels (empty when the Namespace object is unknown, as in Dikastes).
     pub fn namespace_labels(&self, ns: &str) -> &Arc<LabelMap> {
-        self.namespaces.get(ns).unwrap_or(&self.empty)
+        self.profiles
+            .namespaces
+            .get(ns)
+            .unwrap_or(&self.profiles.empty)
     }
 
     /// The labels an endpoint has: its Pod's (with Calico's own), then those of its Namespace
@@ -860,8 +1127,12 @@ impl Endpoints {
     /// labels are looked up before its parents'). A Namespace or ServiceAccount that has no
     /// object gives no profile, so no labels.
     fn endpoint_labels(&self, pod: &Arc<LabelMap>, ns: &str, sa: &str) -> Arc<LabelMap> {
-        let ns_labels = self.namespaces.get(ns);
-        let sa_labels = self.service_accounts.get(ns).and_then(|m| m.get(sa));
+        let ns_labels = self.profiles.namespaces.get(ns);
+        let sa_labels = self
+            .profiles
+            .service_accounts
+            .get(ns)
+            .and_then(|m| m.get(sa));
         if ns_labels.is_none() && sa_labels.is_none() {
             return pod.clone();
         }
@@ -878,15 +1149,16 @@ impl Endpoints {
 
     /// A service account's labels (empty when the ServiceAccount object is unknown).
     pub fn service_account_labels(&self, ns: &str, sa: &str) -> &Arc<LabelMap> {
-        self.service_accounts
+        self.profiles
+            .service_accounts
             .get(ns)
             .and_then(|m| m.get(sa))
-            .unwrap_or(&self.empty)
+            .unwrap_or(&self.profiles.empty)
     }
 
     /// Endpoint classes.
     pub fn classes(&self) -> usize {
-        self.classes.len()
+        self.live_classes
     }
 
     fn subject<'a>(&'a self, key: &'a ClassKey) -> Subject<'a> {
@@ -896,6 +1168,14 @@ impl Endpoints {
             ns_labels: self.namespace_labels(&key.0),
             sa_labels: self.service_account_labels(&key.0, &key.1),
         }
+    }
+}
+
+impl std::ops::Index<usize> for Endpoints {
+    type Output = Endpoint;
+
+    fn index(&self, i: usize) -> &Endpoint {
+        &self.list[i]
     }
 }
 

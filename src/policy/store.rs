@@ -871,6 +871,9 @@ pub struct Changes {
     pub all: bool,
     /// Pods, Namespaces or ServiceAccounts.
     pub endpoints: bool,
+    /// Pods applied or deleted, by (namespace, name): what the endpoint side must take out
+    /// and put back.
+    pub pods: BTreeSet<(String, String)>,
     /// Tiers.
     pub tiers: bool,
     /// Policies added, modified or deleted.
@@ -913,7 +916,10 @@ impl Changes {
                 self.endpoints = true;
                 self.namespaces.insert(ns.clone());
             }
-            Key::Pod(..) => self.endpoints = true,
+            Key::Pod(ns, name) => {
+                self.endpoints = true;
+                self.pods.insert((ns.clone(), name.clone()));
+            }
             Key::EndpointSlice(..) => self.services = true,
             Key::NetworkSet(..) => self.net_sets = true,
         }
