@@ -114,6 +114,7 @@ fn lint(args: &crate::cli::LintArgs) -> ExitCode {
             node: None,
             namespace: k.namespace.clone(),
             probe_interval: k.probe_interval(),
+            policy_events: false,
         })
     } else if args.state.is_empty() {
         crate::lint::Input::Files(vec![PathBuf::from("policies")])

@@ -34,7 +34,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("authz", &["authz"]),
     // Tools beside the server: synthetic clusters, the load test, `alp-authz test`,
     // `alp-authz replay`, `alp-authz lint`.
-    ("tools", &["synth", "bench", "policy_tests", "replay", "lint"]),
+    (
+        "tools",
+        &["synth", "bench", "policy_tests", "replay", "lint"],
+    ),
     // The command line and the program.
     ("cli", &["cli"]),
     ("app", &["app"]),

@@ -364,7 +364,7 @@ impl Ctx<'_> {
             let policies: Vec<&Arc<Policy>> = snap
                 .policies
                 .iter()
-                .zip(&snap.policy_tier)
+                .zip(snap.policy_tier.iter())
                 .filter(|(p, pt)| **pt as usize == t && p.ingress.is_some())
                 .map(|(p, _)| p)
                 .collect();
