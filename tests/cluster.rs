@@ -1037,6 +1037,16 @@ fn cluster_np(version: &str, name: &str, tier: &str, priority: u32, ingress: Val
                     "ingress": ingress}})
 }
 
+/// A ClusterNetworkPolicy at `v1alpha2`, the version alp-authz (and Calico 3.32) watches; other
+/// objects as they are.
+fn at_watched_version(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if o["kind"] == "ClusterNetworkPolicy" {
+        o["apiVersion"] = json!("policy.networking.k8s.io/v1alpha2");
+    }
+    o
+}
+
 /// An object as file mode reads it: what the API server stored, less the server's metadata.
 fn as_file(stored: &Value) -> Value {
     let mut o = stored.clone();
@@ -1161,10 +1171,15 @@ fn network_policy_api_policies_through_the_real_api() {
         "no policy"
     );
 
-    // Each decision equals file mode's on the objects as the API server stored them.
+    // Each decision equals file mode's on the objects as the API server stored them, read at
+    // the version alp-authz watches (file mode, as Calico, reads no v1beta1).
     let same_as_files = |g: &mut Grpc, policies: &[&Value], reqs: &[&Req]| {
         let mut files = objects.clone();
-        files.extend(policies.iter().map(|p| as_file(&c.stored(p))));
+        files.extend(
+            policies
+                .iter()
+                .map(|p| as_file(&c.stored(&at_watched_version(p)))),
+        );
         for req in reqs {
             assert_eq!(g.check(req), Ok(file_mode(&files, req)), "{req:?}");
         }
@@ -1224,7 +1239,8 @@ fn network_policy_api_policies_through_the_real_api() {
         "npa-prod",
         "db-from-job",
         json!({"selector": "app == 'db'", "types": ["Ingress"],
-               "ingress": [{"action": "Allow", "source": {"serviceAccounts": {"names": ["job"]}}}]}),
+               "ingress": [{"action": "Allow", "source": {"namespaceSelector": "all()",
+                                                   "serviceAccounts": {"names": ["job"]}}}]}),
     );
     c.apply(allow_job.clone());
     g.wait_for(&job, OK, "a default-tier Allow before kube-baseline");
@@ -1232,7 +1248,7 @@ fn network_policy_api_policies_through_the_real_api() {
     assert_eq!(g.check(&web), Ok(DENIED));
     {
         let mut files = objects.clone();
-        files.push(as_file(&c.stored(&baseline)));
+        files.push(as_file(&c.stored(&at_watched_version(&baseline))));
         files.extend(as_files(std::slice::from_ref(&allow_job)));
         for req in [&job, &web] {
             assert_eq!(g.check(req), Ok(file_mode(&files, req)), "{req:?}");
