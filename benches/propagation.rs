@@ -8,12 +8,22 @@
 //! of one (it selects every pod) between the probed request's port and another port; pod rounds
 //! relabel the destination pod in and out of the other's selector. Each round polls Check until
 //! the answer follows. The smallest cluster is the baseline the others are compared to.
+//!
+//! `-- --real-api BIN` runs against a real kube-apiserver and etcd instead (BIN:
+//! `tests/cluster/build`'s output; `tests/cluster/bench` runs it): for each size a fresh cluster
+//! started by `tests/cluster/cluster`, the synthetic objects created through its API (Pods
+//! created, then given their status through the status subresource), and besides the figures
+//! above the API server's and etcd's CPU (from `/proc/PID/stat`) and RSS, and the API server's
+//! watch count from its own `/metrics`. `--sizes 1000x10000,10000x100000` picks the sizes (both
+//! modes), `--rounds N` the changes of each kind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/fakeapi/mod.rs"]
 mod fakeapi;
+#[path = "propagation/real.rs"]
+mod real;
 
 use std::time::{Duration, Instant};
 
@@ -158,26 +168,56 @@ fn measure(policies: usize, pods: usize, rounds: usize) -> Run {
     }
 }
 
+/// The value after `flag` on the command line.
+fn arg(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == flag).map(|i| {
+        args.get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| panic!("{flag} needs a value"))
+    })
+}
+
+/// `--sizes 1000x10000,10000x100000`: (policies, pods) pairs.
+fn sizes_arg() -> Option<Vec<(usize, usize)>> {
+    arg("--sizes").map(|s| {
+        s.split(',')
+            .map(|p| {
+                let (a, b) = p.split_once('x').expect("--sizes POLICIESxPODS,…");
+                (a.parse().unwrap(), b.parse().unwrap())
+            })
+            .collect()
+    })
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick { 5 } else { 20 };
-    let sizes: &[(usize, usize)] = &[(10, 100), (10, 1_000), (10_000, 1_000), (10_000, 100_000)];
+    let rounds = arg("--rounds").map_or(if quick { 5 } else { 20 }, |r| r.parse().unwrap());
+    if let Some(bin) = arg("--real-api") {
+        let sizes = sizes_arg().unwrap_or_else(|| vec![(1_000, 10_000)]);
+        real::main(std::path::Path::new(&bin), &sizes, rounds);
+        return;
+    }
+    let sizes = sizes_arg()
+        .unwrap_or_else(|| vec![(10, 100), (10, 1_000), (10_000, 1_000), (10_000, 100_000)]);
     let mut runs = Vec::new();
     println!(
         "watch event → decision changed (the fake API server, the kube client, the sync thread, the snapshot, gRPC)"
     );
-    for &(policies, pods) in sizes {
+    for &(policies, pods) in &sizes {
         let run = measure(policies, pods, rounds);
         println!(
-            "{:>27}: synced in {:>6.0} ms, RSS {:>4.0} MB; one policy modified: p50 {:>6.1} ms, p90 {:>6.1} ms, max {:>6.1} ms; one pod relabelled: p50 {:>6.1} ms, p90 {:>6.1} ms, max {:>6.1} ms ({} changes each)",
+            "{:>27}: synced in {:>6.0} ms, RSS {:>4.0} MB; one policy modified: p50 {:>6.1} ms, p90 {:>6.1} ms, p99 {:>6.1} ms, max {:>6.1} ms; one pod relabelled: p50 {:>6.1} ms, p90 {:>6.1} ms, p99 {:>6.1} ms, max {:>6.1} ms ({} changes each)",
             run.label,
             ms(run.sync),
             run.rss_mb,
             ms(quantile(&run.policy, 0.5)),
             ms(quantile(&run.policy, 0.9)),
+            ms(quantile(&run.policy, 0.99)),
             ms(quantile(&run.policy, 1.0)),
             ms(quantile(&run.pod, 0.5)),
             ms(quantile(&run.pod, 0.9)),
+            ms(quantile(&run.pod, 0.99)),
             ms(quantile(&run.pod, 1.0)),
             run.policy.len()
         );
