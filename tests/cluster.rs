@@ -386,6 +386,21 @@ impl Cluster {
         let kubeconfig = self.alp_kubeconfig(dir.path(), |_| {});
         serve_with(&kubeconfig, extra)
     }
+
+    /// [`Cluster::serve`], then waits for the first sync and connects a gRPC client.
+    fn serve_synced(&self, dir: &tempfile::TempDir, extra: &[&str]) -> (common::Server, Grpc) {
+        let server = self.serve(dir, extra);
+        server.wait_for_log("synced with the Kubernetes API");
+        let g = Grpc::connect(&server);
+        (server, g)
+    }
+
+    /// Applies every object, in order.
+    fn apply_all(&self, objects: &[Value]) {
+        for o in objects {
+            self.apply(o.clone());
+        }
+    }
 }
 
 impl Drop for Cluster {
@@ -726,9 +741,7 @@ fn shipped_rbac_suffices_first_sync_and_decisions_equal_file_mode() {
     c.apply(node("node-a"));
     c.apply(node("node-b"));
     let (objects, [fe, pp, oc]) = shop("rbac-shop", 1);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
     let server = c.serve(&dir, &[]);
     let line = server.wait_for_log("watching the Kubernetes API");
@@ -760,9 +773,7 @@ fn a_missing_rbac_rule_is_named_fails_closed_and_recovers() {
         return;
     };
     let (objects, [fe, pp, _]) = shop("rbac-missing", 2);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
     // The ClusterRole without `pods`.
     let kubeconfig = c.alp_kubeconfig(dir.path(), |role| {
@@ -802,13 +813,9 @@ fn calico_policies_created_modified_deleted_through_the_api() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("pol", 3);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
-    let server = c.serve(&dir, &[]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (server, mut g) = c.serve_synced(&dir, &[]);
     let get = request((&fe, "pol", "frontend"), &pp, 8080, "GET", "/");
     let to_oncall = request((&pp, "pol", "productpage"), &oc, 8080, "GET", "/");
     assert_eq!(g.check(&get), Ok(OK));
@@ -890,9 +897,7 @@ fn pods_namespaces_and_service_accounts_change_decisions() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("labels", 4);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     // Ingress to oncall from namespaces labelled team=shop and accounts labelled role=web.
     c.apply(cnp("labels", "oncall", json!({
         "selector": "app == 'oncall'",
@@ -900,9 +905,7 @@ fn pods_namespaces_and_service_accounts_change_decisions() {
                                                     "serviceAccounts": {"selector": "role == 'web'"}}}]
     })));
     let dir = tempfile::tempdir().unwrap();
-    let server = c.serve(&dir, &[]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (_server, mut g) = c.serve_synced(&dir, &[]);
     let fe_to_oncall = request((&fe, "labels", "frontend"), &oc, 8080, "GET", "/");
     let get = request((&fe, "labels", "frontend"), &pp, 8080, "GET", "/");
     assert_eq!(g.check(&fe_to_oncall), Ok(OK));
@@ -959,17 +962,13 @@ fn endpoint_slices_follow_services_rules() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("svc", 5);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     c.apply(cnp("svc", "from-productpage", json!({
         "selector": "app == 'oncall'",
         "ingress": [{"action": "Allow", "source": {"services": {"name": "productpage", "namespace": "svc"}}}]
     })));
     let dir = tempfile::tempdir().unwrap();
-    let server = c.serve(&dir, &[]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (_server, mut g) = c.serve_synced(&dir, &[]);
     let from_pp = request((&pp, "svc", "productpage"), &oc, 8080, "GET", "/");
     let from_fe = request((&fe, "svc", "frontend"), &oc, 8080, "GET", "/");
     assert_eq!(g.check(&from_pp), Ok(DENIED), "no endpoints yet");
@@ -995,13 +994,9 @@ fn kubernetes_network_policies_apply() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("knp", 6);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
-    let server = c.serve(&dir, &[]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (_server, mut g) = c.serve_synced(&dir, &[]);
     let to_oncall = request((&pp, "knp", "productpage"), &oc, 8080, "GET", "/");
     let fe_to_oncall = request((&fe, "knp", "frontend"), &oc, 8080, "GET", "/");
     assert_eq!(g.check(&to_oncall), Ok(OK));
@@ -1388,13 +1383,9 @@ fn per_node_and_per_namespace_modes() {
     c.apply(node("node-a"));
     c.apply(node("node-b"));
     let (objects, [fe, pp, oc]) = shop("scoped", 7);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let (others, [ofe, _, _]) = shop("scoped-other", 8);
-    for o in &others {
-        c.apply(o.clone());
-    }
+    c.apply_all(&others);
     let dir = tempfile::tempdir().unwrap();
     let get = request((&fe, "scoped", "frontend"), &pp, 8080, "GET", "/");
     let to_oncall = request((&pp, "scoped", "productpage"), &oc, 8080, "GET", "/");
@@ -1407,9 +1398,7 @@ fn per_node_and_per_namespace_modes() {
     );
 
     // --node: the API server filters Pods by spec.nodeName (set by the binding subresource).
-    let server = c.serve(&dir, &["--node", "node-a"]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (server, mut g) = c.serve_synced(&dir, &["--node", "node-a"]);
     assert_eq!(g.check(&get), Ok(OK), "productpage is on node-a");
     assert_eq!(
         g.check(&to_oncall),
@@ -1421,9 +1410,7 @@ fn per_node_and_per_namespace_modes() {
     drop(server);
 
     // --namespace: only scoped's pods and policies.
-    let server = c.serve(&dir, &["--namespace", "scoped"]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (_server, mut g) = c.serve_synced(&dir, &["--namespace", "scoped"]);
     assert_eq!(g.check(&get), Ok(OK));
     assert_eq!(g.check(&to_oncall), Ok(OK));
     assert_eq!(
@@ -1441,13 +1428,9 @@ fn apiserver_stopped_and_restarted_while_serving() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("outage", 9);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
-    let server = c.serve(&dir, &[]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (server, mut g) = c.serve_synced(&dir, &[]);
     let get = request((&fe, "outage", "frontend"), &pp, 8080, "GET", "/");
     let to_oncall = request((&pp, "outage", "productpage"), &oc, 8080, "GET", "/");
     assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
@@ -1528,14 +1511,10 @@ fn an_etcd_compaction_expires_the_watch_and_it_relists() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("compact", 10);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
     let metrics = common::free_loopback_addr();
-    let server = c.serve(&dir, &["--metrics", &metrics]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (server, mut g) = c.serve_synced(&dir, &["--metrics", &metrics]);
     let get = request((&fe, "compact", "frontend"), &pp, 8080, "GET", "/");
     let to_oncall = request((&pp, "compact", "productpage"), &oc, 8080, "GET", "/");
     assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
@@ -1624,13 +1603,9 @@ fn etcd_restarted_while_serving() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("etcd", 11);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
-    let server = c.serve(&dir, &[]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (_server, mut g) = c.serve_synced(&dir, &[]);
     let get = request((&fe, "etcd", "frontend"), &pp, 8080, "GET", "/");
     let to_oncall = request((&pp, "etcd", "productpage"), &oc, 8080, "GET", "/");
     assert_eq!((g.check(&get), g.check(&to_oncall)), (Ok(OK), Ok(OK)));
@@ -1864,9 +1839,7 @@ fn lint_lists_the_live_state_once() {
     ));
     // (No staged policy: the Calico CRDs installed here serve no staged kinds; the staged
     // checks are tested against the fake API server in tests/kubernetes.rs.)
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = c.alp_kubeconfig(dir.path(), |_| {});
     let lint = |extra: &[&str]| {
@@ -1996,14 +1969,10 @@ fn an_invalid_policy_gets_exactly_one_event_that_describe_shows() {
         return;
     };
     let (objects, [fe, pp, _]) = shop("events", 12);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
     let metrics = common::free_loopback_addr();
-    let server = c.serve(&dir, &["--metrics", &metrics]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (server, mut g) = c.serve_synced(&dir, &["--metrics", &metrics]);
     let get = request((&fe, "events", "frontend"), &pp, 8080, "GET", "/");
     assert_eq!(g.check(&get), Ok(OK));
 
@@ -2143,18 +2112,14 @@ fn policy_events_off_with_the_flag_and_refused_without_the_rule() {
         return;
     };
     let (objects, [fe, pp, oc]) = shop("events-off", 13);
-    for o in &objects {
-        c.apply(o.clone());
-    }
+    c.apply_all(&objects);
     let dir = tempfile::tempdir().unwrap();
     let metrics = common::free_loopback_addr();
     let get = request((&fe, "events-off", "frontend"), &pp, 8080, "GET", "/");
     let to_oncall = request((&pp, "events-off", "productpage"), &oc, 8080, "GET", "/");
 
     // --no-policy-events: the policy fails closed, and no Event is written.
-    let server = c.serve(&dir, &["--metrics", &metrics, "--no-policy-events"]);
-    server.wait_for_log("synced with the Kubernetes API");
-    let mut g = Grpc::connect(&server);
+    let (server, mut g) = c.serve_synced(&dir, &["--metrics", &metrics, "--no-policy-events"]);
     assert_eq!(g.check(&get), Ok(OK));
     // Invalid in a rule: it fails closed on what its own selector selects (productpage).
     let bad = c.apply(cnp(
