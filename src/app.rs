@@ -7,6 +7,7 @@ use std::{
     sync::Arc,
 };
 
+use crate::k8s::error_text;
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
@@ -134,24 +135,6 @@ fn lint(args: &crate::cli::LintArgs) -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
-/// An error and its causes, `: `-separated like `{:#}`, leaving out a cause whose text the
-/// message before it already holds (the Kubernetes client's errors repeat their sources in
-/// their own text, so `{:#}` said the same kubeconfig error two or three times).
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 /// Where the state comes from.
 #[derive(Debug, Clone)]
 enum StateSource {
@@ -231,18 +214,24 @@ fn settings(args: &PolicyArgs, trust_bundle: Option<Arc<ArcSwapOption<TrustBundl
     }
 }
 
-fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
-    let source = StateSource::from_args(&args.policy);
-    let loaded = source.load()?;
+/// Prints a load's warnings; with `--strict` they are an error.
+fn warn(loaded: &file::Loaded, strict: bool) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    if args.strict && !loaded.warnings.is_empty() {
+    if strict && !loaded.warnings.is_empty() {
         anyhow::bail!(
             "{} warning(s), and --strict makes them errors",
             loaded.warnings.len()
         );
     }
+    Ok(())
+}
+
+fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
+    let source = StateSource::from_args(&args.policy);
+    let loaded = source.load()?;
+    warn(&loaded, args.strict)?;
     let state = Arc::new(Shared::new());
     let snap = state.publish(&loaded.store);
     let request = match &args.request {
@@ -290,15 +279,7 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
 /// occurred.
 fn replay(args: &crate::cli::ReplayArgs) -> anyhow::Result<bool> {
     let loaded = file::load(&args.state)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
-    if args.strict && !loaded.warnings.is_empty() {
-        anyhow::bail!(
-            "{} warning(s), and --strict makes them errors",
-            loaded.warnings.len()
-        );
-    }
+    warn(&loaded, args.strict)?;
     let snap = Shared::new().publish(&loaded.store);
     let opts = Options {
         trust_network_identity: args.trust_network_identity,

@@ -432,3 +432,21 @@ async fn probe(client: Client, every: Duration, state: Arc<Shared>, status: Arc<
         }
     }
 }
+
+/// An error and its causes, `: `-separated like `{:#}`, leaving out a cause whose text the
+/// message before it already holds (the Kubernetes client's errors repeat their sources in
+/// their own text, so `{:#}` said the same kubeconfig error two or three times).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

@@ -25,7 +25,7 @@ pub fn list(opts: &k8s::Options) -> Result<(Vec<Located>, Store), Box<Finding>> 
             namespace: None,
             name: String::new(),
             field: None,
-            message: crate::lint::error_chain(&e),
+            message: crate::k8s::error_text(&e),
             hint: "check --kubeconfig (or KUBECONFIG) and that the account may list the policy kinds, pods, namespaces and service accounts: nothing was linted".into(),
         })
     };

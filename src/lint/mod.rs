@@ -359,23 +359,6 @@ impl Report {
     }
 }
 
-/// An error and its causes, `: `-separated, each cause once (the Kubernetes client's errors
-/// repeat their sources in their own text).
-pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 /// Parses an age: a number of seconds, or a number with `s`, `m`, `h` or `d`.
 pub fn parse_age(s: &str) -> Result<Duration, String> {
     let (n, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
