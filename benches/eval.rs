@@ -8,9 +8,7 @@ use std::{hint::black_box, sync::Arc, time::Duration};
 
 use alp_authz::{
     authz::{
-        check::{Checker, Settings},
-        descriptor::check_request_from_json,
-        explain::explain,
+        check::Checker, descriptor::check_request_from_json, explain::explain, settings::Settings,
     },
     policy::{selector::Selector, snapshot::Snapshot},
     state::Shared,
@@ -63,7 +61,7 @@ fn find(checker: &Checker, s: &Spec, case: &str) -> Option<(CheckRequest, usize)
             if !candidate {
                 continue;
             }
-            let trace = explain(checker, &snap, &r);
+            let trace = explain(checker.settings(), &snap, &r);
             let visited = list(&trace["tiers"]);
             let tiers = visited.len();
             // Whether a rule of tier `name` matched with Pass.

@@ -45,10 +45,7 @@ fn latency(spec: &synth::Spec, store: alp_authz::policy::store::Store) {
     use std::sync::Arc;
 
     use alp_authz::{
-        authz::{
-            check::{Checker, Settings},
-            descriptor::check_request_from_json,
-        },
+        authz::{check::Checker, descriptor::check_request_from_json, settings::Settings},
         state::Shared,
     };
     let state = Arc::new(Shared::new());

@@ -14,11 +14,12 @@ use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
 use crate::{
     authz::{
-        check::{AnswerSettings, Checker, Settings},
+        check::Checker,
         descriptor, explain,
         explain_service::ExplainService,
         server::{self, ServerConfig},
         service::AuthzService,
+        settings::{AnswerSettings, Settings},
         tls::TlsFiles,
     },
     cli::{CheckArgs, Cli, Command, PolicyArgs, ServeArgs},
@@ -266,11 +267,11 @@ fn check(args: &CheckArgs, explain: bool) -> anyhow::Result<bool> {
         _ => &snap,
     };
     if explain {
-        let out = explain::explain(&checker, snap, &request);
+        let out = explain::explain(checker.settings(), snap, &request);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(out["decision"]["allowed"] == true);
     }
-    let (out, allowed) = explain::check_json(&checker, snap, &request);
+    let (out, allowed) = explain::check_json(checker.settings(), snap, &request);
     println!("{out}");
     Ok(allowed)
 }

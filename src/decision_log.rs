@@ -23,8 +23,9 @@ use crate::{
     identity::{Rejection, resolve::Source, spiffe::SpiffeRef},
     policy::{
         decision::Verdict,
-        eval::{Addr, HttpRequest, PROTO_TCP, Principal, Request},
+        eval::{Addr, HttpRequest, Principal, Request},
         path::RequestPath,
+        protocol::{TCP, UDP},
     },
 };
 
@@ -340,8 +341,8 @@ impl Logged {
             )?,
             principal: self.identity.principal()?,
             protocol: match self.protocol.as_str() {
-                "TCP" => PROTO_TCP,
-                "UDP" => 17,
+                "TCP" => TCP,
+                "UDP" => UDP,
                 other => {
                     return Err(LineError::Field(
                         "protocol",
@@ -625,7 +626,7 @@ mod tests {
             source_port: req.source.port,
             destination_address: addr(&req.destination),
             destination_port: req.destination.port,
-            protocol: if req.protocol == 17 { "UDP" } else { "TCP" },
+            protocol: crate::policy::protocol::name(req.protocol).unwrap_or("TCP"),
             http: req.http.is_some(),
             method: req.http.as_ref().map_or("", |h| h.method).to_owned(),
             path: raw_path.to_owned(),
@@ -662,7 +663,7 @@ mod tests {
                 port: 9080,
             },
             principal: Principal::Valid(id),
-            protocol: PROTO_TCP,
+            protocol: TCP,
             http: Some(HttpRequest::new("GET", raw)),
         };
         let r = record_of(&req, raw, Some(Source::Principal));
@@ -696,7 +697,7 @@ mod tests {
                 crate::identity::cert::CertError::Expired,
             )),
         ] {
-            for protocol in [PROTO_TCP, 17] {
+            for protocol in [TCP, UDP] {
                 let req = Request {
                     source: Addr { ip: None, port: 0 },
                     destination: Addr {
@@ -730,7 +731,7 @@ mod tests {
                 port: 80,
             },
             principal: Principal::Valid(id),
-            protocol: PROTO_TCP,
+            protocol: TCP,
             http: Some(HttpRequest::new("GET", "/")),
         };
         let mut v = serde_json::to_value(record_of(&req, "/", None)).unwrap();

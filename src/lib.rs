@@ -9,9 +9,11 @@
 //!  policy::compile    selectors parsed (policy::selector), rules compiled, NetworkPolicies
 //!                     converted (policy::cluster_policy), paths normalized (policy::path)
 //!  policy::store      objects by key; apply / delete
-//!  policy::snapshot   immutable index: tiers, ordered policies, pods by IP, per-class plans,
-//!                     net sets (policy::netsets), decision Counters; a shadow snapshot with the
-//!                     staged policies applied
+//!  policy::snapshot   immutable index: tiers, ordered policies, per-class plans, net sets
+//!                     (policy::netsets), decision counters (policy::counters); a shadow
+//!                     snapshot with the staged policies applied. Its endpoint side (pods by IP
+//!                     and name, classes, inherited profile labels) is policy::endpoints, its
+//!                     typed indexes policy::index; protocol names/numbers: policy::protocol
 //!  state::Shared      ArcSwap<Snapshot>: published whole, read without a lock; readiness
 //!
 //!  Check:  authz::service (gRPC, tonic) ─┐
@@ -21,7 +23,8 @@
 //!                         identity::spiffe, identity::xfcc) decides who is calling
 //!            2 request    authz::request: CheckRequest → policy::eval::Request (borrowed)
 //!            3 decide     policy::eval::evaluate(&Snapshot, &Request) -> Decision (pure, no
-//!                         I/O); the staged set evaluated beside it, disagreements counted
+//!                         I/O; policy::decision, in words policy::reason); the staged set
+//!                         evaluated beside it, disagreements counted; authz::settings shape it
 //!            4 answer     authz::response: Decision → CheckResponse (deny body, headers)
 //!            5 record     Snapshot counters, telemetry (latency; /metrics), decision_log
 //!  Explain: authz::explain (the trace: every tier, policy and rule evaluated) for
@@ -50,7 +53,7 @@
 //! - a new Kubernetes kind or watch behaviour: `k8s::resource` (the kind), `k8s::sync` (how
 //!   updates reach the store), `k8s/mod.rs` (discovery, watchers);
 //! - file loading and reloads: `source::file`, `poll`;
-//! - a metric: `telemetry` (the encoder), counters in `policy::snapshot::Counters`;
+//! - a metric: `telemetry` (the encoder), counters in `policy::counters`;
 //! - a command-line flag: `cli` (the flag), `app` (what it does);
 //! - listeners, TLS, connection limits: `authz::server`, `authz::tls`, `authz::limits`.
 

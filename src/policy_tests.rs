@@ -33,8 +33,9 @@ use serde::Deserialize;
 
 use crate::{
     authz::{
-        check::{Checker, Settings},
+        check::Checker,
         descriptor,
+        settings::Settings,
         short_form::{ShortForm, short_request},
     },
     policy::{decision::Verdict, snapshot::Snapshot},

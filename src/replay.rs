@@ -445,10 +445,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        authz::{
-            check::{Checker, Settings},
-            descriptor::check_request_from_json,
-        },
+        authz::{check::Checker, descriptor::check_request_from_json, settings::Settings},
         decision_log::{DecisionLog, Filter},
         source::file,
         state::Shared,

@@ -1,7 +1,7 @@
 //! Metrics: lock-free counting on the hot path, Prometheus text on a separate HTTP port.
 //!
 //! Decisions are counted in atomics that live in the snapshot they were decided on
-//! (`policy::snapshot::Counters`), latency in a fixed-bucket atomic histogram. A scrape sums the
+//! (`policy::counters::Counters`), latency in a fixed-bucket atomic histogram. A scrape sums the
 //! current snapshot, the retired ones still held by requests, and the totals folded from retired
 //! snapshots nobody holds any more, so counters stay monotonic across reloads and `Check` never
 //! takes a lock. Encoding uses the `prometheus-client` crate through a custom [`Collector`].
@@ -25,7 +25,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    policy::snapshot::Snapshot,
+    policy::{index::PolicyIdx, snapshot::Snapshot},
     state::{OnReplace, Shared},
 };
 
@@ -249,7 +249,7 @@ fn add_counts(snap: &Snapshot, folded: &mut Folded) {
             continue; // most policies decide nothing: no names to build
         }
         let (tier, policy) = (
-            snap.tier_of(i as u32).name.to_string(),
+            snap.tier_of(PolicyIdx::new(i)).name.to_string(),
             snap.policies[i].id.to_string(),
         );
         add(("allow", "rule", tier.clone(), policy.clone()), allow);

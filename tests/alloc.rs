@@ -8,10 +8,7 @@
 use std::sync::Arc;
 
 use alp_authz::{
-    authz::{
-        check::{Checker, Settings},
-        descriptor::check_request_from_json,
-    },
+    authz::{check::Checker, descriptor::check_request_from_json, settings::Settings},
     state::Shared,
     synth,
 };

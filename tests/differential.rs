@@ -10,10 +10,7 @@ mod reference;
 use std::sync::Arc;
 
 use alp_authz::{
-    authz::{
-        check::{Checker, Settings},
-        descriptor::check_request_from_json,
-    },
+    authz::{check::Checker, descriptor::check_request_from_json, settings::Settings},
     source::file::{Loaded, load_text},
     state::Shared,
 };

@@ -15,10 +15,7 @@ use std::{
 };
 
 use alp_authz::{
-    authz::{
-        check::{Checker, Settings},
-        descriptor::check_request_from_json,
-    },
+    authz::{check::Checker, descriptor::check_request_from_json, settings::Settings},
     policy::store::Store,
     source::file::{Loaded, load_text},
     state::Shared,

@@ -20,7 +20,7 @@ fn view(s: &Snapshot) -> Vec<String> {
             // A pod of another node (per-node mode) has no plan: only a source.
             let empty = Default::default();
             let plan: &alp_authz::policy::snapshot::Plan =
-                s.plans.get(ep.class as usize).map_or(&empty, |p| p);
+                s.plans.get(ep.class.get()).map_or(&empty, |p| p);
             let tiers: Vec<String> = plan
                 .tiers
                 .iter()
@@ -28,19 +28,19 @@ fn view(s: &Snapshot) -> Vec<String> {
                     let names: Vec<String> = tp
                         .policies
                         .iter()
-                        .map(|&p| s.policies[p as usize].id.to_string())
+                        .map(|&p| s.policies[p.get()].id.to_string())
                         .collect();
-                    format!("{}[{}]", s.tiers[tp.tier as usize].name, names.join(","))
+                    format!("{}[{}]", s.tiers[tp.tier.get()].name, names.join(","))
                 })
                 .collect();
             let invalid = plan
                 .invalid
-                .map(|i| s.invalid[i as usize].id.to_string())
+                .map(|i| s.invalid[i.get()].id.to_string())
                 .unwrap_or_default();
             let labels: Vec<String> = ep.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let by_name = s
                 .endpoint_by_name(&ep.namespace, &ep.name)
-                .and_then(|i| s.endpoints.get(i as usize))
+                .and_then(|i| s.endpoints.get(i.get()))
                 .map(|e| format!("{}/{}", e.namespace, e.name));
             format!(
                 "{}/{} ({by_name:?}, ip {:?}, {}): {} !{invalid}",
@@ -57,7 +57,7 @@ fn view(s: &Snapshot) -> Vec<String> {
     for ip in all_ips() {
         let who = s
             .endpoint_by_ip(ip)
-            .and_then(|i| s.endpoints.get(i as usize))
+            .and_then(|i| s.endpoints.get(i.get()))
             .map(|e| format!("{}/{}", e.namespace, e.name));
         out.push(format!("{ip} -> {who:?}"));
     }
@@ -435,7 +435,7 @@ fn a_pod_change_alone_shares_the_policy_side_and_untouched_plans() {
     assert_eq!(next.endpoints.classes(), 3);
     let class_of = |s: &Snapshot, pod: &str| {
         let i = s.endpoint_by_name("ns0", pod).unwrap();
-        s.endpoints[i as usize].class as usize
+        s.endpoints[i.get()].class.get()
     };
     for pod in ["pod0", "pod1"] {
         assert_eq!(class_of(&first, pod), class_of(&next, pod));

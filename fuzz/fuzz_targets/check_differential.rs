@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use alp_authz::{
     authz::{
-        check::{Checker, Settings},
+        check::Checker,
         descriptor::check_request_from_json,
+        settings::Settings,
     },
     policy::snapshot::Snapshot,
     source::file::{Loaded, load_text},

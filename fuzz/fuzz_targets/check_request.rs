@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use alp_authz::{
-    authz::check::{Checker, Settings},
+    authz::{check::Checker, settings::Settings},
     source::embedded,
     state::Shared,
 };

@@ -5,46 +5,18 @@ use std::{sync::Arc, time::Instant};
 
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 
-use super::{request, response};
+use super::{request, response, settings::Settings};
 use crate::{
     decision_log::{self, DecisionLog, Record},
     policy::{
         decision::{Decision, Verdict},
-        eval::{self, Options, Principal},
+        eval::{self, Principal},
+        protocol,
         snapshot::Snapshot,
     },
     state::Shared,
     telemetry::Metrics,
 };
-
-/// Settings that shape every decision and answer.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Evaluation options.
-    pub eval: Options,
-    /// Who counts as authenticated.
-    pub identity: crate::identity::resolve::IdentityConfig,
-    /// Send the deny reason to the caller (status message and `x-alp-authz-reason`).
-    pub explain_denials: bool,
-    /// What else goes into answers.
-    pub answer: AnswerSettings,
-    /// Allow everything; log and count what policy would have denied (first rollouts).
-    pub dry_run: bool,
-}
-
-/// Optional parts of an answer.
-#[derive(Debug, Clone, Default)]
-pub struct AnswerSettings {
-    /// Attach `dynamic_metadata` (generation, decision, tier, policy, rule) to every answer, for
-    /// Envoy access logs (`%DYNAMIC_METADATA(envoy.filters.http.ext_authz:policy)%`).
-    pub dynamic_metadata: bool,
-    /// On allow, set this upstream request header to the caller's SPIFFE ID (and remove it when
-    /// the caller has none, so it cannot be spoofed).
-    pub identity_header: Option<String>,
-    /// On allow, set this upstream request header to the decision
-    /// (`allow; generation=G; tier=T; policy=P; rule=R`).
-    pub decision_header: Option<String>,
-}
 
 /// Decides CheckRequests against the published state.
 #[derive(Debug, Clone)]
@@ -146,7 +118,7 @@ impl Checker {
             Verdict::Deny if settings.explain_denials && wants_trace(req) => {
                 // A person debugging a 403 asked for the trace (`x-alp-explain`), and the
                 // operator allows explanations: the trace rides back as the body.
-                let trace = super::explain::explain(self, &snap, req).to_string();
+                let trace = super::explain::explain(&self.settings, &snap, req).to_string();
                 let mut resp = response::denied(http, Some(&decision.reason(&snap)));
                 response::set_denied_body(&mut resp, trace, "application/json");
                 resp
@@ -235,7 +207,7 @@ impl Checker {
             m.explain_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let trace = super::explain::explain(self, snap, req);
+        let trace = super::explain::explain(&self.settings, snap, req);
         if let Some(log) = &self.decision_log {
             let (resolved, from) = request::resolve_from(&self.settings.identity, req);
             let principal = request::principal(&self.settings.identity, &resolved);
@@ -316,7 +288,7 @@ fn record(
         source_port: view.source.port,
         destination_address: addr(&view.destination),
         destination_port: view.destination.port,
-        protocol: if view.protocol == 17 { "UDP" } else { "TCP" },
+        protocol: protocol::name(view.protocol).unwrap_or("TCP"),
         http: view.http.is_some(),
         method: http.map(|h| h.method.clone()).unwrap_or_default(),
         path: http.map(|h| h.path.clone()).unwrap_or_default(),

@@ -4,12 +4,13 @@
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use serde_json::{Value, json};
 
-use super::{check::Checker, request};
+use super::{request, settings::Settings};
 use crate::policy::{
     decision::{Decision, Verdict},
     eval::{self, Criterion, Principal, Trace},
+    index::{EndpointIdx, PolicyIdx, TierIdx},
     path::RequestPath,
-    snapshot::{EndpointIdx, PolicyIdx, Snapshot, TierIdx},
+    snapshot::Snapshot,
 };
 
 /// The decision as `check` prints it.
@@ -121,8 +122,7 @@ fn inputs(req: &CheckRequest, view: &eval::Request<'_>) -> Value {
 
 /// What `check` prints: the decision, and the inputs that decided it (the request as read,
 /// and the caller identity).
-pub fn check_json(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> (Value, bool) {
-    let settings = checker.settings();
+pub fn check_json(settings: &Settings, snap: &Snapshot, req: &CheckRequest) -> (Value, bool) {
     let resolved = request::resolve(&settings.identity, req);
     let principal = request::principal(&settings.identity, &resolved);
     let view = request::to_request(req, principal);
@@ -134,8 +134,7 @@ pub fn check_json(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> (Va
 }
 
 /// Explains how `req` is decided against `snap`.
-pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value {
-    let settings = checker.settings();
+pub fn explain(settings: &Settings, snap: &Snapshot, req: &CheckRequest) -> Value {
     let resolved = request::resolve(&settings.identity, req);
     let principal = request::principal(&settings.identity, &resolved);
     let view = request::to_request(req, principal);
@@ -144,7 +143,7 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
 
     let identity = identity(&settings.identity.trust_domains, principal);
     let endpoint = |i: Option<EndpointIdx>| {
-        i.and_then(|i| snap.endpoints.get(i as usize)).map(|ep| {
+        i.and_then(|i| snap.endpoints.get(i.get())).map(|ep| {
             json!({
                 "pod": format!("{}/{}", ep.namespace, ep.name),
                 "serviceAccount": &*ep.service_account,
@@ -159,7 +158,7 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
             let policies: Vec<Value> = policies
                 .iter()
                 .map(|(p, rules)| {
-                    let policy = &snap.policies[*p as usize];
+                    let policy = &snap.policies[p.get()];
                     let actions = policy.ingress.as_deref().unwrap_or(&[]);
                     let rules: Vec<Value> = rules
                         .iter()
@@ -174,7 +173,7 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
                     json!({"policy": policy.id.to_string(), "kind": policy.id.kind.as_str(), "order": policy.order, "rules": rules})
                 })
                 .collect();
-            let t = &snap.tiers[*tier as usize];
+            let t = &snap.tiers[tier.get()];
             json!({
                 "tier": &*t.name,
                 "defaultAction": if snap.tier_passes(*tier) { "Pass" } else { "Deny" },

@@ -10,5 +10,6 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod short_form;
 pub mod tls;

@@ -10,7 +10,10 @@ use envoy_types::pb::envoy::{
 
 use crate::{
     identity::resolve::{Caller, IdentityConfig, Resolved, Source, XFCC_HEADER, Xfcc},
-    policy::eval::{Addr, HttpRequest, PROTO_TCP, Principal, Request},
+    policy::{
+        eval::{Addr, HttpRequest, Principal, Request},
+        protocol,
+    },
 };
 
 /// Resolves the caller of `req` (the identity layer reads plain fields: [`caller`]).
@@ -153,7 +156,7 @@ fn addr(peer: Option<&Peer>) -> Addr {
 /// (reference/dikastes-semantics.md §3).
 fn protocol(destination: Option<&Peer>) -> u8 {
     match socket(destination).map(|s| s.protocol) {
-        Some(p) if p == socket_address::Protocol::Udp as i32 => 17,
-        _ => PROTO_TCP,
+        Some(p) if p == socket_address::Protocol::Udp as i32 => protocol::UDP,
+        _ => protocol::TCP,
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 
 use super::descriptor;
-use crate::policy::snapshot::{Endpoint, Snapshot};
+use crate::policy::{endpoints::Endpoint, snapshot::Snapshot};
 
 /// A request described by pods, as `test` cases and the Explain RPC take it.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,7 @@ pub fn short_request(
         let idx = snap
             .endpoint_by_name(ns, name)
             .with_context(|| format!("no pod `{s}` with an IP in the state"))?;
-        Ok(snap.endpoints.get(idx as usize))
+        Ok(snap.endpoints.get(idx.get()))
     };
     let (principal, src_ip) = match case.from {
         None | Some("" | "unauthenticated") => (String::new(), None),

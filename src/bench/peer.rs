@@ -1,6 +1,6 @@
 //! `alp-authz bench --peer opa-envoy`: alp-authz against OPA-Envoy (opa-envoy-plugin, built
 //! from its Go module by `tests/opa/build`) on the same policy, and against two baselines of
-//! our own: the empty tonic handler and a raw HTTP/2 server ([`raw_h2`]) answering every POST
+//! our own: the empty tonic handler and a raw HTTP/2 server (`raw_h2`) answering every POST
 //! with a pre-encoded OK `CheckResponse` (the transport's limit). All four are driven by h2load
 //! in alternating rounds; before any load, every request of the verdict set gets the same
 //! verdict from alp-authz and OPA, or the bench refuses to run.

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
-use crate::policy::selector::{Expr, Selector};
+use crate::policy::{
+    protocol,
+    selector::{Expr, Selector},
+};
 
 /// The generic rule set (package `alp`, decision `data.alp.allow`).
 pub const POLICY: &str = include_str!("calico.rego");
@@ -86,14 +89,9 @@ fn str_at<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
 fn protocol(v: &Value) -> anyhow::Result<u64> {
     Ok(match v {
         Value::Number(n) => n.as_u64().context("bad protocol number")?,
-        Value::String(s) => match s.to_ascii_uppercase().as_str() {
-            "TCP" => 6,
-            "UDP" => 17,
-            "ICMP" => 1,
-            "ICMPV6" => 58,
-            "SCTP" => 132,
-            "UDPLITE" => 136,
-            other => other.parse().with_context(|| format!("protocol `{s}`"))?,
+        Value::String(s) => match protocol::by_name(s) {
+            Some(number) => u64::from(number),
+            None => s.parse().with_context(|| format!("protocol `{s}`"))?,
         },
         _ => bail!("bad protocol"),
     })

@@ -253,7 +253,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        authz::check::{Checker, Settings},
+        authz::{check::Checker, settings::Settings},
         policy::decision::Verdict,
         state::Shared,
     };

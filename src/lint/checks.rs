@@ -12,9 +12,11 @@ use serde_json::Value;
 use super::{Finding, Input, Located, Options, Severity, subsume};
 use crate::policy::{
     compile::{Action, NamespaceMatch, Policy, PolicyId, PortMatch, Rule, TierDefault},
+    endpoints::NO_CLASS,
+    index::{PolicyIdx, TierIdx},
     model::PolicyKind,
     path,
-    snapshot::{NO_CLASS, Snapshot},
+    snapshot::Snapshot,
     store::{Object, Store},
 };
 
@@ -287,7 +289,7 @@ impl Ctx<'_> {
     /// namespace, and selectors that imply each other), not merely in today's state.
     fn rules_across_policies(&mut self) {
         let snap = self.snap;
-        let mut tiers: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        let mut tiers: BTreeMap<TierIdx, Vec<usize>> = BTreeMap::new();
         for (i, t) in snap.policy_tier.iter().enumerate() {
             tiers.entry(*t).or_default().push(i);
         }
@@ -314,7 +316,7 @@ impl Ctx<'_> {
                         Some((earlier.clone(), k))
                     });
                     let Some((earlier, k)) = hit else { continue };
-                    let tier_name = snap.tiers[tier as usize].name.clone();
+                    let tier_name = snap.tiers[tier.get()].name.clone();
                     self.rule_flagged.insert((later.id.clone(), r_idx));
                     let by = format!(
                         "rule {k} ({}) of {} {}",
@@ -365,7 +367,7 @@ impl Ctx<'_> {
                 .policies
                 .iter()
                 .zip(snap.policy_tier.iter())
-                .filter(|(p, pt)| **pt as usize == t && p.ingress.is_some())
+                .filter(|(p, pt)| pt.get() == t && p.ingress.is_some())
                 .map(|(p, _)| p)
                 .collect();
             let rules: Vec<&Rule> = policies
@@ -440,10 +442,10 @@ impl Ctx<'_> {
             let selected = endpoints
                 .iter()
                 .filter(|e| {
-                    snap.plans[e.class as usize]
+                    snap.plans[e.class.get()]
                         .tiers
                         .iter()
-                        .any(|t| t.policies.contains(&(pi as u32)))
+                        .any(|t| t.policies.contains(&PolicyIdx::new(pi)))
                 })
                 .count();
             let field = Some(
@@ -646,10 +648,10 @@ impl Ctx<'_> {
                         .iter()
                         .filter(|e| {
                             e.class != NO_CLASS
-                                && snap.plans[e.class as usize]
+                                && snap.plans[e.class.get()]
                                     .tiers
                                     .iter()
-                                    .any(|t| t.policies.contains(&(pi as u32)))
+                                    .any(|t| t.policies.contains(&PolicyIdx::new(pi)))
                         })
                         .collect()
                 })

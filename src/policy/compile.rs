@@ -3,8 +3,9 @@
 //! Every selector is parsed once, every CIDR, port, method and path turned into a matcher, and
 //! Kubernetes NetworkPolicies are converted the way Calico converts them
 //! (`libcalico-go/lib/backend/k8s/conversion/conversion.go`: tier `default`, order 1000, name
-//! `knp.default.<name>`). `compile::validate` is what the CLI and any future admission webhook
-//! call, so "accepted" implies "indexable".
+//! `knp.default.<name>`). The store compiles every policy as it arrives and keeps what fails as
+//! invalid, with the error (`alp-authz lint` and `test` print it): "accepted" implies
+//! "indexable".
 //!
 //! Must not import `snapshot`, `eval`, tonic or Kubernetes-client code.
 
@@ -18,6 +19,7 @@ use super::{
         PolicyKind, PolicySpec, Rule as RuleModel,
     },
     path::{PathError, PathMatch},
+    protocol,
     selector::{Expr, Selector},
 };
 
@@ -199,7 +201,7 @@ pub struct Applies {
     pub service_account_selector: Option<Selector>,
     /// Global kinds with a `serviceAccountSelector`: that selector as it reads for an endpoint
     /// without the `projectcalico.org/serviceaccount` label (a service account name of 63
-    /// characters or more), where Calico's rewrite of `all()` (see [`applies`]) is false.
+    /// characters or more), where Calico's rewrite of `all()` (see `applies`) is false.
     pub service_account_selector_unlabelled: Option<Box<Selector>>,
 }
 
@@ -333,11 +335,6 @@ pub struct Http {
 
 /// Rule path entries skipped (since start) because they cannot be normalized.
 pub static SKIPPED_RULE_PATHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Validates a Calico policy without building anything else.
-pub fn validate(kind: PolicyKind, policy: &CalicoPolicy) -> Result<(), Error> {
-    compile_calico(kind, policy).map(|_| ())
-}
 
 /// Resolves the name users see for a Calico policy, undoing the `crd.projectcalico.org/v1`
 /// storage form: the real name is in the `projectcalico.org/metadata` annotation; without it, a
@@ -783,19 +780,12 @@ fn validate_rule(
 fn protocol_number(field: &str, p: &NumOrString) -> Result<u8, Error> {
     let n = match p {
         NumOrString::Num(n) => *n,
-        NumOrString::Str(s) => match s.to_ascii_lowercase().as_str() {
-            "tcp" => 6,
-            "udp" => 17,
-            "icmp" => 1,
-            "icmpv6" => 58,
-            "sctp" => 132,
-            "udplite" => 136,
-            other => other.parse::<i64>().map_err(|_| {
+        NumOrString::Str(s) => match protocol::by_name(s) {
+            Some(number) => i64::from(number),
+            None => s.parse::<i64>().map_err(|_| {
                 Error::new(
                     field,
-                    format!(
-                        "`{s}` is not a protocol (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1–255)"
-                    ),
+                    format!("`{s}` is not a protocol ({})", protocol::NAMES_TEXT),
                 )
             })?,
         },
@@ -1059,9 +1049,13 @@ pub fn compile_kubernetes(kind: PolicyKind, p: &K8sNetworkPolicy) -> Result<Poli
         return Err(Error::new("metadata.name", "a policy needs a name"));
     }
     let spec = PolicySpec::try_from(p)?;
-    let name = format!("knp.default.{}", p.metadata.name);
+    let name = format!("{KNP_PREFIX}{}", p.metadata.name);
     compile_spec(kind, &name, namespace, &spec)
 }
+
+/// The name prefix of a Kubernetes NetworkPolicy converted to a Calico policy
+/// (libcalico-go `names.K8sNetworkPolicyNamePrefix`): `knp.default.<name>`.
+pub const KNP_PREFIX: &str = "knp.default.";
 
 impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
     type Error = Error;

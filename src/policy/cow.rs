@@ -131,6 +131,10 @@ const SHARD_BITS: u32 = 8;
 /// The hasher of every [`ShardMap`]: cluster state is trusted, request data only looks keys up.
 pub type Hasher = foldhash::fast::RandomState;
 
+/// Maps built from cluster state (trusted) and read per request: a fast hash rather than
+/// SipHash. Request data only ever looks keys up.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, Hasher>;
+
 /// A hash map shared shard by shard between generations.
 pub struct ShardMap<K, V> {
     shards: Vec<Arc<hashbrown::HashTable<(K, V)>>>,

@@ -13,14 +13,13 @@ use std::net::IpAddr;
 use super::{
     compile::{Action, Entity, NamespaceMatch, PortMatch, Rule},
     decision::{Cause, Decision},
+    endpoints::Endpoint,
+    index::{EndpointIdx, PolicyIdx, TierIdx},
     netsets::RuleSets,
     path::{self, PathOutcome, RequestPath},
-    snapshot::{Endpoint, EndpointIdx, LabelMap, PolicyIdx, ServiceIndex, Snapshot, TierIdx},
+    snapshot::{LabelMap, ServiceIndex, Snapshot},
 };
 use crate::identity::{Rejection, spiffe::SpiffeRef};
-
-/// TCP's protocol number: every HTTP check, and a TCP check unless the address says otherwise.
-pub const PROTO_TCP: u8 = 6;
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,11 +238,11 @@ pub fn evaluate_traced<T: Trace>(
         None => req.destination.ip.and_then(|ip| snap.endpoint_by_ip(ip)),
     };
     // "No destination workload → deny with reason `unknown destination` (fail closed)."
-    let Some(dst) = dst_idx.and_then(|i| snap.endpoints.get(i as usize)) else {
+    let Some(dst) = dst_idx.and_then(|i| snap.endpoints.get(i.get())) else {
         trace.endpoints(None, None);
         return Decision::deny(Cause::UnknownDestination);
     };
-    let Some(plan) = snap.plans.get(dst.class as usize) else {
+    let Some(plan) = snap.plans.get(dst.class.get()) else {
         return Decision::deny(Cause::UnknownDestination);
     };
     // "A policy that cannot be compiled never widens access: the endpoints it could apply to
@@ -258,16 +257,14 @@ pub fn evaluate_traced<T: Trace>(
     }
 
     let src_idx = req.source.ip.and_then(|ip| snap.endpoint_by_ip(ip));
-    let src_ep = src_idx.and_then(|i| snap.endpoints.get(i as usize));
-    if let (Principal::Valid(id), Some(ep)) = (req.principal, src_ep)
+    let src_ep = src_idx.and_then(|i| snap.endpoints.get(i.get()));
+    if let (Principal::Valid(id), Some(source), Some(ep)) = (req.principal, src_idx, src_ep)
         && (id.namespace() != &*ep.namespace || id.service_account() != &*ep.service_account)
     {
         // "Its labels are trusted only when the Pod's namespace and service account equal the
         // authenticated identity's. A disagreement is a deny" (SEMANTICS.md §1).
         trace.endpoints(dst_idx, None);
-        return Decision::deny(Cause::IdentityMismatch {
-            source: src_idx.unwrap_or_default(),
-        });
+        return Decision::deny(Cause::IdentityMismatch { source });
     }
     let sources = sources(snap, req, opts, src_ep);
     trace.endpoints(dst_idx, sources.grant.endpoint.and(src_idx));
@@ -291,7 +288,7 @@ pub fn evaluate_traced<T: Trace>(
             // INVARIANT: plans list only policies that govern ingress.
             let Some(rules) = snap
                 .policies
-                .get(pi as usize)
+                .get(pi.get())
                 .and_then(|p| p.ingress.as_deref())
             else {
                 continue;
@@ -604,7 +601,7 @@ mod tests {
     use super::*;
     use crate::{
         identity::spiffe::SpiffeRef,
-        policy::{decision::Verdict, store::Store},
+        policy::{decision::Verdict, protocol, store::Store},
     };
 
     /// A small cluster: `db` (the destination) and two callers, `web` in `default` and `job` in
@@ -712,7 +709,7 @@ status: {phase: Running, podIP: 10.0.1.30}
                 port: r.port,
             },
             principal,
-            protocol: PROTO_TCP,
+            protocol: protocol::TCP,
             http: r.http.then(|| HttpRequest::new(r.method, r.path)),
         };
         let d = evaluate(snap, &req, opts);

@@ -8,7 +8,8 @@ use test_case::test_case;
 
 use super::{
     decision::Verdict,
-    eval::{Addr, HttpRequest, Options, PROTO_TCP, Principal, Request, evaluate},
+    eval::{Addr, HttpRequest, Options, Principal, Request, evaluate},
+    protocol,
     snapshot::Snapshot,
     store::Store,
 };
@@ -95,7 +96,7 @@ fn decide_on(snap: &Snapshot, c: Caller) -> (Verdict, String) {
             port: 8080,
         },
         principal,
-        protocol: PROTO_TCP,
+        protocol: protocol::TCP,
         http: Some(HttpRequest::new("GET", "/")),
     };
     let d = evaluate(snap, &req, &Options::default());
@@ -384,7 +385,7 @@ fn a_malformed_cluster_network_policy_fails_closed() {
     // that selects fails closed: a Pod outside it is not denied by the typo.
     let class = |ns: &str, name: &str| {
         let i = snap.endpoint_by_name(ns, name).unwrap();
-        snap.endpoints[i as usize].class as usize
+        snap.endpoints[i.get()].class.get()
     };
     assert!(snap.plans[class("batch", "job")].invalid.is_none());
     assert!(snap.plans[class("shop", "db")].invalid.is_some());

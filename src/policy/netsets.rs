@@ -16,8 +16,9 @@ use ipnet::IpNet;
 
 use super::{
     compile::{Entity, LABEL_NAMESPACE, NamespaceMatch, Policy},
-    snapshot::{Endpoints, LabelMap, PCNS, PolicyIdx},
-    store::Store,
+    endpoints::{Endpoints, PCNS},
+    index::PolicyIdx,
+    store::{LabelMap, Store},
 };
 
 /// Sorted, disjoint, non-adjacent inclusive address ranges.
@@ -174,7 +175,7 @@ impl NetSets {
 
     /// What rule `rule` of policy `policy` selects; `None` when nothing.
     pub fn rule(&self, policy: PolicyIdx, rule: usize) -> Option<&RuleSets> {
-        self.rules.get(policy as usize)?.get(rule)
+        self.rules.get(policy.get())?.get(rule)
     }
 }
 
@@ -287,7 +288,14 @@ mod tests {
         assert!(Arc::ptr_eq(&r1[0], &r2[0]), "p1 unchanged: shared");
         assert!(!Arc::ptr_eq(&r1[1], &r2[1]), "p2 changed: recomputed");
         let b: IpAddr = "198.51.100.1".parse().unwrap();
-        let sel = |s: &Snapshot, p| s.net_sets.rule(p, 0).unwrap().selector.clone().unwrap();
+        let sel = |s: &Snapshot, p| {
+            s.net_sets
+                .rule(PolicyIdx::new(p), 0)
+                .unwrap()
+                .selector
+                .clone()
+                .unwrap()
+        };
         assert!(!sel(&s1, 1).contains(b) && sel(&s2, 1).contains(b));
         assert!(!sel(&s2, 0).contains(b));
     }

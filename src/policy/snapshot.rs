@@ -10,82 +10,20 @@ use std::{
     cmp::Ordering as CmpOrdering,
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
 };
 
 use super::{
-    compile::{
-        Applies, LABEL_NAME, LABEL_SERVICE_ACCOUNT, Policy, PolicyId, ServiceRef, StagedAction,
-        Tier, TierDefault,
-    },
-    cow::{ShardMap, Slots},
-    decision::{Cause, Decision, Verdict},
+    compile::{Applies, Policy, PolicyId, ServiceRef, StagedAction, Tier, TierDefault},
+    counters::Counters,
+    cow::{FastMap, Slots},
+    endpoints::{ClassDelta, ClassKey, Endpoints, IpEntry, Subject},
+    index::{EndpointIdx, InvalidIdx, PolicyIdx, TierIdx},
     netsets::NetSets,
-    store::{Changes, InvalidPolicy, Store, Workload},
+    store::{Changes, InvalidPolicy, Store},
 };
 
 pub use super::store::LabelMap;
-
-/// The prefix of the labels an endpoint inherits from its Namespace's profile
-/// (libcalico-go/lib/backend/k8s/conversion/constants.go `NamespaceLabelPrefix`).
-pub const PCNS: &str = "pcns.";
-/// The prefix of the labels an endpoint inherits from its ServiceAccount's profile
-/// (`ServiceAccountLabelPrefix`).
-pub const PCSA: &str = "pcsa.";
-
-/// What makes two pods share a plan: namespace, service account and endpoint labels. The third
-/// element is the Pod's label set as the store interned it (the class's identity), the fourth
-/// the endpoint labels selectors see: those plus the labels inherited from the Namespace and
-/// ServiceAccount profiles (`pcns.*`, `pcsa.*`).
-type ClassKey = (Arc<str>, Arc<str>, Arc<LabelMap>, Arc<LabelMap>);
-
-/// Index of a tier in [`Snapshot::tiers`].
-pub type TierIdx = u32;
-/// Index of a policy in [`Snapshot::policies`].
-pub type PolicyIdx = u32;
-/// Index of an endpoint in [`Snapshot::endpoints`].
-pub type EndpointIdx = u32;
-/// Index of an invalid policy in [`Snapshot::invalid`].
-pub type InvalidIdx = u32;
-
-/// The class of an endpoint that has no plan: a pod of another node in per-node mode, which is
-/// never a destination here (a request to it is denied as `unknown destination`).
-pub const NO_CLASS: u32 = u32::MAX;
-
-/// A workload endpoint (a pod with an IP that is not host-network and not finished).
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    /// Namespace.
-    pub namespace: Arc<str>,
-    /// Pod name.
-    pub name: Arc<str>,
-    /// Service account.
-    pub service_account: Arc<str>,
-    /// Pod labels plus Calico's `projectcalico.org/{namespace,serviceaccount,orchestrator}`,
-    /// plus the profile labels it inherits (`pcns.<k>`, `pcsa.<k>`; its own labels win).
-    pub labels: Arc<LabelMap>,
-    /// Named container ports: (name, port, protocol).
-    pub named_ports: Arc<[(Arc<str>, u16, u8)]>,
-    /// The pod's first IP.
-    pub ip: Option<IpAddr>,
-    /// Its other IPs (what the IP index must forget when the pod goes).
-    other_ips: Box<[IpAddr]>,
-    /// The endpoint class (shared plan); [`NO_CLASS`] for a pod that is only a source.
-    pub class: u32,
-}
-
-impl Endpoint {
-    /// Resolves a named port for the given protocol.
-    pub fn named_port(&self, name: &str, protocol: u8) -> Option<u16> {
-        self.named_ports
-            .iter()
-            .find(|(n, _, p)| &**n == name && *p == protocol)
-            .map(|(_, port, _)| *port)
-    }
-}
 
 /// The policies that apply to one endpoint class, tier by tier, in evaluation order.
 #[derive(Debug, Clone, Default)]
@@ -115,69 +53,6 @@ pub struct Invalid {
     /// What it could apply to (`None`: its namespace, or everything for global kinds).
     pub scope: Option<Applies>,
 }
-
-#[derive(Debug, Clone)]
-enum IpEntry {
-    One(EndpointIdx),
-    /// Two live pods or more claim the IP: none is trusted (an unknown destination is
-    /// denied). Who they are, so that the entry is right again when one of them goes.
-    Ambiguous(Box<[EndpointIdx]>),
-}
-
-/// An endpoint class: its key and how many endpoints it has (it goes with its last one).
-#[derive(Debug, Clone)]
-struct Class {
-    key: ClassKey,
-    members: u32,
-}
-
-/// The labels of Namespaces and ServiceAccounts (with `projectcalico.org/name`), as the
-/// profiles an endpoint inherits from and namespace / service-account selectors see them.
-#[derive(Debug, Default)]
-struct Profiles {
-    namespaces: FastMap<Arc<str>, Arc<LabelMap>>,
-    service_accounts: FastMap<Arc<str>, FastMap<Arc<str>, Arc<LabelMap>>>,
-    empty: Arc<LabelMap>,
-}
-
-/// The endpoint side of a snapshot: everything that depends only on Pods, Namespaces and
-/// ServiceAccounts.
-///
-/// Endpoints and classes live in index-stable slots, and the IP and name indexes in sharded
-/// maps, all copy-on-write ([`super::cow`]): a generation after one Pod change shares all but a
-/// chunk and a shard or two of each with the previous one ([`Endpoints::apply_pods`]). A slot
-/// freed by a deleted pod (or a class whose last pod went) is reused by the next one.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    list: Slots<Endpoint>,
-    /// Free endpoint slots.
-    free: Vec<EndpointIdx>,
-    live: usize,
-    /// Each class's key (namespace, service account, labels) and size, by class number.
-    classes: Slots<Class>,
-    free_classes: Vec<u32>,
-    live_classes: usize,
-    /// The class of an (interned label set, service account). The label set's address is
-    /// stable while this index holds it (its class holds the set).
-    class_of: ShardMap<(usize, Arc<str>), u32>,
-    by_ip: ShardMap<IpAddr, IpEntry>,
-    by_name: ShardMap<(Arc<str>, Arc<str>), EndpointIdx>,
-    profiles: Arc<Profiles>,
-}
-
-/// What [`Endpoints::apply_pods`] did to the classes: the plans to compute and to drop.
-#[derive(Debug, Default)]
-struct ClassDelta {
-    /// Classes created (a slot may appear again if it was freed and reused).
-    created: Vec<u32>,
-    /// Classes whose last endpoint went.
-    freed: Vec<u32>,
-}
-
-/// Maps built from cluster state (trusted) and read per request: a fast hash rather than
-/// SipHash. Request data only ever looks keys up.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// The compiled, immutable policy index.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -215,78 +90,6 @@ pub struct Snapshot {
     pub shadow: Option<Box<Snapshot>>,
 }
 
-/// Decision counts of one snapshot, indexed like the snapshot. Only atomics: recording a
-/// decision takes no lock.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Per policy: decided by one of its rules (allowed, denied).
-    pub rule: Box<[[AtomicU64; 2]]>,
-    /// Per tier: denied at its end.
-    pub end_of_tier: Box<[AtomicU64]>,
-    /// Per tier: allowed after every tier passed, this one last.
-    pub passed: Box<[AtomicU64]>,
-    /// Allowed because no policy selects the destination.
-    pub no_policy: AtomicU64,
-    /// Denied fail-closed: the destination is not a known workload.
-    pub unknown_destination: AtomicU64,
-    /// Denied fail-closed: the caller's identity material was rejected.
-    pub identity_rejected: AtomicU64,
-    /// Denied fail-closed: the source pod is not the workload the principal names.
-    pub identity_mismatch: AtomicU64,
-    /// Per invalid policy: denials it caused.
-    pub invalid: Box<[AtomicU64]>,
-    /// On a shadow snapshot, per policy (plus one last slot for decisions no rule made):
-    /// requests where this set's answer differed from the enforced one's.
-    pub disagreements: Box<[AtomicU64]>,
-}
-
-impl Counters {
-    fn sized(policies: usize, tiers: usize, invalid: usize) -> Self {
-        Counters {
-            rule: (0..policies).map(|_| Default::default()).collect(),
-            end_of_tier: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
-            passed: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
-            no_policy: AtomicU64::new(0),
-            unknown_destination: AtomicU64::new(0),
-            identity_rejected: AtomicU64::new(0),
-            identity_mismatch: AtomicU64::new(0),
-            invalid: (0..invalid).map(|_| AtomicU64::new(0)).collect(),
-            disagreements: (0..=policies).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// Counts a shadow decision that differs from the enforced one.
-    pub fn record_disagreement(&self, shadow: &Decision) {
-        let i = match shadow.cause {
-            Cause::Rule { policy, .. } => policy as usize,
-            _ => self.disagreements.len().saturating_sub(1),
-        };
-        if let Some(c) = self.disagreements.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts one decision.
-    pub fn record(&self, d: &Decision) {
-        let slot = match d.cause {
-            Cause::Rule { policy, .. } => self
-                .rule
-                .get(policy as usize)
-                .map(|c| &c[usize::from(d.verdict == Verdict::Deny)]),
-            Cause::EndOfTier { tier } => self.end_of_tier.get(tier as usize),
-            Cause::PassedAllTiers { tier } => self.passed.get(tier as usize),
-            Cause::NoPolicy => Some(&self.no_policy),
-            Cause::UnknownDestination => Some(&self.unknown_destination),
-            Cause::IdentityRejected { .. } => Some(&self.identity_rejected),
-            Cause::IdentityMismatch { .. } => Some(&self.identity_mismatch),
-            Cause::InvalidPolicy { invalid } => self.invalid.get(invalid as usize),
-        };
-        if let Some(c) = slot {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 impl Snapshot {
     /// An empty snapshot (every pod unknown, so every request is denied as `unknown destination`).
     pub fn empty(generation: u64) -> Self {
@@ -314,7 +117,7 @@ impl Snapshot {
     /// - The policy side (tiers, policies in order, invalid and staged ones) is shared with
     ///   `prev` unless a policy or tier changed.
     /// - When only Pods changed (the common case: a rollout), the endpoint side is `prev`'s
-    ///   with the changed pods taken out and put back ([`Endpoints::apply_pods`]), and the
+    ///   with the changed pods taken out and put back (`Endpoints::apply_pods`), and the
     ///   plans are `prev`'s, shared, with a plan computed for each new class (a new label set)
     ///   and dropped for each class whose last pod went. Cost: the changed pods and classes.
     /// - A Namespace or ServiceAccount change rebuilds the endpoint side and re-matches the
@@ -423,12 +226,12 @@ impl Snapshot {
 
     /// The tier of a policy.
     pub fn tier_of(&self, policy: PolicyIdx) -> &Tier {
-        &self.tiers[self.policy_tier[policy as usize] as usize]
+        &self.tiers[self.policy_tier[policy.get()].get()]
     }
 
     /// Whether a tier passes when none of its policies decided.
     pub fn tier_passes(&self, tier: TierIdx) -> bool {
-        self.tiers[tier as usize].default_action == TierDefault::Pass
+        self.tiers[tier.get()].default_action == TierDefault::Pass
     }
 }
 
@@ -598,7 +401,7 @@ impl PolicySet {
         let tier_pos: HashMap<Arc<str>, TierIdx> = valid_tiers
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.name.clone(), i as TierIdx))
+            .map(|(i, t)| (t.name.clone(), TierIdx::new(i)))
             .collect();
 
         // Policies: staged ones aside; enforced ones sorted; invalid ones kept with their scope.
@@ -684,7 +487,7 @@ impl PolicySet {
                     .as_ref()
                     .is_none_or(|n| &**n == subject.namespace),
             })
-            .map(|i| i as InvalidIdx)
+            .map(InvalidIdx::new)
     }
 
     /// Groups a class's policies (in evaluation order) into tiers.
@@ -698,7 +501,7 @@ impl PolicySet {
             invalid,
         };
         for i in policies {
-            let tier = self.policy_tier[i as usize];
+            let tier = self.policy_tier[i.get()];
             match plan.tiers.last_mut() {
                 Some(tp) if tp.tier == tier => tp.policies.push(i),
                 _ => plan.tiers.push(TierPlan {
@@ -734,8 +537,8 @@ impl PolicySet {
     ) -> Slots<Arc<Plan>> {
         let mut plans = prev.clone();
         for &slot in &d.freed {
-            if eps.classes.get(slot as usize).is_none() {
-                plans.set(slot as usize, None);
+            if eps.classes.get(slot.get()).is_none() {
+                plans.set(slot.get(), None);
             }
         }
         if d.created.is_empty() {
@@ -744,9 +547,9 @@ impl PolicySet {
         let by_namespace = self.by_namespace();
         let mut candidates: Vec<PolicyIdx> = Vec::new();
         for &slot in &d.created {
-            if let Some(class) = eps.classes.get(slot as usize) {
+            if let Some(class) = eps.classes.get(slot.get()) {
                 let plan = self.fresh_plan(&by_namespace, &mut candidates, eps, &class.key);
-                plans.set(slot as usize, Some(Arc::new(plan)));
+                plans.set(slot.get(), Some(Arc::new(plan)));
             }
         }
         plans
@@ -760,7 +563,7 @@ impl PolicySet {
                 by_namespace
                     .entry(p.applies.namespace.as_deref())
                     .or_default()
-                    .push(i as PolicyIdx);
+                    .push(PolicyIdx::new(i));
             }
         }
         by_namespace
@@ -783,7 +586,7 @@ impl PolicySet {
         let selected = candidates
             .iter()
             .copied()
-            .filter(|&i| subject.selected_by(&self.policies[i as usize].applies));
+            .filter(|&i| subject.selected_by(&self.policies[i.get()].applies));
         self.plan(selected, self.invalid_for(&subject))
     }
 
@@ -808,7 +611,7 @@ impl PolicySet {
                         .get(&(Arc::as_ptr(&key.2) as usize, key.1.clone()))
                 })
                 .flatten()
-                .and_then(|&c| prev.plans.get(c as usize));
+                .and_then(|&c| prev.plans.get(c.get()));
             let plan = match known {
                 Some(plan) => plan.clone(),
                 None => Arc::new(self.fresh_plan(&by_namespace, &mut candidates, eps, key)),
@@ -830,7 +633,7 @@ impl PolicySet {
             .policies
             .iter()
             .enumerate()
-            .map(|(i, p)| (&p.id, i as PolicyIdx))
+            .map(|(i, p)| (&p.id, PolicyIdx::new(i)))
             .collect();
         // Where each of prev's policies is now; `None` for the changed and the deleted ones.
         let renumber: Vec<Option<PolicyIdx>> = prev
@@ -845,7 +648,7 @@ impl PolicySet {
         let fresh: Vec<PolicyIdx> = changed
             .iter()
             .filter_map(|id| position.get(id).copied())
-            .filter(|&i| self.policies[i as usize].ingress.is_some())
+            .filter(|&i| self.policies[i.get()].ingress.is_some())
             .collect();
         let mut list: Vec<PolicyIdx> = Vec::new();
         let mut plans = Slots::default();
@@ -858,7 +661,7 @@ impl PolicySet {
                     old.tiers
                         .iter()
                         .flat_map(|tp| &tp.policies)
-                        .filter_map(|&i| renumber.get(i as usize).copied().flatten()),
+                        .filter_map(|&i| renumber.get(i.get()).copied().flatten()),
                 );
             }
             let before = list.len();
@@ -866,7 +669,7 @@ impl PolicySet {
                 fresh
                     .iter()
                     .copied()
-                    .filter(|&i| subject.selected_by(&self.policies[i as usize].applies)),
+                    .filter(|&i| subject.selected_by(&self.policies[i.get()].applies)),
             );
             if list.len() != before {
                 // INVARIANT: plans follow the evaluation order, the policy index order.
@@ -877,350 +680,6 @@ impl PolicySet {
         }
         plans
     }
-}
-
-impl Profiles {
-    /// Namespace and service-account labels, plus Calico's `projectcalico.org/name`.
-    fn build(store: &Store) -> Profiles {
-        let mut p = Profiles::default();
-        for (name, labels) in &store.namespaces {
-            let mut l = to_label_map(labels);
-            l.insert(LABEL_NAME.into(), name.as_str().into());
-            p.namespaces.insert(name.as_str().into(), Arc::new(l));
-        }
-        for ((ns, name), labels) in &store.service_accounts {
-            let mut l = to_label_map(labels);
-            l.insert(LABEL_NAME.into(), name.as_str().into());
-            p.service_accounts
-                .entry(ns.as_str().into())
-                .or_default()
-                .insert(name.as_str().into(), Arc::new(l));
-        }
-        p
-    }
-}
-
-/// Where [`Endpoints::insert`] may take a new class's endpoint labels from instead of merging
-/// them again: the previous generation's endpoints, and the namespaces whose Namespace or
-/// ServiceAccounts changed since (whose labels must be merged again).
-type Reuse<'a> = Option<(&'a Endpoints, &'a BTreeSet<String>)>;
-
-impl Endpoints {
-    /// Endpoints, classes and label maps from the Pods, Namespaces and ServiceAccounts of
-    /// `store`. With `prev` (the previous generation's endpoints and the namespaces whose
-    /// Namespace or ServiceAccounts changed since), a class outside those namespaces takes its
-    /// endpoint labels from `prev` instead of merging them again: a Namespace label change
-    /// re-labels only its own classes.
-    fn build(store: &Store, prev: Reuse<'_>) -> Endpoints {
-        let mut eps = Endpoints {
-            profiles: Arc::new(Profiles::build(store)),
-            ..Endpoints::default()
-        };
-        // Merged label sets of source-only pods, one per class key, shared between them.
-        let mut source_only = HashMap::default();
-        let mut delta = ClassDelta::default();
-        for w in store.pods.values() {
-            eps.insert(w, prev, &mut source_only, &mut delta);
-        }
-        eps
-    }
-
-    /// `self` (the previous generation's endpoints) after the pods named in `pods` were
-    /// applied or deleted in `store`, which has the same Namespaces and ServiceAccounts as when
-    /// `self` was built. Every other endpoint, class and index entry is shared.
-    fn apply_pods(
-        &self,
-        store: &Store,
-        pods: &BTreeSet<(String, String)>,
-    ) -> (Endpoints, ClassDelta) {
-        let mut eps = self.clone();
-        let mut delta = ClassDelta::default();
-        let mut source_only = HashMap::default();
-        for key in pods {
-            let old = eps.take(&key.0, &key.1);
-            if let Some(w) = store.pods.get(key) {
-                eps.insert(w, None, &mut source_only, &mut delta);
-            }
-            // Taken out after the new one is in: a pod that keeps its labels keeps its class.
-            if let Some((idx, ep)) = old {
-                eps.forget(idx, ep, &mut delta);
-            }
-        }
-        (eps, delta)
-    }
-
-    /// Adds a pod (nothing if it has no IP), in its class (created if new).
-    fn insert(
-        &mut self,
-        w: &Workload,
-        reuse: Reuse<'_>,
-        source_only: &mut HashMap<(usize, Arc<str>), Arc<LabelMap>>,
-        delta: &mut ClassDelta,
-    ) {
-        let Some((&ip, other_ips)) = w.ips.split_first() else {
-            return;
-        };
-        let class_id = (Arc::as_ptr(&w.labels) as usize, w.service_account.clone());
-        let (class, labels) = if !w.local {
-            // A pod of another node (per-node mode) is only ever a source: no class and no
-            // plan, but its labels as a source selector sees them (inherited ones included).
-            let labels = source_only
-                .entry(class_id)
-                .or_insert_with(|| {
-                    self.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
-                })
-                .clone();
-            (NO_CLASS, labels)
-        } else if let Some(&c) = self.class_of.get(&class_id) {
-            let labels = match self.classes.get(c as usize) {
-                Some(class) => {
-                    let mut class = class.clone();
-                    class.members += 1;
-                    let labels = class.key.3.clone();
-                    self.classes.set(c as usize, Some(class));
-                    labels
-                }
-                // Unreachable: `class_of` names live classes only.
-                None => self.endpoint_labels(&w.labels, &w.namespace, &w.service_account),
-            };
-            (c, labels)
-        } else {
-            let reused = reuse
-                .filter(|(_, changed)| !changed.contains(&*w.namespace))
-                .and_then(|(p, _)| {
-                    let c = p.class_of.get(&class_id)?;
-                    p.classes.get(*c as usize)
-                })
-                .map(|class| class.key.3.clone());
-            let labels = reused.unwrap_or_else(|| {
-                self.endpoint_labels(&w.labels, &w.namespace, &w.service_account)
-            });
-            let slot = self.free_classes.pop().unwrap_or(self.classes.len() as u32);
-            self.classes.set(
-                slot as usize,
-                Some(Class {
-                    key: (
-                        w.namespace.clone(),
-                        w.service_account.clone(),
-                        w.labels.clone(),
-                        labels.clone(),
-                    ),
-                    members: 1,
-                }),
-            );
-            self.class_of.insert(class_id, slot);
-            self.live_classes += 1;
-            delta.created.push(slot);
-            (slot, labels)
-        };
-        let idx = self.free.pop().unwrap_or(self.list.len() as EndpointIdx);
-        self.list.set(
-            idx as usize,
-            Some(Endpoint {
-                namespace: w.namespace.clone(),
-                name: w.name.clone(),
-                service_account: w.service_account.clone(),
-                labels,
-                named_ports: w.named_ports.clone(),
-                ip: Some(ip),
-                other_ips: other_ips.into(),
-                class,
-            }),
-        );
-        self.live += 1;
-        for ip in &w.ips {
-            let entry = match self.by_ip.get(ip) {
-                None => IpEntry::One(idx),
-                Some(IpEntry::One(j)) => IpEntry::Ambiguous([*j, idx].into()),
-                Some(IpEntry::Ambiguous(all)) => {
-                    IpEntry::Ambiguous(all.iter().copied().chain([idx]).collect())
-                }
-            };
-            self.by_ip.insert(*ip, entry);
-        }
-        self.by_name
-            .insert((w.namespace.clone(), w.name.clone()), idx);
-    }
-
-    /// Takes the endpoint of a pod out of its slot and the name index.
-    fn take(&mut self, ns: &str, name: &str) -> Option<(EndpointIdx, Endpoint)> {
-        let key = (Arc::<str>::from(ns), Arc::<str>::from(name));
-        let idx = self.by_name.remove(&key)?;
-        let ep = self.list.set(idx as usize, None)?;
-        Some((idx, ep))
-    }
-
-    /// Forgets a taken endpoint: frees its slot, takes its addresses out of the IP index and
-    /// itself out of its class (which goes with its last endpoint).
-    fn forget(&mut self, idx: EndpointIdx, ep: Endpoint, delta: &mut ClassDelta) {
-        self.free.push(idx);
-        self.live -= 1;
-        for ip in ep.ip.iter().chain(ep.other_ips.iter()) {
-            let rest: Vec<EndpointIdx> = match self.by_ip.get(ip) {
-                Some(IpEntry::One(_)) | None => Vec::new(),
-                Some(IpEntry::Ambiguous(all)) => {
-                    all.iter().copied().filter(|&j| j != idx).collect()
-                }
-            };
-            match rest.as_slice() {
-                [] => {
-                    self.by_ip.remove(ip);
-                }
-                [one] => {
-                    self.by_ip.insert(*ip, IpEntry::One(*one));
-                }
-                _ => {
-                    self.by_ip.insert(*ip, IpEntry::Ambiguous(rest.into()));
-                }
-            }
-        }
-        let Some(mut class) = self.classes.get(ep.class as usize).cloned() else {
-            return; // a source-only pod
-        };
-        class.members -= 1;
-        if class.members > 0 {
-            self.classes.set(ep.class as usize, Some(class));
-            return;
-        }
-        self.classes.set(ep.class as usize, None);
-        self.class_of
-            .remove(&(Arc::as_ptr(&class.key.2) as usize, class.key.1.clone()));
-        self.free_classes.push(ep.class);
-        self.live_classes -= 1;
-        delta.freed.push(ep.class);
-    }
-
-    /// Live endpoints.
-    pub fn len(&self) -> usize {
-        self.live
-    }
-
-    /// Whether there are no endpoints.
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
-    /// The endpoint in slot `i`.
-    #[inline]
-    pub fn get(&self, i: usize) -> Option<&Endpoint> {
-        self.list.get(i)
-    }
-
-    /// Every endpoint, with its index.
-    pub fn iter(&self) -> impl Iterator<Item = &Endpoint> + '_ {
-        self.list.iter().map(|(_, ep)| ep)
-    }
-
-    /// A namespace's labels (empty when the Namespace object is unknown, as in Dikastes).
-    pub fn namespace_labels(&self, ns: &str) -> &Arc<LabelMap> {
-        self.profiles
-            .namespaces
-            .get(ns)
-            .unwrap_or(&self.profiles.empty)
-    }
-
-    /// The labels an endpoint has: its Pod's (with Calico's own), then those of its Namespace
-    /// profile as `pcns.<k>` and of its ServiceAccount profile as `pcsa.<k>` (both including
-    /// `projectcalico.org/name`), an inherited label never replacing one of the Pod's
-    /// (libcalico-go/lib/backend/k8s/conversion/conversion.go NamespaceToProfile,
-    /// ServiceAccountToProfile; felix/labelindex/label_inheritance_index.go: an item's own
-    /// labels are looked up before its parents'). A Namespace or ServiceAccount that has no
-    /// object gives no profile, so no labels.
-    fn endpoint_labels(&self, pod: &Arc<LabelMap>, ns: &str, sa: &str) -> Arc<LabelMap> {
-        let ns_labels = self.profiles.namespaces.get(ns);
-        let sa_labels = self
-            .profiles
-            .service_accounts
-            .get(ns)
-            .and_then(|m| m.get(sa));
-        if ns_labels.is_none() && sa_labels.is_none() {
-            return pod.clone();
-        }
-        let mut labels = LabelMap::clone(pod);
-        for (prefix, inherited) in [(PCNS, ns_labels), (PCSA, sa_labels)] {
-            for (k, v) in inherited.into_iter().flat_map(|l| l.iter()) {
-                labels
-                    .entry(format!("{prefix}{k}").into())
-                    .or_insert_with(|| v.clone());
-            }
-        }
-        Arc::new(labels)
-    }
-
-    /// A service account's labels (empty when the ServiceAccount object is unknown).
-    pub fn service_account_labels(&self, ns: &str, sa: &str) -> &Arc<LabelMap> {
-        self.profiles
-            .service_accounts
-            .get(ns)
-            .and_then(|m| m.get(sa))
-            .unwrap_or(&self.profiles.empty)
-    }
-
-    /// Endpoint classes.
-    pub fn classes(&self) -> usize {
-        self.live_classes
-    }
-
-    fn subject<'a>(&'a self, key: &'a ClassKey) -> Subject<'a> {
-        Subject {
-            namespace: &key.0,
-            labels: &key.3,
-            ns_labels: self.namespace_labels(&key.0),
-            sa_labels: self.service_account_labels(&key.0, &key.1),
-        }
-    }
-}
-
-impl std::ops::Index<usize> for Endpoints {
-    type Output = Endpoint;
-
-    fn index(&self, i: usize) -> &Endpoint {
-        &self.list[i]
-    }
-}
-
-/// An endpoint class, as policy applicability sees it.
-struct Subject<'a> {
-    namespace: &'a str,
-    labels: &'a LabelMap,
-    ns_labels: &'a LabelMap,
-    sa_labels: &'a LabelMap,
-}
-
-impl Subject<'_> {
-    /// Felix's applicability (reference/dikastes-semantics.md §5): NetworkPolicy selects
-    /// `selector && projectcalico.org/namespace == <ns>` (plus the SA selector); a
-    /// GlobalNetworkPolicy `selector && namespaceSelector && serviceAccountSelector`.
-    fn selected_by(&self, a: &Applies) -> bool {
-        a.namespace.as_deref().is_none_or(|ns| ns == self.namespace)
-            && a.selector.matches(self.labels)
-            && a.namespace_selector
-                .as_ref()
-                .is_none_or(|s| s.matches(self.ns_labels))
-            && match (
-                &a.service_account_selector,
-                &a.service_account_selector_unlabelled,
-            ) {
-                (None, _) => true,
-                (Some(s), None) => s.matches(self.sa_labels),
-                // Calico's rewrite of `all()` in a GlobalNetworkPolicy's serviceAccountSelector:
-                // `has(projectcalico.org/serviceaccount)`, on the endpoint.
-                (Some(s), Some(unlabelled)) => {
-                    if self.labels.contains_key(LABEL_SERVICE_ACCOUNT) {
-                        s.matches(self.sa_labels)
-                    } else {
-                        unlabelled.matches(self.sa_labels)
-                    }
-                }
-            }
-    }
-}
-
-fn to_label_map(labels: &BTreeMap<String, String>) -> LabelMap {
-    labels
-        .iter()
-        .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
-        .collect()
 }
 
 /// The string that breaks ties between policies of equal order, compared bytewise:

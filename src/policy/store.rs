@@ -18,6 +18,7 @@ use super::{
     cluster_policy::{self, ClusterPolicy},
     compile::{self, Applies, Policy, PolicyId},
     model::{self, CalicoPolicy, K8sNetworkPolicy, ObjectMeta, PolicyKind, TypeMeta},
+    protocol,
 };
 
 /// A decoded object, ready for [`Store::apply`].
@@ -492,7 +493,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
     } else if kind.is_kubernetes_shaped() {
         decode.decode::<K8sNetworkPolicy>().map(|p| {
             let compiled = compile::compile_kubernetes(kind, &p);
-            let name = format!("knp.default.{}", p.metadata.name);
+            let name = format!("{}{}", compile::KNP_PREFIX, p.metadata.name);
             let scope = compiled
                 .is_err()
                 .then(|| {
@@ -538,7 +539,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
             let recovered = meta().unwrap_or_default();
             let m = &recovered.metadata;
             let name = if kind.is_kubernetes_shaped() {
-                format!("knp.default.{}", m.name)
+                format!("{}{}", compile::KNP_PREFIX, m.name)
             } else if kind.is_cluster_network_policy() {
                 cluster_policy::calico_name(kind, &m.name)
             } else if tm.api_version == model::CALICO_CRD_V1 {
@@ -566,7 +567,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
 fn policy_id(kind: PolicyKind, ns: Option<&str>, name: &str) -> Result<PolicyId, DecodeError> {
     if name.is_empty()
         || [
-            "knp.default.",
+            compile::KNP_PREFIX,
             cluster_policy::ANP_PREFIX,
             cluster_policy::BANP_PREFIX,
         ]
@@ -620,14 +621,8 @@ impl TryFrom<&model::EndpointSlice> for SliceInfo {
                     .port
                     .map(|n| u16::try_from(n).map_err(|_| format!("port `{n}` is outside 0–65535")))
                     .transpose()?;
-                let proto = match p.protocol.as_deref().unwrap_or("TCP") {
-                    "TCP" => 6,
-                    "UDP" => 17,
-                    "SCTP" => 132,
-                    other => {
-                        return Err(format!("port protocol `{other}` is not TCP, UDP or SCTP"));
-                    }
-                };
+                let proto = protocol::kubernetes(p.protocol.as_deref())
+                    .map_err(|other| format!("port protocol `{other}` is not TCP, UDP or SCTP"))?;
                 Ok((port, proto))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -682,16 +677,9 @@ impl TryFrom<&model::Pod> for PodInfo {
                         port.container_port
                     )
                 })?;
-                let proto = match port.protocol.as_deref().unwrap_or("TCP") {
-                    "TCP" => 6,
-                    "UDP" => 17,
-                    "SCTP" => 132,
-                    other => {
-                        return Err(format!(
-                            "container port protocol `{other}` is not TCP, UDP or SCTP"
-                        ));
-                    }
-                };
+                let proto = protocol::kubernetes(port.protocol.as_deref()).map_err(|other| {
+                    format!("container port protocol `{other}` is not TCP, UDP or SCTP")
+                })?;
                 named_ports.push((name.to_owned(), number, proto));
             }
         }
