@@ -258,6 +258,7 @@ fn report(key: &ObjKey, obj: &Object) {
                     policy = %p.id,
                     object = %format_args!("{}/{}", key.0, key.1),
                     error = %e.error,
+                    selector = e.error.caret().map(tracing::field::display),
                     "invalid policy: it fails closed (every endpoint it could select is denied until it is fixed)"
                 );
             }
@@ -290,7 +291,7 @@ fn seen(obj: &Object) -> Seen {
         Object::Policy(p) => match &p.compiled {
             Err(e) => Seen::Invalid {
                 reason: events::REASON_INVALID_POLICY,
-                error: e.error.clone(),
+                error: e.error.to_string(),
             },
             Ok(_) => Seen::Valid,
         },

@@ -189,8 +189,14 @@ impl Ctx<'_> {
             let (field, message, code) = match &self.sources[i].object {
                 Object::Policy(p) => match &p.compiled {
                     Err(e) => (
-                        field_of(&e.error),
-                        format!("invalid, fails closed: {}", e.error),
+                        e.error
+                            .field()
+                            .map(str::to_owned)
+                            .or_else(|| field_of(&e.error.to_string())),
+                        match e.error.caret() {
+                            Some(caret) => format!("invalid, fails closed: {}\n{caret}", e.error),
+                            None => format!("invalid, fails closed: {}", e.error),
+                        },
                         "invalid-policy",
                     ),
                     Ok(compiled) if !p.id.kind.is_staged() => {

@@ -20,7 +20,7 @@ use super::{
     },
     path::{PathError, PathMatch},
     protocol,
-    selector::{Expr, Selector},
+    selector::{Expr, ParseError, Selector},
 };
 
 /// Label attached by Calico to every workload endpoint: its namespace.
@@ -34,21 +34,46 @@ pub const LABEL_NAME: &str = "projectcalico.org/name";
 /// The tier a policy without `tier` belongs to.
 pub const DEFAULT_TIER: &str = "default";
 
-/// A compile error; the message names the field at fault.
+/// A compile error: the field at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{field}: {problem}")]
 pub struct Error {
     /// Path to the field, e.g. `spec.ingress[0].source.selector`.
     pub field: String,
     /// What is wrong with it.
-    pub message: String,
+    pub problem: Problem,
+}
+
+/// What is wrong with a field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// A selector that does not parse: the parser's error, with the span it points at.
+    #[error("invalid selector `{input}`: {error}")]
+    Selector {
+        /// The selector as written.
+        input: String,
+        /// Where and why it does not parse.
+        error: ParseError,
+    },
+    /// Anything else, as a lower-case phrase.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Error {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error {
             field: field.into(),
-            message: message.into(),
+            problem: Problem::Invalid(message.into()),
+        }
+    }
+
+    /// The offending selector with a caret line under the span at fault, when the error is in
+    /// a selector (for the CLI and logs: `alp-authz check`, `test`, `lint`, the load warnings).
+    pub fn caret(&self) -> Option<String> {
+        match &self.problem {
+            Problem::Selector { input, error } => Some(error.render(input)),
+            Problem::Invalid(_) => None,
         }
     }
 }
@@ -622,7 +647,13 @@ fn policy_namespace_selector(field: &str, s: &str) -> Result<Selector, Error> {
 }
 
 fn parse_selector(field: &str, s: &str) -> Result<Selector, Error> {
-    Selector::parse(s).map_err(|e| Error::new(field, format!("invalid selector `{s}`: {e}")))
+    Selector::parse(s).map_err(|error| Error {
+        field: field.into(),
+        problem: Problem::Selector {
+            input: s.into(),
+            error,
+        },
+    })
 }
 
 fn contains_global(e: &Expr) -> bool {

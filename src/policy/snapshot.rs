@@ -428,7 +428,7 @@ impl PolicySet {
                 Err(_) if staged => {}
                 Err(e) => invalid.push(Invalid {
                     id: id.clone(),
-                    error: e.error.clone(),
+                    error: e.error.to_string(),
                     scope: e.scope.clone(),
                 }),
             }

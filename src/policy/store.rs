@@ -99,10 +99,40 @@ pub struct PolicyEntry {
 #[derive(Debug, Clone)]
 pub struct InvalidPolicy {
     /// What is wrong.
-    pub error: String,
+    pub error: PolicyError,
     /// The endpoints it could apply to: its applicability when that much compiled, else every
     /// endpoint of its namespace (namespaced kinds) or every endpoint (global kinds).
     pub scope: Option<Applies>,
+}
+
+/// Why a policy is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The object does not have the policy's shape (a misspelt field, a wrong type): serde's
+    /// message, with the field's path.
+    #[error("{0}")]
+    Decode(String),
+    /// It decoded, but does not compile.
+    #[error(transparent)]
+    Compile(#[from] compile::Error),
+}
+
+impl PolicyError {
+    /// The field at fault, when the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PolicyError::Compile(e) => Some(&e.field),
+            PolicyError::Decode(_) => None,
+        }
+    }
+
+    /// A caret under the offending part of a selector (see [`compile::Error::caret`]).
+    pub fn caret(&self) -> Option<String> {
+        match self {
+            PolicyError::Compile(e) => e.caret(),
+            PolicyError::Decode(_) => None,
+        }
+    }
 }
 
 /// A pod reduced to what policy needs.
@@ -525,7 +555,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
                 Err(e) => (
                     policy_id(kind, ns.as_deref(), &name)?,
                     Err(InvalidPolicy {
-                        error: e.to_string(),
+                        error: PolicyError::Compile(e),
                         scope,
                     }),
                 ),
@@ -556,7 +586,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
             Ok(PolicyEntry {
                 id: policy_id(kind, m.namespace.as_deref(), &name)?,
                 compiled: Err(InvalidPolicy {
-                    error: message,
+                    error: PolicyError::Decode(message),
                     scope: recovered.scope(kind),
                 }),
             })

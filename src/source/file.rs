@@ -638,13 +638,20 @@ fn record(
             if let Object::Policy(p) = &*obj
                 && let Err(e) = &p.compiled
             {
-                loaded.warnings.push(format!(
+                let mut warning = format!(
                     "{}: {} {} is invalid and fails closed: {}",
                     where_(),
                     p.id.kind.as_str(),
                     p.id,
                     e.error
-                ));
+                );
+                if let Some(caret) = e.error.caret() {
+                    for line in caret.lines() {
+                        warning.push_str("\n    ");
+                        warning.push_str(line);
+                    }
+                }
+                loaded.warnings.push(warning);
             }
             if let Object::Tier { name, tier: Err(e) } = &*obj {
                 loaded.warnings.push(format!(
@@ -950,6 +957,20 @@ spec: {tier: security, ingress: [{action: Deny}]}
     }
 
     #[test]
+    fn a_bad_selector_is_warned_about_with_a_caret_under_the_fault() {
+        let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {selector: \"app == 'web' & tier == 'db'\"}\n";
+        let loaded = load_str("p.yaml", text).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            [
+                "p.yaml:1: document 1: GlobalNetworkPolicy g is invalid and fails closed: spec.selector: \
+              invalid selector `app == 'web' & tier == 'db'`: expected && at column 14\n    \
+              app == 'web' & tier == 'db'\n                 ^ expected &&"
+            ]
+        );
+    }
+
+    #[test]
     fn wrong_types_make_a_policy_invalid() {
         let text = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: n, namespace: ns}\nspec: {order: high}\n";
         let loaded = load_str("p.yaml", text).unwrap();
@@ -960,7 +981,9 @@ spec: {tier: security, ingress: [{action: Deny}]}
         }];
         let err = entry.as_ref().unwrap_err();
         assert!(
-            err.error.starts_with("spec.order: invalid type"),
+            err.error
+                .to_string()
+                .starts_with("spec.order: invalid type"),
             "{}",
             err.error
         );
