@@ -79,77 +79,10 @@ impl Checker {
         let (resolved, identity_from) = request::resolve_from(&settings.identity, req);
         let principal = request::principal(&settings.identity, &resolved);
         let view = request::to_request(req, principal);
-        let decision = eval::evaluate(&snap, &view, &settings.eval);
-        snap.counters.record(&decision);
         // Envoy's request id (`x-request-id`), so that log lines name the request they are about.
         let request_id = request_id(req);
-        let mut staged_verdict = None;
-        if let Some(shadow) = &snap.shadow {
-            let staged = eval::evaluate(shadow, &view, &settings.eval);
-            staged_verdict = Some(staged.verdict);
-            if staged.verdict != decision.verdict {
-                shadow.counters.record_disagreement(&staged);
-                tracing::info!(
-                    target: "staged",
-                    request_id,
-                    generation = snap.generation,
-                    enforced = %decision.describe(&snap),
-                    staged = %staged.describe(shadow),
-                    "staged policy would change the answer"
-                );
-            }
-        }
-        let http = view.http.is_some();
-        let answer = &settings.answer;
-        let mut resp = match decision.verdict {
-            Verdict::Allow => self.let_through(http, principal, &snap, &decision),
-            Verdict::Deny if settings.dry_run => {
-                tracing::info!(
-                    target: "decision",
-                    request_id,
-                    generation = snap.generation,
-                    reason = %decision.describe(&snap),
-                    "dry run: allowed a request that policy denies"
-                );
-                // The request reaches the upstream: the identity header must be set or removed
-                // as on any allow, or a caller's forged header would pass through unchanged.
-                self.let_through(http, principal, &snap, &decision)
-            }
-            Verdict::Deny if settings.explain_denials && wants_trace(req) => {
-                // A person debugging a 403 asked for the trace (`x-alp-explain`), and the
-                // operator allows explanations: the trace rides back as the body.
-                let trace = super::explain::explain(&self.settings, &snap, req).to_string();
-                let mut resp = response::denied(http, Some(&decision.reason(&snap)));
-                response::set_denied_body(&mut resp, trace, "application/json");
-                resp
-            }
-            Verdict::Deny => {
-                // The reason is text only where something reads it: this event, when enabled
-                // (tracing formats its fields only then), and the answer, when the operator
-                // sends reasons. Otherwise the denial is the decision's indexes and the fixed
-                // 403 (see `tests/alloc.rs`).
-                tracing::debug!(target: "decision", request_id, generation = snap.generation, reason = %decision.describe(&snap), "denied");
-                if settings.explain_denials {
-                    response::denied(http, Some(&decision.reason(&snap)))
-                } else {
-                    response::denied(http, None)
-                }
-            }
-        };
-        if answer.dynamic_metadata {
-            use response::MetaValue::{Null, Number, Str};
-            let decided = if decision.allowed() { "allow" } else { "deny" };
-            resp.dynamic_metadata = Some(response::metadata(&[
-                ("generation", Number(snap.generation as f64)),
-                ("decision", Str(decided.into())),
-                ("tier", decision.tier(&snap).map_or(Null, |t| Str(t.into()))),
-                ("policy", decision.policy(&snap).map_or(Null, Str)),
-                (
-                    "rule",
-                    decision.rule().map_or(Null, |r| Number(f64::from(r))),
-                ),
-            ]));
-        }
+        let (decision, staged) = self.decide_view(&snap, &view, request_id);
+        let resp = self.answer(req, &view, &snap, &decision, request_id);
         let latency = started.elapsed();
         if let Some(m) = &self.metrics {
             m.observe_latency(latency);
@@ -159,10 +92,106 @@ impl Checker {
         {
             let mut r = record(req, &view, identity_from, &snap, &decision, latency);
             r.dry_run = settings.dry_run && !decision.allowed();
-            r.staged = staged_verdict.map(|v| if v == Verdict::Allow { "allow" } else { "deny" });
+            r.staged = staged.map(|v| if v == Verdict::Allow { "allow" } else { "deny" });
             log.send(r);
         }
         (resp, decision)
+    }
+
+    /// Decides `view` against `snap`, counting the decision; evaluates the staged set beside
+    /// it when there is one, counting and logging a disagreement. Returns the decision and the
+    /// staged verdict.
+    fn decide_view(
+        &self,
+        snap: &Snapshot,
+        view: &eval::Request<'_>,
+        request_id: &str,
+    ) -> (Decision, Option<Verdict>) {
+        let opts = &self.settings.eval;
+        let decision = eval::evaluate(snap, view, opts);
+        snap.counters.record(&decision);
+        let Some(shadow) = &snap.shadow else {
+            return (decision, None);
+        };
+        let staged = eval::evaluate(shadow, view, opts);
+        if staged.verdict != decision.verdict {
+            shadow.counters.record_disagreement(&staged);
+            tracing::info!(
+                target: "staged",
+                request_id,
+                generation = snap.generation,
+                enforced = %decision.describe(snap),
+                staged = %staged.describe(shadow),
+                "staged policy would change the answer"
+            );
+        }
+        (decision, Some(staged.verdict))
+    }
+
+    /// The answer to Envoy: allowed (with the upstream headers), denied (with the reason or
+    /// the trace when the operator sends them), or let through under `--dry-run`; plus the
+    /// dynamic metadata when configured.
+    fn answer(
+        &self,
+        req: &CheckRequest,
+        view: &eval::Request<'_>,
+        snap: &Snapshot,
+        decision: &Decision,
+        request_id: &str,
+    ) -> CheckResponse {
+        let settings = &*self.settings;
+        let http = view.http.is_some();
+        let principal = view.principal;
+        let mut resp = match decision.verdict {
+            Verdict::Allow => self.let_through(http, principal, snap, decision),
+            Verdict::Deny if settings.dry_run => {
+                tracing::info!(
+                    target: "decision",
+                    request_id,
+                    generation = snap.generation,
+                    reason = %decision.describe(snap),
+                    "dry run: allowed a request that policy denies"
+                );
+                // The request reaches the upstream: the identity header must be set or removed
+                // as on any allow, or a caller's forged header would pass through unchanged.
+                self.let_through(http, principal, snap, decision)
+            }
+            Verdict::Deny if settings.explain_denials && wants_trace(req) => {
+                // A person debugging a 403 asked for the trace (`x-alp-explain`), and the
+                // operator allows explanations: the trace rides back as the body.
+                let trace = super::explain::explain(settings, snap, req).to_string();
+                let mut resp = response::denied(http, Some(&decision.reason(snap)));
+                response::set_denied_body(&mut resp, trace, "application/json");
+                resp
+            }
+            Verdict::Deny => {
+                // The reason is text only where something reads it: this event, when enabled
+                // (tracing formats its fields only then), and the answer, when the operator
+                // sends reasons. Otherwise the denial is the decision's indexes and the fixed
+                // 403 (see `tests/alloc.rs`).
+                tracing::debug!(target: "decision", request_id, generation = snap.generation, reason = %decision.describe(snap), "denied");
+                if settings.explain_denials {
+                    response::denied(http, Some(&decision.reason(snap)))
+                } else {
+                    response::denied(http, None)
+                }
+            }
+        };
+        if settings.answer.dynamic_metadata {
+            use response::MetaValue::{Null, Number, Str};
+            let decided = if decision.allowed() { "allow" } else { "deny" };
+            resp.dynamic_metadata = Some(response::metadata(&[
+                ("generation", Number(snap.generation as f64)),
+                ("decision", Str(decided.into())),
+                ("tier", decision.tier(snap).map_or(Null, |t| Str(t.into()))),
+                ("policy", decision.policy(snap).map_or(Null, Str)),
+                (
+                    "rule",
+                    decision.rule().map_or(Null, |r| Number(f64::from(r))),
+                ),
+            ]));
+        }
+        resp
     }
 }
 
