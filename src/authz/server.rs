@@ -18,8 +18,9 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
 };
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::Router};
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
 
 use super::{
     descriptor::FILE_DESCRIPTOR_SET,
@@ -113,81 +114,15 @@ where
     if cfg.tcp.is_none() && cfg.unix.is_none() {
         anyhow::bail!("no listener configured: give a TCP address or a Unix socket path");
     }
-
-    let (reporter, health) = tonic_health::server::health_reporter();
-    report_health(reporter, ready).await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .context("cannot build the reflection service")?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .context("cannot build the reflection service")?;
-    let authz =
-        AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
-
     // Admission: a unary request takes its in-flight slot only once its whole message has
     // arrived (within the receive timeout); beyond the limit it is refused with
     // RESOURCE_EXHAUSTED, not queued. Health/Watch streams are capped and end after a lifetime.
     let mut limits = cfg.limits.clone();
     limits.max_in_flight = cfg.max_in_flight;
     limits.max_message_bytes = cfg.max_decoding_message_size;
-    let router = Server::builder()
-        .layer(AdmissionLayer::new(&limits))
-        .timeout(cfg.request_timeout)
-        .max_concurrent_streams(cfg.max_concurrent_streams)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(authz);
-    // Explain on its own listener, with the same admission and message size limit as Check.
-    let explain = match (cfg.explain, explainer) {
-        (Some(addr), Some(svc)) => {
-            if !addr.ip().is_loopback() && cfg.explain_mtls.is_none() {
-                anyhow::bail!(
-                    "--explain-listen {addr}: Explain tells any caller how policy decides, so it is only served on a loopback address, or over mTLS to the clients --explain-allow names"
-                );
-            }
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for Explain"))?;
-            // Reflection too, so that grpcurl needs no proto files here either.
-            let router = Server::builder()
-                .layer(AdmissionLayer::new(&limits))
-                .timeout(cfg.request_timeout)
-                .max_concurrent_streams(cfg.max_concurrent_streams)
-                .add_service(
-                    reflection()
-                        .build_v1()
-                        .context("cannot build the reflection service")?,
-                )
-                .add_service(
-                    reflection()
-                        .build_v1alpha()
-                        .context("cannot build the reflection service")?,
-                )
-                .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
-            Some((listener, router))
-        }
-        _ => None,
-    };
-
-    // One shutdown signal, fanned out to every listener.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let router = check_router(&cfg, &limits, authz, ready).await?;
+    let explain = bind_explain(&cfg, &limits, explainer).await?;
+    let stop = stop_signal(shutdown);
 
     // Bind everything before serving anything, so that a bind error stops startup cleanly and
     // the last "listening" line (TCP, when configured) means every listener is up.
@@ -211,43 +146,14 @@ where
 
     let mut tasks = tokio::task::JoinSet::new();
     if let Some((listener, router)) = explain {
-        let local = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
-        match &cfg.explain_mtls {
-            Some((files, allowed)) => {
-                let config = Arc::new(ArcSwap::from_pointee(files.load()?));
-                tracing::info!(
-                    "Explain served on {local} (mTLS, {} allowed clients)",
-                    allowed.len()
-                );
-                let allowed = allowed.clone();
-                let incoming = tokio_stream::StreamExt::filter(
-                    tls::incoming(listener, config, &limits, stop_rx.clone()),
-                    move |c| {
-                        c.as_ref()
-                            .map_or(true, |s| tls::client_allowed(s.get_ref(), &allowed))
-                    },
-                );
-                let server =
-                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-                tasks.spawn(async move { server.await.context("Explain server failed") });
-            }
-            None => {
-                tracing::info!("Explain served on {local} (loopback only)");
-                let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
-                let server =
-                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-                tasks.spawn(async move { server.await.context("Explain server failed") });
-            }
-        }
+        spawn_explain(&mut tasks, listener, router, &cfg, &limits, &stop)?;
     }
     if let Some((path, listener)) = unix {
         tracing::info!("listening on unix:{}", path.display());
         let incoming = UnixListenerStream::new(listener);
         let server = router
             .clone()
-            .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
         let socket = RemoveOnDrop::new(path);
         tasks.spawn(async move {
             let _socket = socket;
@@ -257,32 +163,188 @@ where
         });
     }
     if let Some(listener) = tcp {
-        let local = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
-        match tls_config {
-            Some(config) => {
-                let mtls = if cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
-                    " (mTLS)"
-                } else {
-                    " (TLS)"
-                };
-                tracing::info!("listening on {local}{mtls}");
-                let incoming = tls::incoming(listener, config, &limits, stop_rx.clone());
-                let server =
-                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-                tasks.spawn(async move { server.await.context("gRPC server on TLS failed") });
-            }
-            None => {
-                tracing::info!("listening on {local}");
-                let incoming = limits::incoming_tcp(listener, &limits, stop_rx.clone());
-                let server =
-                    router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-                tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
-            }
+        spawn_tcp(
+            &mut tasks, listener, router, tls_config, &cfg, &limits, &stop,
+        )?;
+    }
+    drain(tasks, cfg.request_timeout, stopped(stop)).await
+}
+
+/// The layers every listener's server has: admission ([`AdmissionLayer`]).
+type Layered = Stack<AdmissionLayer, Identity>;
+
+/// The tasks serving the listeners.
+type Tasks = tokio::task::JoinSet<anyhow::Result<()>>;
+
+/// A server with the admission layer, request timeout and stream limit every listener shares.
+fn server(cfg: &ServerConfig, limits: &Limits) -> Server<Layered> {
+    Server::builder()
+        .layer(AdmissionLayer::new(limits))
+        .timeout(cfg.request_timeout)
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+}
+
+/// The reflection services (v1 and v1alpha) over our descriptors and health's, so that
+/// grpcurl needs no proto files.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// The Check listeners' services: health (following `ready`), reflection, Authorization.
+async fn check_router<A: Authorization>(
+    cfg: &ServerConfig,
+    limits: &Limits,
+    authz: A,
+    ready: watch::Receiver<bool>,
+) -> anyhow::Result<Router<Layered>> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    report_health(reporter, ready).await;
+    let authz =
+        AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
+    Ok(server(cfg, limits)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(
+            reflection()
+                .build_v1()
+                .context("cannot build the reflection service")?,
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()
+                .context("cannot build the reflection service")?,
+        )
+        .add_service(authz))
+}
+
+/// Explain on its own listener, bound here, with the same admission and message size limit as
+/// Check; refused on a non-loopback address without mTLS.
+async fn bind_explain(
+    cfg: &ServerConfig,
+    limits: &Limits,
+    explainer: Option<ExplainerServer<ExplainService>>,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Router<Layered>)>> {
+    let (Some(addr), Some(svc)) = (cfg.explain, explainer) else {
+        return Ok(None);
+    };
+    if !addr.ip().is_loopback() && cfg.explain_mtls.is_none() {
+        anyhow::bail!(
+            "--explain-listen {addr}: Explain tells any caller how policy decides, so it is only served on a loopback address, or over mTLS to the clients --explain-allow names"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for Explain"))?;
+    // Reflection too, so that grpcurl needs no proto files here either.
+    let router = server(cfg, limits)
+        .add_service(
+            reflection()
+                .build_v1()
+                .context("cannot build the reflection service")?,
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()
+                .context("cannot build the reflection service")?,
+        )
+        .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
+    Ok(Some((listener, router)))
+}
+
+/// One shutdown signal, fanned out to every listener: the receiver turns `true` when
+/// `shutdown` completes.
+fn stop_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
+/// Completes when the shutdown signal is given.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves Explain: over mTLS to the allowed clients, or in the clear on loopback.
+fn spawn_explain(
+    tasks: &mut Tasks,
+    listener: tokio::net::TcpListener,
+    router: Router<Layered>,
+    cfg: &ServerConfig,
+    limits: &Limits,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    match &cfg.explain_mtls {
+        Some((files, allowed)) => {
+            let config = Arc::new(ArcSwap::from_pointee(files.load()?));
+            tracing::info!(
+                "Explain served on {local} (mTLS, {} allowed clients)",
+                allowed.len()
+            );
+            let allowed = allowed.clone();
+            let incoming = tokio_stream::StreamExt::filter(
+                tls::incoming(listener, config, limits, stop.clone()),
+                move |c| {
+                    c.as_ref()
+                        .map_or(true, |s| tls::client_allowed(s.get_ref(), &allowed))
+                },
+            );
+            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+            tasks.spawn(async move { server.await.context("Explain server failed") });
+        }
+        None => {
+            tracing::info!("Explain served on {local} (loopback only)");
+            let incoming = limits::incoming_tcp(listener, limits, stop.clone());
+            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+            tasks.spawn(async move { server.await.context("Explain server failed") });
         }
     }
-    drain(tasks, cfg.request_timeout, stopped(stop_rx.clone())).await
+    Ok(())
+}
+
+/// Serves Check on TCP, over (m)TLS when configured; logs `listening on <address>` with the
+/// real port.
+fn spawn_tcp(
+    tasks: &mut Tasks,
+    listener: tokio::net::TcpListener,
+    router: Router<Layered>,
+    tls_config: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    cfg: &ServerConfig,
+    limits: &Limits,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    match tls_config {
+        Some(config) => {
+            let mtls = if cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
+                " (mTLS)"
+            } else {
+                " (TLS)"
+            };
+            tracing::info!("listening on {local}{mtls}");
+            let incoming = tls::incoming(listener, config, limits, stop.clone());
+            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+            tasks.spawn(async move { server.await.context("gRPC server on TLS failed") });
+        }
+        None => {
+            tracing::info!("listening on {local}");
+            let incoming = limits::incoming_tcp(listener, limits, stop.clone());
+            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+            tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
+        }
+    }
+    Ok(())
 }
 
 /// Liveness is always serving; the overall and Authorization statuses follow `ready`.
