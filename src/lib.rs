@@ -58,6 +58,7 @@
 //! - listeners, TLS, connection limits: `authz::server`, `authz::tls`, `authz::limits`.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod app;
 pub mod authz;

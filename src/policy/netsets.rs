@@ -79,7 +79,7 @@ fn find<T: Ord + Copy>(ranges: &[(T, T)], a: T) -> bool {
 
 mod num_step {
     /// The next value, saturating (to merge adjacent ranges).
-    pub trait Step {
+    pub(super) trait Step {
         fn next_or_max(self) -> Self;
     }
     impl Step for u32 {
