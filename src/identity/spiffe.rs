@@ -24,7 +24,7 @@ const SCHEME: &str = "spiffe://";
 
 /// Why a string is not a SPIFFE ID of the expected form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub enum SpiffeError {
     /// Empty input.
     #[error("spiffe id is empty")]
     Empty,
@@ -70,23 +70,23 @@ pub struct SpiffeRef<'a> {
 
 impl<'a> SpiffeRef<'a> {
     /// Parses `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
-    pub fn parse(s: &'a str) -> Result<SpiffeRef<'a>, Error> {
+    pub fn parse(s: &'a str) -> Result<SpiffeRef<'a>, SpiffeError> {
         if s.is_empty() {
-            return Err(Error::Empty);
+            return Err(SpiffeError::Empty);
         }
         if s.len() > MAX_LEN {
-            return Err(Error::TooLong);
+            return Err(SpiffeError::TooLong);
         }
-        let rest = s.strip_prefix(SCHEME).ok_or(Error::Scheme)?;
+        let rest = s.strip_prefix(SCHEME).ok_or(SpiffeError::Scheme)?;
         let (trust_domain, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
         check_trust_domain(trust_domain)?;
         if path.contains('%') {
-            return Err(Error::PercentEncoded);
+            return Err(SpiffeError::PercentEncoded);
         }
-        let shape = || Error::Shape(path.to_owned());
+        let shape = || SpiffeError::Shape(path.to_owned());
         let path = path.strip_prefix("/ns/").ok_or_else(shape)?;
         let (namespace, path) = path.split_once('/').ok_or_else(shape)?;
         let service_account = path.strip_prefix("sa/").ok_or_else(shape)?;
@@ -139,12 +139,12 @@ impl fmt::Display for SpiffeRef<'_> {
 }
 
 /// Checks a bare trust domain name (`cluster.local`) as the SPIFFE ID spec defines it.
-pub fn check_trust_domain(td: &str) -> Result<(), Error> {
+pub fn check_trust_domain(td: &str) -> Result<(), SpiffeError> {
     if td.is_empty() {
-        return Err(Error::EmptyTrustDomain);
+        return Err(SpiffeError::EmptyTrustDomain);
     }
     if td.len() > MAX_TRUST_DOMAIN_LEN {
-        return Err(Error::TrustDomainTooLong);
+        return Err(SpiffeError::TrustDomainTooLong);
     }
     // SPIFFE: "Trust domain names … MUST only contain lowercase letters, numbers, dots, dashes,
     // and underscores" (no port, no userinfo).
@@ -152,24 +152,24 @@ pub fn check_trust_domain(td: &str) -> Result<(), Error> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
     {
-        return Err(Error::TrustDomainChar(td.to_owned()));
+        return Err(SpiffeError::TrustDomainChar(td.to_owned()));
     }
     Ok(())
 }
 
-fn check_segment(seg: &str) -> Result<(), Error> {
+fn check_segment(seg: &str) -> Result<(), SpiffeError> {
     if seg.is_empty() {
-        return Err(Error::EmptySegment);
+        return Err(SpiffeError::EmptySegment);
     }
     if seg == "." || seg == ".." {
-        return Err(Error::DotSegment(seg.to_owned()));
+        return Err(SpiffeError::DotSegment(seg.to_owned()));
     }
     // SPIFFE: path segments "MUST only contain letters, numbers, dots, dashes, and underscores".
     if !seg
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
     {
-        return Err(Error::SegmentChar(seg.to_owned()));
+        return Err(SpiffeError::SegmentChar(seg.to_owned()));
     }
     Ok(())
 }
@@ -184,7 +184,11 @@ pub struct SpiffeId {
 
 impl SpiffeId {
     /// Builds an ID from its parts, validating them.
-    pub fn new(trust_domain: &str, namespace: &str, service_account: &str) -> Result<Self, Error> {
+    pub fn new(
+        trust_domain: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Self, SpiffeError> {
         let s = format!("{SCHEME}{trust_domain}/ns/{namespace}/sa/{service_account}");
         SpiffeRef::parse(&s).map(|r| r.to_owned())
     }
@@ -215,9 +219,9 @@ impl SpiffeId {
 }
 
 impl FromStr for SpiffeId {
-    type Err = Error;
+    type Err = SpiffeError;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+    fn from_str(s: &str) -> Result<Self, SpiffeError> {
         SpiffeRef::parse(s).map(|r| r.to_owned())
     }
 }
@@ -252,43 +256,43 @@ mod tests {
         assert_eq!(s.parse::<SpiffeId>().unwrap().to_string(), s);
     }
 
-    #[test_case("", Error::Empty; "empty")]
-    #[test_case("http://cluster.local/ns/a/sa/b", Error::Scheme; "http scheme")]
-    #[test_case("SPIFFE://cluster.local/ns/a/sa/b", Error::Scheme; "upper case scheme")]
-    #[test_case("spiffe:/cluster.local/ns/a/sa/b", Error::Scheme; "one slash")]
-    #[test_case("cluster.local/ns/a/sa/b", Error::Scheme; "no scheme")]
-    #[test_case(" spiffe://td/ns/a/sa/b", Error::Scheme; "leading space")]
-    #[test_case("spiffe:///ns/a/sa/b", Error::EmptyTrustDomain; "empty trust domain")]
-    #[test_case("spiffe://", Error::EmptyTrustDomain; "scheme only")]
-    #[test_case("spiffe://Cluster.local/ns/a/sa/b", Error::TrustDomainChar("Cluster.local".into()); "upper case trust domain")]
-    #[test_case("spiffe://td:8080/ns/a/sa/b", Error::TrustDomainChar("td:8080".into()); "port")]
-    #[test_case("spiffe://user@td/ns/a/sa/b", Error::TrustDomainChar("user@td".into()); "userinfo")]
-    #[test_case("spiffe://td?x/ns/a/sa/b", Error::TrustDomainChar("td?x".into()); "query in trust domain")]
-    #[test_case("spiffe://tdé/ns/a/sa/b", Error::TrustDomainChar("tdé".into()); "unicode trust domain")]
-    #[test_case("spiffe://td", Error::Shape(String::new()); "no path")]
-    #[test_case("spiffe://td/", Error::Shape("/".into()); "root path")]
-    #[test_case("spiffe://td/ns/a", Error::Shape("/ns/a".into()); "no sa")]
-    #[test_case("spiffe://td/ns/a/sa", Error::Shape("/ns/a/sa".into()); "sa keyword only")]
-    #[test_case("spiffe://td/sa/b/ns/a", Error::Shape("/sa/b/ns/a".into()); "swapped")]
-    #[test_case("spiffe://td/NS/a/sa/b", Error::Shape("/NS/a/sa/b".into()); "upper case ns keyword")]
-    #[test_case("spiffe://td/ns/a/sa/b/extra", Error::Shape("/ns/a/sa/b/extra".into()); "extra segment")]
-    #[test_case("spiffe://td/ns/a/sa/b/", Error::Shape("/ns/a/sa/b/".into()); "trailing slash")]
-    #[test_case("spiffe://td/x/ns/a/sa/b", Error::Shape("/x/ns/a/sa/b".into()); "prefix segment")]
-    #[test_case("spiffe://td/ns//sa/b", Error::EmptySegment; "empty namespace")]
-    #[test_case("spiffe://td/ns/a/sa/", Error::EmptySegment; "empty service account")]
-    #[test_case("spiffe://td//ns/a/sa/b", Error::Shape("//ns/a/sa/b".into()); "double slash")]
-    #[test_case("spiffe://td/ns/./sa/b", Error::DotSegment(".".into()); "dot namespace")]
-    #[test_case("spiffe://td/ns/a/sa/..", Error::DotSegment("..".into()); "dot dot sa")]
-    #[test_case("spiffe://td/ns/%2e%2e/sa/b", Error::PercentEncoded; "percent dots")]
-    #[test_case("spiffe://td/ns/a/sa/b%2Fc", Error::PercentEncoded; "percent slash")]
-    #[test_case("spiffe://td/ns/a/sa/b?x=1", Error::SegmentChar("b?x=1".into()); "query")]
-    #[test_case("spiffe://td/ns/a/sa/b#f", Error::SegmentChar("b#f".into()); "fragment")]
-    #[test_case("spiffe://td/ns/a b/sa/c", Error::SegmentChar("a b".into()); "space")]
-    #[test_case("spiffe://td/ns/a/sa/b\0", Error::SegmentChar("b\0".into()); "nul")]
-    #[test_case("spiffe://td/ns/ñ/sa/b", Error::SegmentChar("ñ".into()); "unicode segment")]
-    #[test_case("spiffe://td/ns/a\\b/sa/c", Error::SegmentChar("a\\b".into()); "backslash")]
-    #[test_case("spiffe://td/ns/a/sa/b\n", Error::SegmentChar("b\n".into()); "newline")]
-    fn invalid(s: &str, err: Error) {
+    #[test_case("", SpiffeError::Empty; "empty")]
+    #[test_case("http://cluster.local/ns/a/sa/b", SpiffeError::Scheme; "http scheme")]
+    #[test_case("SPIFFE://cluster.local/ns/a/sa/b", SpiffeError::Scheme; "upper case scheme")]
+    #[test_case("spiffe:/cluster.local/ns/a/sa/b", SpiffeError::Scheme; "one slash")]
+    #[test_case("cluster.local/ns/a/sa/b", SpiffeError::Scheme; "no scheme")]
+    #[test_case(" spiffe://td/ns/a/sa/b", SpiffeError::Scheme; "leading space")]
+    #[test_case("spiffe:///ns/a/sa/b", SpiffeError::EmptyTrustDomain; "empty trust domain")]
+    #[test_case("spiffe://", SpiffeError::EmptyTrustDomain; "scheme only")]
+    #[test_case("spiffe://Cluster.local/ns/a/sa/b", SpiffeError::TrustDomainChar("Cluster.local".into()); "upper case trust domain")]
+    #[test_case("spiffe://td:8080/ns/a/sa/b", SpiffeError::TrustDomainChar("td:8080".into()); "port")]
+    #[test_case("spiffe://user@td/ns/a/sa/b", SpiffeError::TrustDomainChar("user@td".into()); "userinfo")]
+    #[test_case("spiffe://td?x/ns/a/sa/b", SpiffeError::TrustDomainChar("td?x".into()); "query in trust domain")]
+    #[test_case("spiffe://tdé/ns/a/sa/b", SpiffeError::TrustDomainChar("tdé".into()); "unicode trust domain")]
+    #[test_case("spiffe://td", SpiffeError::Shape(String::new()); "no path")]
+    #[test_case("spiffe://td/", SpiffeError::Shape("/".into()); "root path")]
+    #[test_case("spiffe://td/ns/a", SpiffeError::Shape("/ns/a".into()); "no sa")]
+    #[test_case("spiffe://td/ns/a/sa", SpiffeError::Shape("/ns/a/sa".into()); "sa keyword only")]
+    #[test_case("spiffe://td/sa/b/ns/a", SpiffeError::Shape("/sa/b/ns/a".into()); "swapped")]
+    #[test_case("spiffe://td/NS/a/sa/b", SpiffeError::Shape("/NS/a/sa/b".into()); "upper case ns keyword")]
+    #[test_case("spiffe://td/ns/a/sa/b/extra", SpiffeError::Shape("/ns/a/sa/b/extra".into()); "extra segment")]
+    #[test_case("spiffe://td/ns/a/sa/b/", SpiffeError::Shape("/ns/a/sa/b/".into()); "trailing slash")]
+    #[test_case("spiffe://td/x/ns/a/sa/b", SpiffeError::Shape("/x/ns/a/sa/b".into()); "prefix segment")]
+    #[test_case("spiffe://td/ns//sa/b", SpiffeError::EmptySegment; "empty namespace")]
+    #[test_case("spiffe://td/ns/a/sa/", SpiffeError::EmptySegment; "empty service account")]
+    #[test_case("spiffe://td//ns/a/sa/b", SpiffeError::Shape("//ns/a/sa/b".into()); "double slash")]
+    #[test_case("spiffe://td/ns/./sa/b", SpiffeError::DotSegment(".".into()); "dot namespace")]
+    #[test_case("spiffe://td/ns/a/sa/..", SpiffeError::DotSegment("..".into()); "dot dot sa")]
+    #[test_case("spiffe://td/ns/%2e%2e/sa/b", SpiffeError::PercentEncoded; "percent dots")]
+    #[test_case("spiffe://td/ns/a/sa/b%2Fc", SpiffeError::PercentEncoded; "percent slash")]
+    #[test_case("spiffe://td/ns/a/sa/b?x=1", SpiffeError::SegmentChar("b?x=1".into()); "query")]
+    #[test_case("spiffe://td/ns/a/sa/b#f", SpiffeError::SegmentChar("b#f".into()); "fragment")]
+    #[test_case("spiffe://td/ns/a b/sa/c", SpiffeError::SegmentChar("a b".into()); "space")]
+    #[test_case("spiffe://td/ns/a/sa/b\0", SpiffeError::SegmentChar("b\0".into()); "nul")]
+    #[test_case("spiffe://td/ns/ñ/sa/b", SpiffeError::SegmentChar("ñ".into()); "unicode segment")]
+    #[test_case("spiffe://td/ns/a\\b/sa/c", SpiffeError::SegmentChar("a\\b".into()); "backslash")]
+    #[test_case("spiffe://td/ns/a/sa/b\n", SpiffeError::SegmentChar("b\n".into()); "newline")]
+    fn invalid(s: &str, err: SpiffeError) {
         assert_eq!(SpiffeRef::parse(s), Err(err));
     }
 
@@ -298,11 +302,14 @@ mod tests {
         let ok = format!("spiffe://td/ns/n/sa/{sa}");
         assert_eq!(ok.len(), MAX_LEN);
         assert!(SpiffeRef::parse(&ok).is_ok());
-        assert_eq!(SpiffeRef::parse(&format!("{ok}a")), Err(Error::TooLong));
+        assert_eq!(
+            SpiffeRef::parse(&format!("{ok}a")),
+            Err(SpiffeError::TooLong)
+        );
         let td = "t".repeat(MAX_TRUST_DOMAIN_LEN + 1);
         assert_eq!(
             SpiffeRef::parse(&format!("spiffe://{td}/ns/a/sa/b")),
-            Err(Error::TrustDomainTooLong)
+            Err(SpiffeError::TrustDomainTooLong)
         );
     }
 

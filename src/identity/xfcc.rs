@@ -32,7 +32,7 @@ pub struct Element<'a> {
 
 /// Why a header value is not valid XFCC.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub enum XfccError {
     /// Nothing to parse.
     #[error("empty x-forwarded-client-cert header")]
     Empty,
@@ -60,10 +60,10 @@ pub enum Error {
 }
 
 /// Parses a whole header value into its elements, in order.
-pub fn parse(header: &str) -> Result<Vec<Element<'_>>, Error> {
+pub fn parse(header: &str) -> Result<Vec<Element<'_>>, XfccError> {
     let b = header.as_bytes();
     if header.trim().is_empty() {
-        return Err(Error::Empty);
+        return Err(XfccError::Empty);
     }
     let mut elements = Vec::new();
     let mut current = Element::default();
@@ -76,7 +76,7 @@ pub fn parse(header: &str) -> Result<Vec<Element<'_>>, Error> {
         if i >= b.len() || b[i] == b',' {
             // An element ends where there is no pair.
             if pairs_in_element == 0 {
-                return Err(Error::EmptyElement(i));
+                return Err(XfccError::EmptyElement(i));
             }
         }
         let key_start = i;
@@ -84,11 +84,11 @@ pub fn parse(header: &str) -> Result<Vec<Element<'_>>, Error> {
             i += 1;
         }
         if i >= b.len() || b[i] != b'=' {
-            return Err(Error::ExpectedPair(key_start));
+            return Err(XfccError::ExpectedPair(key_start));
         }
         let key = header[key_start..i].trim_end();
         if key.is_empty() {
-            return Err(Error::EmptyKey(key_start));
+            return Err(XfccError::EmptyKey(key_start));
         }
         i += 1; // `=`
         let value: Cow<'_, str> = if b.get(i) == Some(&b'"') {
@@ -98,7 +98,7 @@ pub fn parse(header: &str) -> Result<Vec<Element<'_>>, Error> {
             let mut seg = i;
             loop {
                 match b.get(i) {
-                    None => return Err(Error::Unterminated(open)),
+                    None => return Err(XfccError::Unterminated(open)),
                     Some(b'\\') if matches!(b.get(i + 1), Some(b'"' | b'\\')) => {
                         out.push_str(&header[seg..i]);
                         out.push(b[i + 1] as char);
@@ -114,14 +114,14 @@ pub fn parse(header: &str) -> Result<Vec<Element<'_>>, Error> {
                 }
             }
             if i < b.len() && !matches!(b[i], b';' | b',') {
-                return Err(Error::AfterQuote(i));
+                return Err(XfccError::AfterQuote(i));
             }
             Cow::Owned(out)
         } else {
             let start = i;
             while i < b.len() && !matches!(b[i], b';' | b',') {
                 if b[i] == b'"' {
-                    return Err(Error::StrayQuote(i));
+                    return Err(XfccError::StrayQuote(i));
                 }
                 i += 1;
             }
@@ -144,10 +144,10 @@ pub fn parse(header: &str) -> Result<Vec<Element<'_>>, Error> {
     }
 }
 
-fn add<'a>(e: &mut Element<'a>, key: &str, value: Cow<'a, str>) -> Result<(), Error> {
+fn add<'a>(e: &mut Element<'a>, key: &str, value: Cow<'a, str>) -> Result<(), XfccError> {
     let once = |slot: &mut Option<Cow<'a, str>>, name: &'static str, v: Cow<'a, str>| {
         if slot.is_some() {
-            return Err(Error::Duplicate(name));
+            return Err(XfccError::Duplicate(name));
         }
         *slot = Some(v);
         Ok(())
@@ -249,23 +249,23 @@ mod tests {
         assert_eq!(e[1].by, ["c"]);
     }
 
-    #[test_case("", Error::Empty; "empty")]
-    #[test_case("   ", Error::Empty; "blank")]
-    #[test_case("By", Error::ExpectedPair(0); "key only")]
-    #[test_case("By=a;URI", Error::ExpectedPair(5); "second key only")]
-    #[test_case("=a", Error::EmptyKey(0); "empty key")]
-    #[test_case("By=a,,By=b", Error::EmptyElement(5); "empty element")]
-    #[test_case("By=a,", Error::EmptyElement(5); "trailing comma")]
-    #[test_case(",By=a", Error::EmptyElement(0); "leading comma")]
-    #[test_case("By=a;;URI=b", Error::ExpectedPair(5); "empty pair")]
-    #[test_case("Subject=\"abc", Error::Unterminated(8); "unterminated")]
-    #[test_case("Subject=\"a\\\"", Error::Unterminated(8); "escaped closing quote")]
-    #[test_case("Subject=\"a\"b", Error::AfterQuote(11); "text after quote")]
-    #[test_case("URI=a\"b", Error::StrayQuote(5); "stray quote")]
-    #[test_case("Hash=a;Hash=b", Error::Duplicate("Hash"); "duplicate hash")]
-    #[test_case("Subject=\"\";subject=x", Error::Duplicate("Subject"); "duplicate subject")]
-    #[test_case("Cert=a;cert=b", Error::Duplicate("Cert"); "duplicate cert")]
-    fn rejects(h: &str, err: Error) {
+    #[test_case("", XfccError::Empty; "empty")]
+    #[test_case("   ", XfccError::Empty; "blank")]
+    #[test_case("By", XfccError::ExpectedPair(0); "key only")]
+    #[test_case("By=a;URI", XfccError::ExpectedPair(5); "second key only")]
+    #[test_case("=a", XfccError::EmptyKey(0); "empty key")]
+    #[test_case("By=a,,By=b", XfccError::EmptyElement(5); "empty element")]
+    #[test_case("By=a,", XfccError::EmptyElement(5); "trailing comma")]
+    #[test_case(",By=a", XfccError::EmptyElement(0); "leading comma")]
+    #[test_case("By=a;;URI=b", XfccError::ExpectedPair(5); "empty pair")]
+    #[test_case("Subject=\"abc", XfccError::Unterminated(8); "unterminated")]
+    #[test_case("Subject=\"a\\\"", XfccError::Unterminated(8); "escaped closing quote")]
+    #[test_case("Subject=\"a\"b", XfccError::AfterQuote(11); "text after quote")]
+    #[test_case("URI=a\"b", XfccError::StrayQuote(5); "stray quote")]
+    #[test_case("Hash=a;Hash=b", XfccError::Duplicate("Hash"); "duplicate hash")]
+    #[test_case("Subject=\"\";subject=x", XfccError::Duplicate("Subject"); "duplicate subject")]
+    #[test_case("Cert=a;cert=b", XfccError::Duplicate("Cert"); "duplicate cert")]
+    fn rejects(h: &str, err: XfccError) {
         assert_eq!(parse(h), Err(err));
     }
 

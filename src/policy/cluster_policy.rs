@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    compile::{self, Error, Policy},
+    compile::{self, CompileError, Policy},
     model::{EntityRule, LabelSelector, NumOrString, ObjectMeta, PolicyKind, PolicySpec, Rule},
 };
 
@@ -206,9 +206,9 @@ pub fn calico_name(kind: PolicyKind, name: &str) -> String {
 }
 
 /// Converts and compiles one policy of the three kinds.
-pub fn compile(kind: PolicyKind, p: &ClusterPolicy) -> Result<Policy, Error> {
+pub fn compile(kind: PolicyKind, p: &ClusterPolicy) -> Result<Policy, CompileError> {
     if p.metadata.name.is_empty() {
-        return Err(Error::new("metadata.name", "a policy needs a name"));
+        return Err(CompileError::new("metadata.name", "a policy needs a name"));
     }
     let spec = convert(kind, &p.spec)?;
     compile::compile_converted(kind, &calico_name(kind, &p.metadata.name), &spec)
@@ -228,14 +228,14 @@ pub fn scope(p: &ClusterPolicy) -> Option<compile::Applies> {
 }
 
 /// `(namespaceSelector, selector)` of a subject (`K8sClusterNetworkPolicyToCalico`).
-fn subject(s: &Subject) -> Result<(String, String), Error> {
+fn subject(s: &Subject) -> Result<(String, String), CompileError> {
     match (&s.namespaces, &s.pods) {
         (Some(ns), None) => Ok((namespace_selector(ns)?, pod_selector(None)?)),
         (None, Some(pods)) => Ok((
             namespace_selector(&pods.namespace_selector)?,
             pod_selector(Some(&pods.pod_selector))?,
         )),
-        _ => Err(Error::new(
+        _ => Err(CompileError::new(
             "spec.subject",
             "needs exactly one of `namespaces` or `pods`",
         )),
@@ -243,7 +243,7 @@ fn subject(s: &Subject) -> Result<(String, String), Error> {
 }
 
 /// The GlobalNetworkPolicy spec Calico makes of it.
-fn convert(kind: PolicyKind, s: &ClusterPolicySpec) -> Result<PolicySpec, Error> {
+fn convert(kind: PolicyKind, s: &ClusterPolicySpec) -> Result<PolicySpec, CompileError> {
     // clusterNetworkPolicyTier: `Admin` → kube-admin, `Baseline` → kube-baseline, anything else
     // is malformed (Calico drops such a policy with a warning; here it is invalid and fails
     // closed, see README).
@@ -251,28 +251,31 @@ fn convert(kind: PolicyKind, s: &ClusterPolicySpec) -> Result<PolicySpec, Error>
         (PolicyKind::ClusterNetworkPolicy, Some("Admin")) => ADMIN_TIER,
         (PolicyKind::ClusterNetworkPolicy, Some("Baseline")) => BASELINE_TIER,
         (PolicyKind::ClusterNetworkPolicy, t) => {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 "spec.tier",
                 format!("`{}` is not `Admin` or `Baseline`", t.unwrap_or("")),
             ));
         }
-        (_, Some(_)) => return Err(Error::new("spec.tier", "not a field of this kind")),
+        (_, Some(_)) => return Err(CompileError::new("spec.tier", "not a field of this kind")),
         (PolicyKind::AdminNetworkPolicy, None) => ADMIN_TIER,
         (_, None) => BASELINE_TIER,
     };
     let order = match (kind, s.priority) {
         (PolicyKind::BaselineAdminNetworkPolicy, None) => 1000.0,
         (PolicyKind::BaselineAdminNetworkPolicy, Some(_)) => {
-            return Err(Error::new("spec.priority", "not a field of this kind"));
+            return Err(CompileError::new(
+                "spec.priority",
+                "not a field of this kind",
+            ));
         }
         (_, Some(p)) if (0..=1000).contains(&p) => p as f64,
         (_, Some(p)) => {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 "spec.priority",
                 format!("`{p}` is outside 0–1000"),
             ));
         }
-        (_, None) => return Err(Error::new("spec.priority", "a priority is required")),
+        (_, None) => return Err(CompileError::new("spec.priority", "a priority is required")),
     };
     let (namespace_selector, selector) = subject(&s.subject)?;
     let mut ingress = Vec::new();
@@ -509,7 +512,7 @@ fn anp_ports(ports: &[AdminPort]) -> Result<ByProtocol, String> {
 }
 
 /// `k8sSelectorToCalico(s, SelectorNamespace)`: empty → `all()`.
-fn namespace_selector(s: &LabelSelector) -> Result<String, Error> {
+fn namespace_selector(s: &LabelSelector) -> Result<String, CompileError> {
     if s.match_labels.is_empty() && s.match_expressions.is_empty() {
         return Ok("all()".into());
     }
@@ -517,7 +520,7 @@ fn namespace_selector(s: &LabelSelector) -> Result<String, Error> {
 }
 
 /// `k8sSelectorToCalico(s, SelectorPod)`: `projectcalico.org/orchestrator == 'k8s'` ANDed.
-fn pod_selector(s: Option<&LabelSelector>) -> Result<String, Error> {
+fn pod_selector(s: Option<&LabelSelector>) -> Result<String, CompileError> {
     compile::label_selector_to_calico(s.unwrap_or(&LabelSelector::default()), true)
 }
 
@@ -535,7 +538,7 @@ mod tests {
 
     use super::*;
 
-    fn spec(kind: PolicyKind, yaml: &str) -> Result<PolicySpec, Error> {
+    fn spec(kind: PolicyKind, yaml: &str) -> Result<PolicySpec, CompileError> {
         let s: ClusterPolicySpec = yaml_serde::from_str(yaml).unwrap();
         convert(kind, &s)
     }

@@ -37,7 +37,7 @@ pub const DEFAULT_TIER: &str = "default";
 /// A compile error: the field at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
-pub struct Error {
+pub struct CompileError {
     /// Path to the field, e.g. `spec.ingress[0].source.selector`.
     pub field: String,
     /// What is wrong with it.
@@ -60,9 +60,9 @@ pub enum Problem {
     Invalid(String),
 }
 
-impl Error {
+impl CompileError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error {
+        CompileError {
             field: field.into(),
             problem: Problem::Invalid(message.into()),
         }
@@ -161,18 +161,18 @@ impl Tier {
 }
 
 impl TryFrom<&super::model::Tier> for Tier {
-    type Error = Error;
+    type Error = CompileError;
 
-    fn try_from(t: &super::model::Tier) -> Result<Self, Error> {
+    fn try_from(t: &super::model::Tier) -> Result<Self, CompileError> {
         if t.metadata.name.is_empty() {
-            return Err(Error::new("metadata.name", "a tier needs a name"));
+            return Err(CompileError::new("metadata.name", "a tier needs a name"));
         }
         let order = check_order("spec.order", t.spec.order)?;
         let default_action = match t.spec.default_action.as_deref() {
             None | Some("Deny") => TierDefault::Deny,
             Some("Pass") => TierDefault::Pass,
             Some(other) => {
-                return Err(Error::new(
+                return Err(CompileError::new(
                     "spec.defaultAction",
                     format!("`{other}` is not `Deny` or `Pass`"),
                 ));
@@ -186,9 +186,9 @@ impl TryFrom<&super::model::Tier> for Tier {
     }
 }
 
-fn check_order(field: &str, order: Option<f64>) -> Result<Option<f64>, Error> {
+fn check_order(field: &str, order: Option<f64>) -> Result<Option<f64>, CompileError> {
     match order {
-        Some(o) if !o.is_finite() => Err(Error::new(field, "order must be a finite number")),
+        Some(o) if !o.is_finite() => Err(CompileError::new(field, "order must be a finite number")),
         o => Ok(o),
     }
 }
@@ -386,20 +386,24 @@ pub fn calico_policy_name(p: &CalicoPolicy, api_version: &str) -> String {
 }
 
 /// Compiles a Calico policy object (`name` already resolved by [`calico_policy_name`]).
-pub fn compile_calico(kind: PolicyKind, p: &CalicoPolicy) -> Result<Policy, Error> {
+pub fn compile_calico(kind: PolicyKind, p: &CalicoPolicy) -> Result<Policy, CompileError> {
     compile_named(kind, p.metadata.name.as_str(), p)
 }
 
 /// Compiles a Calico policy object under the given user-facing name.
-pub fn compile_named(kind: PolicyKind, name: &str, p: &CalicoPolicy) -> Result<Policy, Error> {
+pub fn compile_named(
+    kind: PolicyKind,
+    name: &str,
+    p: &CalicoPolicy,
+) -> Result<Policy, CompileError> {
     let namespace = namespace_of(kind, p.metadata.namespace.as_deref())?;
     compile_spec(kind, name, namespace, &p.spec)
 }
 
-fn namespace_of(kind: PolicyKind, ns: Option<&str>) -> Result<Option<Arc<str>>, Error> {
+fn namespace_of(kind: PolicyKind, ns: Option<&str>) -> Result<Option<Arc<str>>, CompileError> {
     match (kind.is_namespaced(), ns.filter(|n| !n.is_empty())) {
         (true, Some(ns)) => Ok(Some(ns.into())),
-        (true, None) => Err(Error::new(
+        (true, None) => Err(CompileError::new(
             "metadata.namespace",
             format!("a {} needs a namespace", kind.as_str()),
         )),
@@ -413,7 +417,7 @@ pub(crate) fn compile_converted(
     kind: PolicyKind,
     name: &str,
     spec: &PolicySpec,
-) -> Result<Policy, Error> {
+) -> Result<Policy, CompileError> {
     compile_spec(kind, name, None, spec)
 }
 
@@ -422,9 +426,9 @@ fn compile_spec(
     name: &str,
     namespace: Option<Arc<str>>,
     spec: &PolicySpec,
-) -> Result<Policy, Error> {
+) -> Result<Policy, CompileError> {
     if name.is_empty() {
-        return Err(Error::new("metadata.name", "a policy needs a name"));
+        return Err(CompileError::new("metadata.name", "a policy needs a name"));
     }
     if kind.is_namespaced() {
         for (field, set) in [
@@ -434,7 +438,7 @@ fn compile_spec(
             ("spec.applyOnForward", spec.apply_on_forward.is_some()),
         ] {
             if set {
-                return Err(Error::new(
+                return Err(CompileError::new(
                     field,
                     format!("not a field of {}", kind.as_str()),
                 ));
@@ -442,7 +446,7 @@ fn compile_spec(
         }
     }
     if spec.staged_action.is_some() && !kind.is_staged() {
-        return Err(Error::new(
+        return Err(CompileError::new(
             "spec.stagedAction",
             format!("not a field of {}", kind.as_str()),
         ));
@@ -454,7 +458,7 @@ fn compile_spec(
         Some("Learn") => Some(StagedAction::Learn),
         Some("Ignore") => Some(StagedAction::Ignore),
         Some(a) => {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 "spec.stagedAction",
                 format!("`{a}` is not one of `Set`, `Delete`, `Learn`, `Ignore`"),
             ));
@@ -520,7 +524,7 @@ fn host_endpoint_only(spec: &PolicySpec) -> bool {
 
 /// Compiles only what decides which endpoints a Calico policy applies to. When the rest of the
 /// policy is invalid, this is the set of endpoints that fail closed.
-pub fn compile_applies(kind: PolicyKind, p: &CalicoPolicy) -> Result<Applies, Error> {
+pub fn compile_applies(kind: PolicyKind, p: &CalicoPolicy) -> Result<Applies, CompileError> {
     applies(
         namespace_of(kind, p.metadata.namespace.as_deref())?,
         &p.spec,
@@ -533,7 +537,7 @@ pub fn kubernetes_applies(
     kind: PolicyKind,
     namespace: Option<&str>,
     pod_selector: &LabelSelector,
-) -> Result<Applies, Error> {
+) -> Result<Applies, CompileError> {
     let spec = PolicySpec {
         selector: Some(label_selector_to_calico(pod_selector, true)?),
         ..PolicySpec::default()
@@ -542,11 +546,11 @@ pub fn kubernetes_applies(
 }
 
 /// What a converted cluster-scoped policy (its `selector` and `namespaceSelector`) applies to.
-pub(crate) fn converted_applies(spec: &PolicySpec) -> Result<Applies, Error> {
+pub(crate) fn converted_applies(spec: &PolicySpec) -> Result<Applies, CompileError> {
     applies(None, spec)
 }
 
-fn applies(namespace: Option<Arc<str>>, spec: &PolicySpec) -> Result<Applies, Error> {
+fn applies(namespace: Option<Arc<str>>, spec: &PolicySpec) -> Result<Applies, CompileError> {
     let mut selector = endpoint_selector("spec.selector", spec.selector.as_deref())?;
     let namespace_selector = spec
         .namespace_selector
@@ -601,7 +605,7 @@ fn replace_all(e: &Expr, with: &Expr) -> Expr {
 
 /// "If `types` is empty on create: Ingress if no egress rules, Egress if only egress rules, both
 /// if both" (reference/calico-api.md §1; `api/pkg/defaults/networkpolicy.go`).
-fn governs_ingress(spec: &PolicySpec) -> Result<bool, Error> {
+fn governs_ingress(spec: &PolicySpec) -> Result<bool, CompileError> {
     match spec.types.as_deref() {
         None | Some([]) => Ok(spec.egress.is_empty() || !spec.ingress.is_empty()),
         Some(types) => {
@@ -611,7 +615,7 @@ fn governs_ingress(spec: &PolicySpec) -> Result<bool, Error> {
                     "ingress" => ingress = true,
                     "egress" => {}
                     _ => {
-                        return Err(Error::new(
+                        return Err(CompileError::new(
                             format!("spec.types[{i}]"),
                             format!("`{t}` is not `Ingress` or `Egress`"),
                         ));
@@ -626,19 +630,19 @@ fn governs_ingress(spec: &PolicySpec) -> Result<bool, Error> {
 /// Parses a selector used to pick endpoints (policy `selector`, rule `selector`, …). There,
 /// `global()` evaluates true, as in Calico's plain evaluator (the shared conformance cases pin
 /// this down, although Calico's CEL rules would refuse such a policy on write).
-fn endpoint_selector(field: &str, s: Option<&str>) -> Result<Selector, Error> {
+fn endpoint_selector(field: &str, s: Option<&str>) -> Result<Selector, CompileError> {
     parse_selector(field, s.unwrap_or(""))
 }
 
 /// A policy-level `namespaceSelector` (global kinds). Felix rewrites `global()` to
 /// `!has(projectcalico.org/namespace)`, which no workload satisfies, so it selects nothing.
-fn policy_namespace_selector(field: &str, s: &str) -> Result<Selector, Error> {
+fn policy_namespace_selector(field: &str, s: &str) -> Result<Selector, CompileError> {
     let sel = parse_selector(field, s)?;
     if sel.is_global() {
         return Ok(Selector::from_expr(Expr::Not(Box::new(Expr::All))));
     }
     if contains_global(sel.expr()) {
-        return Err(Error::new(
+        return Err(CompileError::new(
             field,
             "`global()` must be the whole namespaceSelector",
         ));
@@ -646,8 +650,8 @@ fn policy_namespace_selector(field: &str, s: &str) -> Result<Selector, Error> {
     Ok(sel)
 }
 
-fn parse_selector(field: &str, s: &str) -> Result<Selector, Error> {
-    Selector::parse(s).map_err(|error| Error {
+fn parse_selector(field: &str, s: &str) -> Result<Selector, CompileError> {
+    Selector::parse(s).map_err(|error| CompileError {
         field: field.into(),
         problem: Problem::Selector {
             input: s.into(),
@@ -677,9 +681,9 @@ fn compile_rule(
     r: &RuleModel,
     ns: Option<&Arc<str>>,
     direction: Direction,
-) -> Result<Rule, Error> {
+) -> Result<Rule, CompileError> {
     let action = Action::parse(&r.action).ok_or_else(|| {
-        Error::new(
+        CompileError::new(
             format!("{field}.action"),
             if r.action.is_empty() {
                 "a rule needs an action".to_owned()
@@ -709,13 +713,13 @@ fn compile_rule(
     if http.is_some() {
         // CEL on Rule: "http is only allowed on Allow rules" and "protocol must be TCP or unset".
         if action != Action::Allow {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 format!("{field}.http"),
                 "HTTP match is only allowed on `Allow` rules",
             ));
         }
         if protocol.is_some_and(|p| p != 6) {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 format!("{field}.protocol"),
                 "HTTP match needs protocol TCP or no protocol",
             ));
@@ -739,7 +743,7 @@ fn validate_rule(
     r: &RuleModel,
     protocol: Option<u8>,
     direction: Direction,
-) -> Result<(), Error> {
+) -> Result<(), CompileError> {
     // validateRule: "rules with numeric port or port range must set protocol to TCP or UDP or
     // SCTP" (named ports need none), and "rules that specify ports must set protocol to TCP or
     // UDP or SCTP".
@@ -758,7 +762,7 @@ fn validate_rule(
                 }
                 _ => continue,
             };
-            return Err(Error::new(format!("{field}.{side}.{name}"), message));
+            return Err(CompileError::new(format!("{field}.{side}.{name}"), message));
         }
     }
     // validateRule scanNets: one IP version per rule, and no catch-all CIDR in a negation.
@@ -770,7 +774,7 @@ fn validate_rule(
                     continue; // reported where the nets are compiled
                 };
                 if name == "notNets" && net.prefix_len() == 0 {
-                    return Err(Error::new(
+                    return Err(CompileError::new(
                         format!("{field}.{side}.{name}[{i}]"),
                         "catch-all CIDR in negation creates logical contradiction (matches no traffic)",
                     ));
@@ -780,7 +784,7 @@ fn validate_rule(
                     IpNet::V6(_) => versions.1 = true,
                 }
                 if versions.0 && versions.1 {
-                    return Err(Error::new(
+                    return Err(CompileError::new(
                         format!("{field}.{side}.{name}"),
                         "rule contains both IPv4 and IPv6 CIDRs",
                     ));
@@ -799,7 +803,7 @@ fn validate_rule(
             Direction::Ingress => "in the source of an ingress rule",
             Direction::Egress => "in the destination of an egress rule",
         };
-        return Err(Error::new(
+        return Err(CompileError::new(
             format!("{field}.{side}.services"),
             format!("services are only allowed {allowed}"),
         ));
@@ -808,13 +812,13 @@ fn validate_rule(
 }
 
 /// Protocol names Felix knows (`match.go` matchL4Protocol), case-insensitive, or 1–255.
-fn protocol_number(field: &str, p: &NumOrString) -> Result<u8, Error> {
+fn protocol_number(field: &str, p: &NumOrString) -> Result<u8, CompileError> {
     let n = match p {
         NumOrString::Num(n) => *n,
         NumOrString::Str(s) => match protocol::by_name(s) {
             Some(number) => i64::from(number),
             None => s.parse::<i64>().map_err(|_| {
-                Error::new(
+                CompileError::new(
                     field,
                     format!("`{s}` is not a protocol ({})", protocol::NAMES_TEXT),
                 )
@@ -824,21 +828,24 @@ fn protocol_number(field: &str, p: &NumOrString) -> Result<u8, Error> {
     u8::try_from(n)
         .ok()
         .filter(|n| *n >= 1)
-        .ok_or_else(|| Error::new(field, format!("protocol `{n}` is outside 1–255")))
+        .ok_or_else(|| CompileError::new(field, format!("protocol `{n}` is outside 1–255")))
 }
 
-fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, Error> {
+fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, CompileError> {
     // Calico's validator: at most 20 methods and 20 paths, no duplicate methods.
     if h.methods.len() > 20 || h.paths.len() > 20 {
-        return Err(Error::new(field, "at most 20 methods and 20 paths"));
+        return Err(CompileError::new(field, "at most 20 methods and 20 paths"));
     }
     let mut out = Http::default();
     for (i, m) in h.methods.iter().enumerate() {
         if m.is_empty() {
-            return Err(Error::new(format!("{field}.methods[{i}]"), "empty method"));
+            return Err(CompileError::new(
+                format!("{field}.methods[{i}]"),
+                "empty method",
+            ));
         }
         if h.methods[..i].contains(m) {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 format!("{field}.methods[{i}]"),
                 format!("duplicate method `{m}`"),
             ));
@@ -853,7 +860,12 @@ fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, Error> {
         let m = match (&p.exact, &p.prefix) {
             (Some(e), None) => PathMatch::exact(e),
             (None, Some(pre)) => PathMatch::prefix(pre),
-            _ => return Err(Error::new(f, "needs exactly one of `exact` or `prefix`")),
+            _ => {
+                return Err(CompileError::new(
+                    f,
+                    "needs exactly one of `exact` or `prefix`",
+                ));
+            }
         };
         match m {
             Ok(m) => out.paths.push(m),
@@ -865,25 +877,29 @@ fn compile_http(field: &str, h: &HttpMatch) -> Result<Http, Error> {
                 SKIPPED_RULE_PATHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 out.skipped_paths += 1;
             }
-            Err(e) => return Err(Error::new(f, e.to_string())),
+            Err(e) => return Err(CompileError::new(f, e.to_string())),
         }
     }
     Ok(out)
 }
 
-fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<Entity, Error> {
+fn compile_entity(
+    field: &str,
+    e: &EntityRule,
+    ns: Option<&Arc<str>>,
+) -> Result<Entity, CompileError> {
     let services = e
         .services
         .as_ref()
         .map(|s| compile_services(field, e, s, ns))
         .transpose()?;
-    let nets = |f: &str, v: &[String]| -> Result<Vec<IpNet>, Error> {
+    let nets = |f: &str, v: &[String]| -> Result<Vec<IpNet>, CompileError> {
         v.iter()
             .enumerate()
             .map(|(i, n)| parse_net(&format!("{field}.{f}[{i}]"), n))
             .collect()
     };
-    let ports = |f: &str, v: &[NumOrString]| -> Result<Vec<PortMatch>, Error> {
+    let ports = |f: &str, v: &[NumOrString]| -> Result<Vec<PortMatch>, CompileError> {
         v.iter()
             .enumerate()
             .map(|(i, p)| parse_port(&format!("{field}.{f}[{i}]"), p))
@@ -926,7 +942,7 @@ fn compile_entity(field: &str, e: &EntityRule, ns: Option<&Arc<str>>) -> Result<
             if sel.is_global() {
                 NamespaceMatch::Global
             } else if contains_global(sel.expr()) {
-                return Err(Error::new(
+                return Err(CompileError::new(
                     format!("{field}.namespaceSelector"),
                     "`global()` must be the whole namespaceSelector",
                 ));
@@ -966,7 +982,7 @@ fn compile_services(
     e: &EntityRule,
     s: &super::model::ServiceMatch,
     ns: Option<&Arc<str>>,
-) -> Result<ServiceRef, Error> {
+) -> Result<ServiceRef, CompileError> {
     let f = format!("{field}.services");
     let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     for (other, present) in [
@@ -978,11 +994,14 @@ fn compile_services(
         ("serviceAccounts", e.service_accounts.is_some()),
     ] {
         if present {
-            return Err(Error::new(f, format!("cannot be combined with `{other}`")));
+            return Err(CompileError::new(
+                f,
+                format!("cannot be combined with `{other}`"),
+            ));
         }
     }
     if s.name.is_empty() {
-        return Err(Error::new(
+        return Err(CompileError::new(
             format!("{f}.name"),
             "a Service name is required",
         ));
@@ -990,7 +1009,7 @@ fn compile_services(
     let namespace = match s.namespace.as_deref().filter(|n| !n.is_empty()) {
         Some(n) => Arc::from(n),
         None => ns.cloned().ok_or_else(|| {
-            Error::new(
+            CompileError::new(
                 format!("{f}.namespace"),
                 "a global policy must name the Service's namespace",
             )
@@ -1004,23 +1023,23 @@ fn compile_services(
 
 /// Parses a CIDR, or a bare address as a host route, masked: how Calico reads a network set's
 /// `nets` (a `cidr`, not a strict `net`, in `validator.go`).
-pub(crate) fn parse_cidr(field: &str, s: &str) -> Result<IpNet, Error> {
+pub(crate) fn parse_cidr(field: &str, s: &str) -> Result<IpNet, CompileError> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
-        .map_err(|_| Error::new(field, format!("`{s}` is not a CIDR")))
+        .map_err(|_| CompileError::new(field, format!("`{s}` is not a CIDR")))
 }
 
 /// Parses a rule's CIDR, or a bare address as a host route. A CIDR with host bits set is
 /// invalid, as Calico's `net` validator (`validator.go` validateIPNetwork: "strictly masked")
 /// refuses it.
-fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
+fn parse_net(field: &str, s: &str) -> Result<IpNet, CompileError> {
     let net = s
         .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| Error::new(field, format!("`{s}` is not a CIDR")))?;
+        .map_err(|_| CompileError::new(field, format!("`{s}` is not a CIDR")))?;
     if net.trunc() != net {
-        return Err(Error::new(
+        return Err(CompileError::new(
             field,
             format!("`{s}` has host bits set (did you mean `{}`?)", net.trunc()),
         ));
@@ -1028,9 +1047,10 @@ fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
     Ok(net)
 }
 
-fn parse_port(field: &str, p: &NumOrString) -> Result<PortMatch, Error> {
-    let num = |n: i64| -> Result<u16, Error> {
-        u16::try_from(n).map_err(|_| Error::new(field, format!("port `{n}` is outside 0–65535")))
+fn parse_port(field: &str, p: &NumOrString) -> Result<PortMatch, CompileError> {
+    let num = |n: i64| -> Result<u16, CompileError> {
+        u16::try_from(n)
+            .map_err(|_| CompileError::new(field, format!("port `{n}` is outside 0–65535")))
     };
     match p {
         NumOrString::Num(n) => num(*n).map(|n| PortMatch::Range(n, n)),
@@ -1038,12 +1058,15 @@ fn parse_port(field: &str, p: &NumOrString) -> Result<PortMatch, Error> {
             if let Some((a, b)) = s.split_once(':') {
                 let parse = |x: &str| {
                     x.parse::<i64>()
-                        .map_err(|_| Error::new(field, format!("`{s}` is not a port range")))
+                        .map_err(|_| CompileError::new(field, format!("`{s}` is not a port range")))
                         .and_then(num)
                 };
                 let (a, b) = (parse(a)?, parse(b)?);
                 if a > b {
-                    return Err(Error::new(field, format!("port range `{s}` is backwards")));
+                    return Err(CompileError::new(
+                        field,
+                        format!("port range `{s}` is backwards"),
+                    ));
                 }
                 Ok(PortMatch::Range(a, b))
             } else if let Ok(n) = s.parse::<i64>() {
@@ -1051,7 +1074,7 @@ fn parse_port(field: &str, p: &NumOrString) -> Result<PortMatch, Error> {
             } else if valid_port_name(s) {
                 Ok(PortMatch::Named(s.as_str().into()))
             } else {
-                Err(Error::new(
+                Err(CompileError::new(
                     field,
                     format!("`{s}` is not a port, a range `a:b` or a port name"),
                 ))
@@ -1074,10 +1097,10 @@ fn valid_port_name(s: &str) -> bool {
 
 /// Calico's conversion of a Kubernetes NetworkPolicy: tier `default`, order 1000, name
 /// `knp.default.<name>`, pod selectors ANDed with `projectcalico.org/orchestrator == "k8s"`.
-pub fn compile_kubernetes(kind: PolicyKind, p: &K8sNetworkPolicy) -> Result<Policy, Error> {
+pub fn compile_kubernetes(kind: PolicyKind, p: &K8sNetworkPolicy) -> Result<Policy, CompileError> {
     let namespace = namespace_of(kind, p.metadata.namespace.as_deref())?;
     if p.metadata.name.is_empty() {
-        return Err(Error::new("metadata.name", "a policy needs a name"));
+        return Err(CompileError::new("metadata.name", "a policy needs a name"));
     }
     let spec = PolicySpec::try_from(p)?;
     let name = format!("{KNP_PREFIX}{}", p.metadata.name);
@@ -1089,14 +1112,14 @@ pub fn compile_kubernetes(kind: PolicyKind, p: &K8sNetworkPolicy) -> Result<Poli
 pub const KNP_PREFIX: &str = "knp.default.";
 
 impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
-    type Error = Error;
+    type Error = CompileError;
 
-    fn try_from(p: &K8sNetworkPolicy) -> Result<PolicySpec, Error> {
+    fn try_from(p: &K8sNetworkPolicy) -> Result<PolicySpec, CompileError> {
         let s = &p.spec;
         if let Some(a) = &s.staged_action
             && !matches!(a.as_str(), "Set" | "Delete" | "Learn" | "Ignore")
         {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 "spec.stagedAction",
                 format!("`{a}` is not one of `Set`, `Delete`, `Learn`, `Ignore`"),
             ));
@@ -1135,7 +1158,7 @@ impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
                     }),
                     Some(NumOrString::Str(name)) => {
                         if port.end_port.is_some() {
-                            return Err(Error::new(
+                            return Err(CompileError::new(
                                 format!("{field}.ports[{j}].endPort"),
                                 "endPort needs a numeric port",
                             ));
@@ -1186,14 +1209,14 @@ impl TryFrom<&K8sNetworkPolicy> for PolicySpec {
     }
 }
 
-fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Error> {
+fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, CompileError> {
     let Some(peer) = peer else {
         return Ok(EntityRule::default());
     };
     let mut e = EntityRule::default();
     if let Some(block) = &peer.ip_block {
         if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 format!("{field}.from"),
                 "ipBlock cannot be combined with podSelector or namespaceSelector",
             ));
@@ -1210,7 +1233,7 @@ fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Err
     }
     match (&peer.pod_selector, &peer.namespace_selector) {
         (None, None) => {
-            return Err(Error::new(
+            return Err(CompileError::new(
                 format!("{field}.from"),
                 "a peer needs podSelector, namespaceSelector or ipBlock",
             ));
@@ -1229,7 +1252,10 @@ fn peer_to_entity(field: &str, peer: Option<&K8sPeer>) -> Result<EntityRule, Err
 }
 
 /// Converts a Kubernetes label selector to Calico syntax (`k8sSelectorToCalico`).
-pub(crate) fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Result<String, Error> {
+pub(crate) fn label_selector_to_calico(
+    sel: &LabelSelector,
+    pods: bool,
+) -> Result<String, CompileError> {
     let mut parts = Vec::new();
     if pods {
         parts.push(Expr::Eq(LABEL_ORCHESTRATOR.into(), "k8s".into()));
@@ -1245,7 +1271,7 @@ pub(crate) fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Resul
             "Exists" => Expr::Has(r.key.clone()),
             "DoesNotExist" => Expr::Not(Box::new(Expr::Has(r.key.clone()))),
             other => {
-                return Err(Error::new(
+                return Err(CompileError::new(
                     "matchExpressions",
                     format!("`{other}` is not In, NotIn, Exists or DoesNotExist"),
                 ));

@@ -29,7 +29,7 @@ pub enum Object {
         /// Tier name.
         name: String,
         /// The compiled tier.
-        tier: Result<compile::Tier, compile::Error>,
+        tier: Result<compile::Tier, compile::CompileError>,
     },
     /// A policy of any kind (or why it is invalid).
     Policy(PolicyEntry),
@@ -114,7 +114,7 @@ pub enum PolicyError {
     Decode(String),
     /// It decoded, but does not compile.
     #[error(transparent)]
-    Compile(#[from] compile::Error),
+    Compile(#[from] compile::CompileError),
 }
 
 impl PolicyError {
@@ -126,7 +126,7 @@ impl PolicyError {
         }
     }
 
-    /// A caret under the offending part of a selector (see [`compile::Error::caret`]).
+    /// A caret under the offending part of a selector (see [`compile::CompileError::caret`]).
     pub fn caret(&self) -> Option<String> {
         match self {
             PolicyError::Compile(e) => e.caret(),
@@ -507,7 +507,7 @@ fn decode_policy<F: DecodeFn, G: FnOnce() -> Option<Recovered>>(
     type Decoded = (
         String,
         Option<String>,
-        Result<Policy, compile::Error>,
+        Result<Policy, compile::CompileError>,
         Option<Applies>,
     );
     let decoded: Result<Decoded, String> = if kind.is_cluster_network_policy() {
@@ -841,7 +841,7 @@ impl NetSetInfo {
 /// Every object a state source has given us, keyed as the API server keys them.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) tiers: BTreeMap<String, Result<compile::Tier, compile::Error>>,
+    pub(crate) tiers: BTreeMap<String, Result<compile::Tier, compile::CompileError>>,
     /// Compiled policies are shared with every snapshot built from them (never copied).
     pub(crate) policies: BTreeMap<PolicyId, Result<Arc<Policy>, InvalidPolicy>>,
     pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
