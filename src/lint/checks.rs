@@ -11,7 +11,10 @@ use serde_json::Value;
 
 use super::{Finding, Input, Located, Options, Severity, subsume};
 use crate::policy::{
-    compile::{Action, NamespaceMatch, Policy, PolicyId, PortMatch, Rule, TierDefault},
+    compile::{
+        ADMIN_TIER, Action, BASELINE_TIER, DEFAULT_TIER, NamespaceMatch, Policy, PolicyId,
+        PortMatch, Rule, TierDefault,
+    },
     endpoints::NO_CLASS,
     index::{PolicyIdx, TierIdx},
     model::PolicyKind,
@@ -202,7 +205,7 @@ impl Ctx<'_> {
                     Ok(compiled) if !p.id.kind.is_staged() => {
                         let tier = self.store.tiers.get(&*compiled.tier);
                         let builtin =
-                            ["default", "kube-admin", "kube-baseline"].contains(&&*compiled.tier);
+                            [DEFAULT_TIER, ADMIN_TIER, BASELINE_TIER].contains(&&*compiled.tier);
                         match tier {
                             Some(Err(_)) => (
                                 Some("spec.tier".into()),

@@ -24,14 +24,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    compile::{self, CompileError, Policy},
+    compile::{self, ADMIN_TIER, BASELINE_TIER, CompileError, Policy},
     model::{EntityRule, LabelSelector, NumOrString, ObjectMeta, PolicyKind, PolicySpec, Rule},
 };
 
-/// The tier of `Admin` policies (libcalico-go/lib/names `KubeAdminTierName`).
-pub const ADMIN_TIER: &str = "kube-admin";
-/// The tier of `Baseline` policies (`KubeBaselineTierName`).
-pub const BASELINE_TIER: &str = "kube-baseline";
 /// Name prefix of a converted AdminNetworkPolicy (`K8sAdminNetworkPolicyNamePrefix`).
 pub const ANP_PREFIX: &str = "kanp.adminnetworkpolicy.";
 /// Name prefix of a converted BaselineAdminNetworkPolicy

@@ -33,6 +33,10 @@ pub const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
 pub const LABEL_NAME: &str = "projectcalico.org/name";
 /// The tier a policy without `tier` belongs to.
 pub const DEFAULT_TIER: &str = "default";
+/// The tier of `Admin` cluster policies (libcalico-go/lib/names `KubeAdminTierName`).
+pub const ADMIN_TIER: &str = "kube-admin";
+/// The tier of `Baseline` cluster policies (`KubeBaselineTierName`).
+pub const BASELINE_TIER: &str = "kube-baseline";
 
 /// A compile error: the field at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,7 +146,7 @@ impl Tier {
     pub fn builtins() -> [Tier; 3] {
         [
             Tier {
-                name: "kube-admin".into(),
+                name: ADMIN_TIER.into(),
                 order: Some(1_000.0),
                 default_action: TierDefault::Pass,
             },
@@ -152,7 +156,7 @@ impl Tier {
                 default_action: TierDefault::Deny,
             },
             Tier {
-                name: "kube-baseline".into(),
+                name: BASELINE_TIER.into(),
                 order: Some(10_000_000.0),
                 default_action: TierDefault::Pass,
             },
