@@ -192,3 +192,7 @@ pub fn explain(checker: &Checker, snap: &Snapshot, req: &CheckRequest) -> Value 
         "tiers": tiers,
     })
 }
+
+#[cfg(test)]
+#[path = "explain_tests.rs"]
+mod tests;

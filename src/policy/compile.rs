@@ -1234,3 +1234,7 @@ pub(crate) fn label_selector_to_calico(sel: &LabelSelector, pods: bool) -> Resul
     };
     Ok(Selector::from_expr(expr).to_string())
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

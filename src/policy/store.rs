@@ -1157,3 +1157,7 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
