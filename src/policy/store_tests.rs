@@ -39,22 +39,22 @@ fn object(doc: &str) -> Object {
 #[test_case("apiVersion: v1\nkind: [Pod]", "document has no `apiVersion` and `kind`" ; "kind of wrong type")]
 #[test_case("apiVersion: v1\nkind: List\nitems: []", "invalid List ``: a List must be expanded by its caller" ; "list")]
 #[test_case("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {}", "Tier has no `metadata.name`" ; "tier no name")]
-#[test_case("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: high}", "invalid Tier `t`: TYPE" ; "tier wrong type")]
+#[test_case("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: high}", "invalid Tier `t`: spec.order: invalid type: string \"high\", expected f64" ; "tier wrong type")]
 #[test_case("apiVersion: v1\nkind: Namespace\nmetadata: {labels: {a: b}}", "Namespace has no `metadata.name`" ; "namespace no name")]
-#[test_case("apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {a: [1]}}", "invalid Namespace `n`: TYPE" ; "namespace label not a string")]
+#[test_case("apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {a: [1]}}", "invalid Namespace `n`: metadata.labels.a: invalid type: sequence, expected a string" ; "namespace label not a string")]
 #[test_case("apiVersion: v1\nkind: ServiceAccount\nmetadata: {namespace: n}", "ServiceAccount has no `metadata.name`" ; "service account no name")]
 #[test_case("apiVersion: v1\nkind: Pod\nmetadata: {namespace: n}", "Pod has no `metadata.name`" ; "pod no name")]
 #[test_case("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: nope}", "invalid Pod `p`: `nope` is not an IP address" ; "pod bad ip")]
 #[test_case("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {cni.projectcalico.org/podIPs: '10.0.0.1,x'}}", "invalid Pod `p`: `x` is not an IP address" ; "pod bad annotation ip")]
 #[test_case("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, ports: [{name: http, containerPort: 70000}]}]}", "invalid Pod `p`: container port `70000` is outside 0–65535" ; "pod port too big")]
 #[test_case("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, ports: [{name: ping, containerPort: 1, protocol: ICMP}]}]}", "invalid Pod `p`: container port protocol `ICMP` is not TCP, UDP or SCTP" ; "pod port protocol")]
-#[test_case("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: 3}", "invalid Pod `p`: TYPE" ; "pod wrong type")]
+#[test_case("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: 3}", "invalid Pod `p`: spec.containers: invalid type: integer `3`, expected a sequence" ; "pod wrong type")]
 #[test_case("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: n}\naddressType: IPv4", "EndpointSlice has no `metadata.name`" ; "slice no name")]
 #[test_case("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.x]}]", "invalid EndpointSlice `s`: `10.0.0.x` is not an IP address" ; "slice bad address")]
 #[test_case("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\nports: [{port: 65536}]", "invalid EndpointSlice `s`: port `65536` is outside 0–65535" ; "slice port too big")]
 #[test_case("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\nports: [{port: 53, protocol: ICMP}]", "invalid EndpointSlice `s`: port protocol `ICMP` is not TCP, UDP or SCTP" ; "slice port protocol")]
 #[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {namespace: n}", "NetworkSet has no `metadata.name`" ; "network set no name")]
-#[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: g}\nspec: {nets: 5}", "invalid GlobalNetworkSet `g`: TYPE" ; "global network set wrong type")]
+#[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: g}\nspec: {nets: 5}", "invalid GlobalNetworkSet `g`: spec.nets: invalid type: integer `5`, expected a sequence" ; "global network set wrong type")]
 #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {}\nspec: {}", "GlobalNetworkPolicy has no `metadata.name`" ; "policy no name")]
 #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: n}\nspec: {podSelector: {}}", "NetworkPolicy.networking.k8s.io has no `metadata.name`" ; "knp no name")]
 #[test_case("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {}\nspec: {}", "AdminNetworkPolicy.policy.networking.k8s.io has no `metadata.name`" ; "anp no name")]
@@ -75,8 +75,8 @@ fn unknown_kinds_are_skipped(doc: &str) {
 // A policy that decodes but does not compile, or does not even have the policy shape, is kept
 // with its error (it fails closed).
 #[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Maybe}]}", "g", "spec.ingress[0].action: `Maybe` is not one of `Allow`, `Deny`, `Log`, `Pass`" ; "compile error")]
-#[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: 5}", "g", "TYPE" ; "shape error")]
-#[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: n}\nspec: {ingres: []}", "n/p", "UNKNOWN" ; "unknown field")]
+#[test_case("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: 5}", "g", "spec.ingress: invalid type: integer `5`, expected a sequence" ; "shape error")]
+#[test_case("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: n}\nspec: {ingres: []}", "n/p", "spec.ingres: unknown field `ingres`, expected one of `tier`, `order`, `selector`, `namespaceSelector`, `serviceAccountSelector`, `types`, `ingress`, `egress`, `doNotTrack`, `preDNAT`, `applyOnForward`, `performanceHints`, `stagedAction`" ; "unknown field")]
 #[test_case("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: k, namespace: n}\nspec: {podSelector: {}, ingress: [{from: [{}]}]}", "n/knp.default.k", "spec.ingress[0].from: a peer needs podSelector, namespaceSelector or ipBlock" ; "knp compile error")]
 #[test_case("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: a}\nspec: {subject: {namespaces: {}}}", "kanp.adminnetworkpolicy.a", "spec.priority: a priority is required" ; "anp compile error")]
 #[test_case("apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: default.g}\nspec: {order: .inf}", "g", "spec.order: order must be a finite number" ; "crd name resolved")]
@@ -86,7 +86,9 @@ fn invalid_policy_is_stored_with_error(doc: &str, id: &str, expected: &str) {
 
 #[test]
 fn invalid_tier_is_stored_with_error() {
-    let obj = object("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {defaultAction: Log}");
+    let obj = object(
+        "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {defaultAction: Log}",
+    );
     let Object::Tier { name, tier } = obj else {
         panic!("not a tier")
     };
@@ -164,15 +166,27 @@ fn what_each_kind_reports() {
     let mut store = Store::new();
     let _ = store.take_changes();
     store.apply(object(POD));
-    store.apply(object("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}"));
-    store.apply(object("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: 1}"));
+    store.apply(object(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}",
+    ));
+    store.apply(object(
+        "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: 1}",
+    ));
     store.apply(object("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, namespace: shop}\naddressType: IPv4"));
     store.apply(object("apiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {name: n, namespace: shop}\nspec: {nets: [10.0.0.0/8]}"));
     insta::assert_debug_snapshot!(store.take_changes());
     assert_eq!(store.counts(), (1, 0, 0, 1));
     // No Namespace object yet for the pod's namespace.
-    assert_eq!(store.namespaces_without_object().into_iter().collect::<Vec<_>>(), ["shop"]);
-    store.apply(object("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}"));
+    assert_eq!(
+        store
+            .namespaces_without_object()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["shop"]
+    );
+    store.apply(object(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}",
+    ));
     assert!(store.namespaces_without_object().is_empty());
     let changes = store.take_changes();
     assert!(changes.endpoints);
