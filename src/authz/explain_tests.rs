@@ -2,8 +2,6 @@
 //! from an earlier tier, one denied at the end of a tier, and one denied at the end of the tier
 //! a Pass led to.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{collections::BTreeMap, sync::Arc};
 
 use super::explain;

@@ -1,8 +1,6 @@
 //! Unit tests of `compile` (issue #15 item 8): the exact message of every error `compile` and
 //! `cluster_policy` return, one row each, and snapshots of compiled plans.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::fmt::Write as _;
 
 use test_case::test_case;

@@ -1,8 +1,6 @@
 //! Unit tests of `store` (issue #15 item 8): the exact message of every `DecodeError` and of
 //! every other error decoding returns, and what apply, replace and delete report.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use test_case::test_case;
 
 use super::{Changes, DecodeError, Key, Object, Store, decode_document};
