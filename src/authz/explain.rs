@@ -191,3 +191,7 @@ pub fn explain(settings: &Settings, snap: &Snapshot, req: &CheckRequest) -> Valu
         "tiers": tiers,
     })
 }
+
+#[cfg(test)]
+#[path = "explain_tests.rs"]
+mod tests;

@@ -1289,3 +1289,7 @@ pub(crate) fn label_selector_to_calico(
     };
     Ok(Selector::from_expr(expr).to_string())
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

@@ -1175,3 +1175,7 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
