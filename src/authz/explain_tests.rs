@@ -7,7 +7,8 @@ use std::{collections::BTreeMap, sync::Arc};
 use super::explain;
 use crate::{
     authz::{
-        check::{Checker, Settings},
+        check::Checker,
+        settings::Settings,
         short_form::{ShortForm, short_request},
     },
     policy::{snapshot::Snapshot, store::Store},
@@ -96,7 +97,7 @@ fn explained(from: &str, method: &str, path: &str) -> String {
         "cluster.local",
     )
     .unwrap();
-    serde_json::to_string_pretty(&explain(&checker, &snap, &req)).unwrap()
+    serde_json::to_string_pretty(&explain(checker.settings(), &snap, &req)).unwrap()
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use test_case::test_case;
 
 use super::{
-    Entity, NamespaceMatch, Policy, Tier, compile_calico, compile_kubernetes, compile_named,
+    Entity, NamespaceMatch, Policy, Problem, Tier, compile_calico, compile_kubernetes,
+    compile_named,
 };
 use crate::policy::{
     cluster_policy::{self, ClusterPolicy},
@@ -100,11 +101,33 @@ fn calico_metadata_errors() {
         compile_named(Gnp, "", &p).unwrap_err().to_string(),
         "metadata.name: a policy needs a name"
     );
-    // The error is a field and a message.
+    // The error is a field and what is wrong with it.
     let e = compile_named(Gnp, "", &p).unwrap_err();
+    assert_eq!(e.field, "metadata.name");
+    assert_eq!(e.problem, Problem::Invalid("a policy needs a name".into()));
+    assert_eq!(e.caret(), None);
+}
+
+#[test]
+fn a_selector_error_keeps_the_parser_error_and_renders_a_caret() {
+    let p: CalicoPolicy = yaml_serde::from_str(
+        "metadata: {name: p}\nspec: {ingress: [{action: Allow, source: {selector: \"app in {'a'\"}}]}",
+    )
+    .unwrap();
+    let e = compile_named(Gnp, "p", &p).unwrap_err();
+    assert_eq!(e.field, "spec.ingress[0].source.selector");
+    let Problem::Selector { input, error } = &e.problem else {
+        panic!("not a selector problem: {e:?}");
+    };
+    assert_eq!(input, "app in {'a'");
+    assert_eq!((error.column, error.span.clone()), (12, 11..11));
     assert_eq!(
-        (e.field.as_str(), e.message.as_str()),
-        ("metadata.name", "a policy needs a name")
+        e.to_string(),
+        "spec.ingress[0].source.selector: invalid selector `app in {'a'`: expected , or } at column 12"
+    );
+    assert_eq!(
+        e.caret().as_deref(),
+        Some("app in {'a'\n           ^ expected , or }")
     );
 }
 

@@ -21,7 +21,9 @@ fn decode_error(doc: &str) -> String {
 /// The error an invalid policy is stored with.
 fn policy_error(doc: &str) -> (String, String) {
     match decode(doc) {
-        Ok(Some(Object::Policy(p))) => (p.id.to_string(), p.compiled.unwrap_err().error),
+        Ok(Some(Object::Policy(p))) => {
+            (p.id.to_string(), p.compiled.unwrap_err().error.to_string())
+        }
         other => panic!("not a policy: {other:?}"),
     }
 }
