@@ -184,12 +184,21 @@ fn server(cfg: &ServerConfig, limits: &Limits) -> Server<Layered> {
         .max_concurrent_streams(cfg.max_concurrent_streams)
 }
 
-/// The reflection services (v1 and v1alpha) over our descriptors and health's, so that
-/// grpcurl needs no proto files.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+/// `server` with the reflection services (v1 and v1alpha) over our descriptors and health's,
+/// so that grpcurl needs no proto files.
+fn with_reflection(mut server: Server<Layered>) -> anyhow::Result<Router<Layered>> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = reflection()
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+    Ok(server.add_service(v1).add_service(v1alpha))
 }
 
 /// The Check listeners' services: health (following `ready`), reflection, Authorization.
@@ -203,20 +212,11 @@ async fn check_router<A: Authorization>(
     report_health(reporter, ready).await;
     let authz =
         AuthorizationServer::new(authz).max_decoding_message_size(cfg.max_decoding_message_size);
-    Ok(server(cfg, limits)
+    let server = server(cfg, limits)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    Ok(with_reflection(server)?
         .add_service(health)
-        .add_service(
-            reflection()
-                .build_v1()
-                .context("cannot build the reflection service")?,
-        )
-        .add_service(
-            reflection()
-                .build_v1alpha()
-                .context("cannot build the reflection service")?,
-        )
         .add_service(authz))
 }
 
@@ -239,17 +239,7 @@ async fn bind_explain(
         .await
         .with_context(|| format!("cannot listen on {addr} for Explain"))?;
     // Reflection too, so that grpcurl needs no proto files here either.
-    let router = server(cfg, limits)
-        .add_service(
-            reflection()
-                .build_v1()
-                .context("cannot build the reflection service")?,
-        )
-        .add_service(
-            reflection()
-                .build_v1alpha()
-                .context("cannot build the reflection service")?,
-        )
+    let router = with_reflection(server(cfg, limits))?
         .add_service(svc.max_decoding_message_size(cfg.max_decoding_message_size));
     Ok(Some((listener, router)))
 }
@@ -269,6 +259,27 @@ fn stop_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Re
 /// Completes when the shutdown signal is given.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves `router` on `incoming` until the stop signal, as one of `tasks`.
+fn spawn_serving<I, IO, IE>(
+    tasks: &mut Tasks,
+    router: Router<Layered>,
+    incoming: I,
+    stop: &watch::Receiver<bool>,
+    failed: &'static str,
+) where
+    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+    tasks.spawn(async move { server.await.context(failed) });
 }
 
 /// Serves Explain: over mTLS to the allowed clients, or in the clear on loopback.
@@ -298,14 +309,12 @@ fn spawn_explain(
                         .map_or(true, |s| tls::client_allowed(s.get_ref(), &allowed))
                 },
             );
-            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
-            tasks.spawn(async move { server.await.context("Explain server failed") });
+            spawn_serving(tasks, router, incoming, stop, "Explain server failed");
         }
         None => {
             tracing::info!("Explain served on {local} (loopback only)");
             let incoming = limits::incoming_tcp(listener, limits, stop.clone());
-            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
-            tasks.spawn(async move { server.await.context("Explain server failed") });
+            spawn_serving(tasks, router, incoming, stop, "Explain server failed");
         }
     }
     Ok(())
@@ -334,14 +343,12 @@ fn spawn_tcp(
             };
             tracing::info!("listening on {local}{mtls}");
             let incoming = tls::incoming(listener, config, limits, stop.clone());
-            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
-            tasks.spawn(async move { server.await.context("gRPC server on TLS failed") });
+            spawn_serving(tasks, router, incoming, stop, "gRPC server on TLS failed");
         }
         None => {
             tracing::info!("listening on {local}");
             let incoming = limits::incoming_tcp(listener, limits, stop.clone());
-            let server = router.serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
-            tasks.spawn(async move { server.await.context("gRPC server on TCP failed") });
+            spawn_serving(tasks, router, incoming, stop, "gRPC server on TCP failed");
         }
     }
     Ok(())
