@@ -246,10 +246,16 @@ fn convert(kind: PolicyKind, s: &ClusterPolicySpec) -> Result<PolicySpec, Compil
     let tier = match (kind, s.tier.as_deref()) {
         (PolicyKind::ClusterNetworkPolicy, Some("Admin")) => ADMIN_TIER,
         (PolicyKind::ClusterNetworkPolicy, Some("Baseline")) => BASELINE_TIER,
-        (PolicyKind::ClusterNetworkPolicy, t) => {
+        (PolicyKind::ClusterNetworkPolicy, Some(t)) => {
             return Err(CompileError::new(
                 "spec.tier",
-                format!("`{}` is not `Admin` or `Baseline`", t.unwrap_or("")),
+                format!("`{t}` is not `Admin` or `Baseline`"),
+            ));
+        }
+        (PolicyKind::ClusterNetworkPolicy, None) => {
+            return Err(CompileError::new(
+                "spec.tier",
+                "a ClusterNetworkPolicy needs a tier: `Admin` or `Baseline`",
             ));
         }
         (_, Some(_)) => return Err(CompileError::new("spec.tier", "not a field of this kind")),

@@ -168,7 +168,7 @@ fn cluster_error(kind: PolicyKind, doc: &str) -> String {
 
 #[test_case(Cnp, "metadata: {name: ''}\nspec: {tier: Admin, priority: 1, subject: {namespaces: {}}}", "metadata.name: a policy needs a name" ; "no name")]
 #[test_case(Cnp, "metadata: {name: c}\nspec: {tier: Middle, priority: 1, subject: {namespaces: {}}}", "spec.tier: `Middle` is not `Admin` or `Baseline`" ; "bad tier")]
-#[test_case(Cnp, "metadata: {name: c}\nspec: {priority: 1, subject: {namespaces: {}}}", "spec.tier: `` is not `Admin` or `Baseline`" ; "no tier")]
+#[test_case(Cnp, "metadata: {name: c}\nspec: {priority: 1, subject: {namespaces: {}}}", "spec.tier: a ClusterNetworkPolicy needs a tier: `Admin` or `Baseline`" ; "no tier")]
 #[test_case(Anp, "metadata: {name: a}\nspec: {tier: Admin, priority: 1, subject: {namespaces: {}}}", "spec.tier: not a field of this kind" ; "tier on anp")]
 #[test_case(Banp, "metadata: {name: default}\nspec: {priority: 1, subject: {namespaces: {}}}", "spec.priority: not a field of this kind" ; "priority on banp")]
 #[test_case(Anp, "metadata: {name: a}\nspec: {priority: 1001, subject: {namespaces: {}}}", "spec.priority: `1001` is outside 0–1000" ; "priority too big")]
