@@ -136,8 +136,15 @@ def main():
         # One scrape reads its series one after another: a scrape that saw the server ready
         # may have read a watch's synced flag just before the last list completed (seen once
         # under a load average of 19). Every flag is set before readiness: read them again.
-        text = urllib.request.urlopen(url, timeout=2).read().decode()
-        synced = re.findall(r'^alp_authz_kubernetes_watch_synced\{resource="([^"]+)"\} (\d+)', text, re.M)
+        # A watch that restarts (its stream ended, or a relist) reads 0 again until its list
+        # completes, while readiness stays: wait a bounded time for every flag, then assert.
+        end = time.time() + 20
+        while True:
+            text = urllib.request.urlopen(url, timeout=2).read().decode()
+            synced = re.findall(r'^alp_authz_kubernetes_watch_synced\{resource="([^"]+)"\} (\d+)', text, re.M)
+            if (synced and all(v == "1" for _, v in synced)) or time.time() > end:
+                break
+            time.sleep(0.3)
         errors = re.findall(r'^alp_authz_kubernetes_watch_errors_total\{resource="([^"]+)"\} (\d+)', text, re.M)
         assert synced and all(v == "1" for _, v in synced), f"watches not synced: {synced}"
         assert all(v == "0" for _, v in errors), f"watch errors (RBAC?): {errors}"
